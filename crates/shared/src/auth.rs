@@ -1,0 +1,366 @@
+//! Access-token verification for every service: JWTs signed by the Users service, checked
+//! against its JWKS.
+//!
+//! Security decisions, each deliberate:
+//! - only asymmetric algorithms are accepted (EdDSA, RS256), and the algorithm must match the key
+//!   the `kid` names, so `alg: none` and HS256-signed-with-the-public-key are refused;
+//! - the token must carry `typ: "access"` in its claims, which a refresh token never has;
+//! - an unknown `kid` triggers at most one JWKS refetch per few seconds, so a flood of forged
+//!   tokens cannot turn into a flood of fetches.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::{FromRef, FromRequestParts, OptionalFromRequestParts},
+    http::{HeaderMap, header, request::Parts},
+};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, Validation, decode, decode_header,
+    errors::ErrorKind,
+    jwk::{Jwk, JwkSet},
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, RwLock};
+
+use crate::error::ApiError;
+
+/// The claim value that marks an access token.
+pub const ACCESS_TOKEN_TYPE: &str = "access";
+/// Algorithms a token may be signed with. Never a symmetric one.
+pub const ALLOWED_ALGORITHMS: [Algorithm; 2] = [Algorithm::EdDSA, Algorithm::RS256];
+
+/// A user's role.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema, sqlx::Type,
+)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "user" => Ok(Self::User),
+            "admin" => Ok(Self::Admin),
+            other => Err(format!("unknown role `{other}`")),
+        }
+    }
+}
+
+/// The claims of an access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// The user id, as a string (JWT convention).
+    pub sub: String,
+    pub role: Role,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    /// Always [`ACCESS_TOKEN_TYPE`].
+    pub typ: String,
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CurrentUser {
+    pub id: i64,
+    pub role: Role,
+}
+
+impl CurrentUser {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// Why a token was refused. Rendered as 401 `token_expired` or `invalid_token`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is invalid")]
+    Invalid,
+    #[error("the signing keys could not be fetched")]
+    KeysUnavailable,
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Expired => ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "token_expired",
+                "the access token has expired",
+            ),
+            AuthError::KeysUnavailable => ApiError::unavailable("token verification"),
+            AuthError::Missing | AuthError::Invalid => ApiError::invalid_token(e.to_string()),
+        }
+    }
+}
+
+impl From<AuthError> for tonic::Status {
+    fn from(e: AuthError) -> Self {
+        ApiError::from(e).to_status()
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// Produces the current key set (an HTTP fetch, or the Users service's own key store).
+pub type JwksLoader = Arc<dyn Fn() -> BoxFuture<anyhow::Result<JwkSet>> + Send + Sync>;
+
+struct CachedKey {
+    key: DecodingKey,
+    alg: Algorithm,
+}
+
+struct Cache {
+    keys: HashMap<String, Arc<CachedKey>>,
+    fetched_at: Option<Instant>,
+}
+
+/// Verifies access tokens against a JWKS, cached and refetched on an unknown `kid`.
+pub struct JwtVerifier {
+    loader: JwksLoader,
+    cache: RwLock<Cache>,
+    refetch: Mutex<()>,
+    min_refetch_interval: Duration,
+    max_age: Duration,
+}
+
+impl JwtVerifier {
+    pub fn new(loader: JwksLoader) -> Self {
+        Self {
+            loader,
+            cache: RwLock::new(Cache { keys: HashMap::new(), fetched_at: None }),
+            refetch: Mutex::new(()),
+            min_refetch_interval: Duration::from_secs(2),
+            max_age: Duration::from_secs(300),
+        }
+    }
+
+    /// A verifier fetching `url` over HTTP (other services, the gateway).
+    pub fn remote(url: String) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .unwrap_or_default();
+        Self::new(Arc::new(move || {
+            let (client, url) = (client.clone(), url.clone());
+            Box::pin(async move {
+                let set = client.get(&url).send().await?.error_for_status()?.json().await?;
+                Ok(set)
+            })
+        }))
+    }
+
+    /// Lowers the refetch interval (tests rotate keys and want to see them at once).
+    pub fn with_min_refetch_interval(mut self, d: Duration) -> Self {
+        self.min_refetch_interval = d;
+        self
+    }
+
+    async fn refresh(&self, force: bool) -> Result<(), AuthError> {
+        let _guard = self.refetch.lock().await;
+        // Another task may have refreshed while we waited for the lock.
+        if let Some(at) = self.cache.read().await.fetched_at {
+            let age = at.elapsed();
+            if age < self.min_refetch_interval || (!force && age < self.max_age) {
+                return Ok(());
+            }
+        }
+        let set = match (self.loader)().await {
+            Ok(set) => set,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not fetch the JWKS");
+                // Keep serving the keys we have; record the attempt so we do not hammer.
+                let mut cache = self.cache.write().await;
+                if cache.fetched_at.is_none() {
+                    return Err(AuthError::KeysUnavailable);
+                }
+                cache.fetched_at = Some(Instant::now());
+                return Ok(());
+            }
+        };
+        let keys = set.keys.iter().filter_map(cached_key).collect();
+        *self.cache.write().await = Cache { keys, fetched_at: Some(Instant::now()) };
+        Ok(())
+    }
+
+    async fn key(&self, kid: &str) -> Result<Arc<CachedKey>, AuthError> {
+        {
+            let cache = self.cache.read().await;
+            let stale = cache.fetched_at.is_none_or(|at| at.elapsed() > self.max_age);
+            if !stale && let Some(k) = cache.keys.get(kid) {
+                return Ok(k.clone());
+            }
+        }
+        self.refresh(true).await?;
+        self.cache.read().await.keys.get(kid).cloned().ok_or(AuthError::Invalid)
+    }
+
+    /// Verifies a compact JWT and returns the caller.
+    pub async fn verify(&self, token: &str) -> Result<CurrentUser, AuthError> {
+        let header = decode_header(token).map_err(|_| AuthError::Invalid)?;
+        if !ALLOWED_ALGORITHMS.contains(&header.alg) {
+            return Err(AuthError::Invalid);
+        }
+        let kid = header.kid.ok_or(AuthError::Invalid)?;
+        let key = self.key(&kid).await?;
+        if key.alg != header.alg {
+            return Err(AuthError::Invalid);
+        }
+        let mut validation = Validation::new(key.alg);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub", "iat"]);
+        let data = decode::<AccessClaims>(token, &key.key, &validation).map_err(|e| {
+            match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid,
+            }
+        })?;
+        let claims = data.claims;
+        if claims.typ != ACCESS_TOKEN_TYPE {
+            return Err(AuthError::Invalid);
+        }
+        let id = claims.sub.parse::<i64>().ok().filter(|id| *id > 0).ok_or(AuthError::Invalid)?;
+        Ok(CurrentUser { id, role: claims.role })
+    }
+
+    /// Verifies the bearer token of an `Authorization` header value.
+    pub async fn verify_bearer(&self, value: Option<&str>) -> Result<CurrentUser, AuthError> {
+        let token = bearer(value).ok_or(AuthError::Missing)?;
+        self.verify(token).await
+    }
+}
+
+/// The token of a `Bearer <token>` header value (scheme case-insensitive).
+pub fn bearer(value: Option<&str>) -> Option<&str> {
+    let value = value?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
+}
+
+fn cached_key(jwk: &Jwk) -> Option<(String, Arc<CachedKey>)> {
+    let kid = jwk.common.key_id.clone()?;
+    let alg = match &jwk.algorithm {
+        jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_) => Algorithm::EdDSA,
+        jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
+        // Symmetric and other key types are never trusted.
+        _ => return None,
+    };
+    let key = DecodingKey::from_jwk(jwk).ok()?;
+    Some((kid, Arc::new(CachedKey { key, alg })))
+}
+
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+}
+
+impl<S> FromRequestParts<S> for CurrentUser
+where
+    S: Send + Sync,
+    Arc<JwtVerifier>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(user) = parts.extensions.get::<CurrentUser>() {
+            return Ok(*user);
+        }
+        let verifier = Arc::<JwtVerifier>::from_ref(state);
+        let user = verifier.verify_bearer(authorization(&parts.headers)).await?;
+        parts.extensions.insert(user);
+        Ok(user)
+    }
+}
+
+impl<S> OptionalFromRequestParts<S> for CurrentUser
+where
+    S: Send + Sync,
+    Arc<JwtVerifier>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    /// No `Authorization` header → `None`; a bad token is still an error.
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        if authorization(&parts.headers).is_none() {
+            return Ok(None);
+        }
+        <Self as FromRequestParts<S>>::from_request_parts(parts, state).await.map(Some)
+    }
+}
+
+/// An authenticated admin; anyone else gets 403 (or 401 without a valid token).
+#[derive(Debug, Clone, Copy)]
+pub struct AdminUser(pub CurrentUser);
+
+impl<S> FromRequestParts<S> for AdminUser
+where
+    S: Send + Sync,
+    Arc<JwtVerifier>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let user = <CurrentUser as FromRequestParts<S>>::from_request_parts(parts, state).await?;
+        if user.is_admin() { Ok(Self(user)) } else { Err(ApiError::forbidden()) }
+    }
+}
+
+/// gRPC: the caller of a request, from its `authorization` metadata.
+pub async fn grpc_user<T>(
+    verifier: &JwtVerifier,
+    request: &tonic::Request<T>,
+) -> Result<CurrentUser, tonic::Status> {
+    if let Some(user) = request.extensions().get::<CurrentUser>() {
+        return Ok(*user);
+    }
+    let value = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
+    Ok(verifier.verify_bearer(value).await?)
+}
+
+/// Adds a bearer token to an outgoing gRPC request (forwarding the end user's identity).
+pub fn with_bearer<T>(mut request: tonic::Request<T>, token: &str) -> tonic::Request<T> {
+    if let Ok(v) = format!("Bearer {token}").parse() {
+        request.metadata_mut().insert("authorization", v);
+    }
+    request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(bearer(Some("Bearer abc")), Some("abc"));
+        assert_eq!(bearer(Some("bearer  abc ")), Some("abc"));
+        assert_eq!(bearer(Some("Basic abc")), None);
+        assert_eq!(bearer(Some("Bearer ")), None);
+        assert_eq!(bearer(None), None);
+    }
+}

@@ -1,0 +1,291 @@
+//! Typed configuration from `ECOM_*` environment variables, validated once at start.
+//!
+//! Every problem is collected and reported together, so a misconfigured deployment fails with
+//! one readable message instead of one restart per mistake.
+
+use std::{collections::HashMap, fmt, net::IpAddr, str::FromStr, time::Duration};
+
+/// Where the process runs. Production refuses development secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Test,
+    Production,
+}
+
+impl Environment {
+    pub fn is_production(self) -> bool {
+        self == Self::Production
+    }
+}
+
+impl FromStr for Environment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "development" | "dev" | "local" => Ok(Self::Development),
+            "test" => Ok(Self::Test),
+            "production" | "prod" => Ok(Self::Production),
+            other => Err(format!("unknown environment `{other}` (development|test|production)")),
+        }
+    }
+}
+
+/// A rate written `N/second|minute|hour` (the contract's syntax), e.g. `10/minute`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub period: Duration,
+}
+
+impl Rate {
+    pub const fn per_minute(count: u32) -> Self {
+        Self { count, period: Duration::from_secs(60) }
+    }
+}
+
+impl FromStr for Rate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (n, unit) = s
+            .trim()
+            .split_once('/')
+            .ok_or_else(|| format!("rate `{s}` must look like `10/minute`"))?;
+        let count: u32 = n
+            .trim()
+            .parse()
+            .ok()
+            .filter(|c| *c > 0)
+            .ok_or_else(|| format!("rate `{s}`: `{n}` is not a positive integer"))?;
+        let period = match unit.trim().to_ascii_lowercase().as_str() {
+            "s" | "sec" | "second" | "seconds" => Duration::from_secs(1),
+            "m" | "min" | "minute" | "minutes" => Duration::from_secs(60),
+            "h" | "hour" | "hours" => Duration::from_secs(3600),
+            other => return Err(format!("rate `{s}`: unit `{other}` is not second|minute|hour")),
+        };
+        Ok(Self { count, period })
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.period.as_secs() {
+            1 => "second",
+            60 => "minute",
+            3600 => "hour",
+            _ => "period",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+/// Reads `ECOM_*` variables from a map (the process environment, or a test's own map) and
+/// collects every error instead of stopping at the first.
+pub struct EnvReader {
+    vars: HashMap<String, String>,
+    errors: Vec<String>,
+}
+
+impl EnvReader {
+    pub fn from_process() -> Self {
+        Self::from_map(std::env::vars().collect())
+    }
+
+    pub fn from_map(vars: HashMap<String, String>) -> Self {
+        Self { vars, errors: Vec::new() }
+    }
+
+    /// The raw value, treating an empty string as unset.
+    pub fn raw(&self, key: &str) -> Option<String> {
+        self.vars.get(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    pub fn string(&self, key: &str, default: &str) -> String {
+        self.raw(key).unwrap_or_else(|| default.to_owned())
+    }
+
+    pub fn parse<T>(&mut self, key: &str, default: T) -> T
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        match self.raw(key) {
+            None => default,
+            Some(v) => match v.parse() {
+                Ok(t) => t,
+                Err(e) => {
+                    self.errors.push(format!("{key}={v:?}: {e}"));
+                    default
+                }
+            },
+        }
+    }
+
+    pub fn error(&mut self, msg: impl Into<String>) {
+        self.errors.push(msg.into());
+    }
+
+    /// Fails with every collected problem, one per line.
+    pub fn finish(self) -> anyhow::Result<()> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("invalid configuration:\n  - {}", self.errors.join("\n  - "))
+        }
+    }
+}
+
+/// The identity of one service: its name and default ports (the contract's table).
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceSpec {
+    pub name: &'static str,
+    pub http_port: u16,
+    pub grpc_port: Option<u16>,
+}
+
+/// Settings every service has, read the same way everywhere.
+#[derive(Debug, Clone)]
+pub struct CommonConfig {
+    pub service: &'static str,
+    pub env: Environment,
+    pub bind: IpAddr,
+    pub http_port: u16,
+    pub grpc_port: u16,
+    pub database_url: String,
+    pub redis_url: String,
+    /// Prefix of every Redis key this process writes (lets tests and tenants share a server).
+    pub redis_prefix: String,
+    /// Where the Users service publishes its public keys.
+    pub jwks_url: String,
+    /// Peers' addresses in `X-Forwarded-For` are trusted only from these proxies.
+    pub trusted_proxies: Vec<IpAddr>,
+    pub access_token_ttl: Duration,
+    pub run_migrations: bool,
+}
+
+impl CommonConfig {
+    /// Reads the common settings for `spec` (`ECOM_<SERVICE>_HTTP_PORT`, ...).
+    pub fn read(spec: ServiceSpec, env: &mut EnvReader) -> Self {
+        let upper = spec.name.to_ascii_uppercase();
+        let environment: Environment = env.parse("ECOM_ENV", Environment::Development);
+        let bind = env.parse("ECOM_BIND_ADDRESS", IpAddr::from([0, 0, 0, 0]));
+        let http_port = env.parse(&format!("ECOM_{upper}_HTTP_PORT"), spec.http_port);
+        let grpc_port = env.parse(&format!("ECOM_{upper}_GRPC_PORT"), spec.grpc_port.unwrap_or(0));
+        let db_name = format!("ecom_{}", spec.name);
+        let database_url = match env.raw(&format!("ECOM_{upper}_DATABASE_URL")) {
+            Some(url) => url,
+            None => match env.raw("ECOM_DATABASE_URL") {
+                Some(server) => match with_database(&server, &db_name) {
+                    Ok(url) => url,
+                    Err(e) => {
+                        env.error(format!("ECOM_DATABASE_URL: {e}"));
+                        String::new()
+                    }
+                },
+                None => format!("postgres://postgres@127.0.0.1:5432/{db_name}"),
+            },
+        };
+        let redis_url = env.string("ECOM_REDIS_URL", "redis://127.0.0.1:6379");
+        let redis_prefix = env.string("ECOM_REDIS_PREFIX", "ecom");
+        let jwks_url =
+            env.string("ECOM_JWKS_URL", "http://127.0.0.1:8001/.well-known/jwks.json");
+        let trusted_proxies = match env.raw("ECOM_TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .filter_map(|s| match s.parse() {
+                    Ok(ip) => Some(ip),
+                    Err(_) => {
+                        env.error(format!("ECOM_TRUSTED_PROXIES: `{s}` is not an IP address"));
+                        None
+                    }
+                })
+                .collect(),
+        };
+        let ttl: u64 = env.parse("ECOM_ACCESS_TOKEN_TTL_SECONDS", 900);
+        if !(30..=86_400).contains(&ttl) {
+            env.error("ECOM_ACCESS_TOKEN_TTL_SECONDS must be between 30 and 86400");
+        }
+        let run_migrations = env.parse("ECOM_MIGRATE", true);
+        Self {
+            service: spec.name,
+            env: environment,
+            bind,
+            http_port,
+            grpc_port,
+            database_url,
+            redis_url,
+            redis_prefix,
+            jwks_url,
+            trusted_proxies,
+            access_token_ttl: Duration::from_secs(ttl),
+            run_migrations,
+        }
+    }
+}
+
+/// Replaces the database name in a PostgreSQL URL: one server, one database per service.
+pub fn with_database(server_url: &str, db_name: &str) -> Result<String, String> {
+    let mut url = url::Url::parse(server_url).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        return Err("scheme must be postgres://".into());
+    }
+    url.set_path(&format!("/{db_name}"));
+    Ok(url.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_the_contract_syntax() {
+        assert_eq!("10/minute".parse::<Rate>(), Ok(Rate::per_minute(10)));
+        assert_eq!(
+            "5/second".parse::<Rate>().map(|r| r.period),
+            Ok(Duration::from_secs(1))
+        );
+        assert_eq!("1200/hour".parse::<Rate>().map(|r| r.count), Ok(1200));
+        assert!("0/minute".parse::<Rate>().is_err());
+        assert!("ten/minute".parse::<Rate>().is_err());
+        assert!("10/fortnight".parse::<Rate>().is_err());
+        assert!("10".parse::<Rate>().is_err());
+        assert_eq!(Rate::per_minute(10).to_string(), "10/minute");
+    }
+
+    #[test]
+    fn database_name_is_replaced_per_service() {
+        assert_eq!(
+            with_database("postgres://u:p@db:5432/postgres?sslmode=disable", "ecom_users").as_deref(),
+            Ok("postgres://u:p@db:5432/ecom_users?sslmode=disable")
+        );
+        assert!(with_database("mysql://x/y", "a").is_err());
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once() {
+        let mut env = EnvReader::from_map(HashMap::from([
+            ("ECOM_ENV".to_owned(), "staging".to_owned()),
+            ("ECOM_USERS_HTTP_PORT".to_owned(), "http".to_owned()),
+        ]));
+        let spec = ServiceSpec { name: "users", http_port: 8001, grpc_port: Some(50051) };
+        let _ = CommonConfig::read(spec, &mut env);
+        let msg = env.finish().expect_err("must fail").to_string();
+        assert!(msg.contains("ECOM_ENV"), "{msg}");
+        assert!(msg.contains("ECOM_USERS_HTTP_PORT"), "{msg}");
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let mut env = EnvReader::from_map(HashMap::new());
+        let spec = ServiceSpec { name: "users", http_port: 8001, grpc_port: Some(50051) };
+        let c = CommonConfig::read(spec, &mut env);
+        env.finish().expect("defaults are valid");
+        assert_eq!((c.http_port, c.grpc_port), (8001, 50051));
+        assert_eq!(c.env, Environment::Development);
+        assert_eq!(c.access_token_ttl, Duration::from_secs(900));
+        assert!(c.database_url.ends_with("/ecom_users"));
+    }
+}

@@ -1,0 +1,73 @@
+//! The gRPC side every service shares: a server with health, reflection, metrics and request
+//! ids; and a client channel factory with timeouts and metrics.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{
+    service::Routes,
+    transport::{Channel, Endpoint, Server},
+};
+use tonic_health::ServingStatus;
+use tower::Layer;
+
+use crate::metrics::{GrpcMetrics, GrpcMetricsLayer, Metrics};
+
+/// Largest gRPC message accepted or sent by our services (bounded on purpose).
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Serves `routes` (the service's own gRPC services) plus `grpc.health.v1.Health` (SERVING for
+/// each name in `service_names`) and server reflection over `descriptors`.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Routes,
+    service_names: &[&str],
+    descriptors: &[&[u8]],
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    for name in service_names {
+        reporter.set_service_status(*name, ServingStatus::Serving).await;
+    }
+    let mut reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    for d in descriptors {
+        reflection = reflection.register_encoded_file_descriptor_set(d);
+    }
+    let reflection = reflection.build_v1()?;
+    let shutdown_health = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
+            // Tell load balancers first, then stop.
+            reporter.set_service_status("", ServingStatus::NotServing).await;
+        }
+    };
+    tokio::spawn(shutdown_health);
+    Server::builder()
+        .timeout(Duration::from_secs(30))
+        .layer(GrpcMetricsLayer::server(metrics))
+        .add_routes(routes)
+        .add_service(health)
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}
+
+/// A client channel with metrics: generated clients take it as their transport.
+pub type GrpcChannel = GrpcMetrics<Channel>;
+
+/// A lazily connecting channel to `url` with connect and per-call timeouts.
+pub fn channel(url: &str, metrics: Arc<Metrics>, call_timeout: Duration) -> anyhow::Result<GrpcChannel> {
+    let endpoint = Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(call_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true);
+    Ok(GrpcMetricsLayer::client(metrics).layer(endpoint.connect_lazy()))
+}

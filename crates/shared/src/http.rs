@@ -1,0 +1,195 @@
+//! The HTTP side every service shares: the operational routes (`/health/*`, `/metrics`,
+//! `/docs`, `/openapi.json`), request ids, tracing, metrics, panics → JSON 500, body limits,
+//! and the client-IP extractor.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
+
+use axum::{
+    Router,
+    extract::{ConnectInfo, DefaultBodyLimit, FromRef, FromRequestParts, Request},
+    http::{HeaderName, request::Parts},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+use utoipa::openapi::{
+    OpenApi,
+    security::{Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityScheme},
+};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::{
+    error::ApiError,
+    health::{self, Readiness},
+    metrics::{Metrics, metrics_handler, track_http},
+    telemetry::{REQUEST_ID, REQUEST_ID_HEADER},
+};
+
+/// Largest request body accepted (JSON APIs need far less).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Adds the bearer scheme (and, when the service issues tokens, the OAuth2 password flow that
+/// makes Swagger's Authorize button log in) to a service's OpenAPI document.
+pub fn add_security(openapi: &mut OpenApi, password_token_url: Option<&str>) {
+    let components = openapi.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+    );
+    if let Some(url) = password_token_url {
+        components.add_security_scheme(
+            "password",
+            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new(url, Scopes::new()))])),
+        );
+    }
+}
+
+/// Wraps a service's API router with the operational routes and the shared middleware.
+pub fn finish_router(
+    api: Router,
+    openapi: OpenApi,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+) -> Router {
+    let ops = Router::new()
+        .route("/health/live", get(health::live))
+        .merge(Router::new().route("/health/ready", get(health::ready)).with_state(readiness))
+        .merge(
+            Router::new().route("/metrics", get(metrics_handler)).with_state(metrics.clone()),
+        );
+    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+    Router::new()
+        .merge(api)
+        .merge(ops)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .route_layer(middleware::from_fn_with_state(metrics, track_http))
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(
+                    // Only method, path and request id: never headers or query strings, which
+                    // can carry tokens.
+                    TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                        let id = req
+                            .headers()
+                            .get(REQUEST_ID_HEADER)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default();
+                        tracing::info_span!(
+                            "http",
+                            method = %req.method(),
+                            path = %req.uri().path(),
+                            request_id = %id,
+                        )
+                    }),
+                )
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+                    ApiError::internal(&"handler panicked").into_response()
+                }))
+                .layer(middleware::from_fn(scope_request_id))
+                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+        )
+}
+
+/// Makes the request id visible to outgoing gRPC calls made while serving this request.
+async fn scope_request_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    REQUEST_ID.scope(id, next.run(req)).await
+}
+
+/// Serves `router` until `shutdown` is cancelled, with peer addresses for [`ClientIp`].
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Binds `addr:port` (port 0 picks a free one: tests use that).
+pub async fn bind(addr: IpAddr, port: u16) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((addr, port))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}:{port}: {e}"))
+}
+
+/// Proxies whose `X-Forwarded-For` is believed. Empty (the default): the header is ignored.
+#[derive(Clone, Debug, Default)]
+pub struct TrustedProxies(pub Arc<Vec<IpAddr>>);
+
+/// The client's IP: the socket peer, or the forwarded address when the peer is a trusted proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+impl ClientIp {
+    pub fn resolve(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
+        if !trusted.contains(&peer) {
+            return peer;
+        }
+        // Walk right to left past our own proxies; the first other hop is the client.
+        let hops = forwarded_for.unwrap_or_default().split(',').rev();
+        for hop in hops {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) if trusted.contains(&ip) => {}
+                Ok(ip) => return ip,
+                Err(_) => break,
+            }
+        }
+        peer
+    }
+}
+
+impl<S> FromRequestParts<S> for ClientIp
+where
+    S: Send + Sync,
+    TrustedProxies: FromRef<S>,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        let trusted = TrustedProxies::from_ref(state);
+        let xff = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        Ok(Self(Self::resolve(peer, xff, &trusted.0)))
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_trusted_only_from_proxies() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let client: IpAddr = "203.0.113.7".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let spoofed = "198.51.100.1, 203.0.113.7";
+        assert_eq!(ClientIp::resolve(client, Some(spoofed), &[]), client);
+        assert_eq!(ClientIp::resolve(proxy, Some(spoofed), &[proxy]), client);
+        assert_eq!(ClientIp::resolve(proxy, None, &[proxy]), proxy);
+        assert_eq!(ClientIp::resolve(proxy, Some("garbage"), &[proxy]), proxy);
+    }
+}

@@ -1,0 +1,19 @@
+//! Plumbing shared by every ecom service, written once: configuration, errors, authentication,
+//! telemetry, metrics, health, HTTP and gRPC server setup, graceful shutdown.
+//!
+//! Domain types never live here: services share contracts through `proto/` only.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod grpc;
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod ratelimit;
+pub mod redis;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use error::{ApiError, AppJson, AppPath, AppQuery, FieldError};

@@ -1,0 +1,38 @@
+//! The one list of platform services `ecomctl` runs. A new service is one entry here.
+
+/// A service process of the platform.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceDef {
+    /// Also the binary's name and the `ECOM_<NAME>_*` prefix.
+    pub name: &'static str,
+    pub http_port: u16,
+    pub grpc_port: Option<u16>,
+    /// Whether it owns a PostgreSQL database (`ecom_<name>`).
+    pub database: bool,
+}
+
+pub const SERVICES: &[ServiceDef] =
+    &[ServiceDef { name: "users", http_port: 8001, grpc_port: Some(50051), database: true }];
+
+impl ServiceDef {
+    fn env_port(&self, kind: &str, default: u16) -> u16 {
+        std::env::var(format!("ECOM_{}_{kind}_PORT", self.name.to_ascii_uppercase()))
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(default)
+    }
+
+    /// The HTTP port, honouring `ECOM_<NAME>_HTTP_PORT`.
+    pub fn http(&self) -> u16 {
+        self.env_port("HTTP", self.http_port)
+    }
+
+    /// The gRPC port, honouring `ECOM_<NAME>_GRPC_PORT`.
+    pub fn grpc(&self) -> Option<u16> {
+        self.grpc_port.map(|p| self.env_port("GRPC", p))
+    }
+
+    pub fn database_name(&self) -> String {
+        format!("ecom_{}", self.name)
+    }
+}

@@ -1,0 +1,101 @@
+//! The Users service's configuration: the shared settings plus its own.
+
+use std::time::Duration;
+
+use ecom_shared::config::{CommonConfig, EnvReader, Rate, ServiceSpec};
+
+pub const SPEC: ServiceSpec = ServiceSpec { name: "users", http_port: 8001, grpc_port: Some(50051) };
+
+/// The development defaults from the contract; refused in production.
+pub const DEV_ADMIN_EMAIL: &str = "admin@example.com";
+pub const DEV_ADMIN_PASSWORD: &str = "admin12345";
+
+#[derive(Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    pub admin_email: String,
+    pub admin_password: String,
+    pub login_rate: Rate,
+    pub refresh_token_ttl: Duration,
+    /// A signing key older than this is replaced by a new one (the old one keeps verifying).
+    pub key_rotation_interval: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("common", &self.common)
+            .field("admin_email", &self.admin_email)
+            .field("admin_password", &"***")
+            .field("login_rate", &self.login_rate)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::read(EnvReader::from_process())
+    }
+
+    pub fn read(mut env: EnvReader) -> anyhow::Result<Self> {
+        let common = CommonConfig::read(SPEC, &mut env);
+        let admin_email = env.string("ECOM_ADMIN_EMAIL", DEV_ADMIN_EMAIL);
+        let admin_password = env.string("ECOM_ADMIN_PASSWORD", DEV_ADMIN_PASSWORD);
+        let login_rate = env.parse("ECOM_RATE_LIMIT_LOGIN", Rate::per_minute(10));
+        let refresh_days: u64 = env.parse("ECOM_REFRESH_TOKEN_TTL_DAYS", 30);
+        let rotation_days: u64 = env.parse("ECOM_JWT_KEY_ROTATION_DAYS", 30);
+        if refresh_days == 0 || rotation_days == 0 {
+            env.error("ECOM_REFRESH_TOKEN_TTL_DAYS and ECOM_JWT_KEY_ROTATION_DAYS must be at least 1");
+        }
+        if common.env.is_production() {
+            if admin_password == DEV_ADMIN_PASSWORD {
+                env.error("ECOM_ADMIN_PASSWORD must be set to a non-default secret when ECOM_ENV=production");
+            }
+            if admin_password.chars().count() < 12 {
+                env.error("ECOM_ADMIN_PASSWORD must be at least 12 characters in production");
+            }
+        }
+        if crate::domain::Email::parse(&admin_email).is_err() {
+            env.error("ECOM_ADMIN_EMAIL is not an e-mail address");
+        }
+        if crate::domain::Password::parse_new(&admin_password).is_err() {
+            env.error("ECOM_ADMIN_PASSWORD must be at least 8 characters");
+        }
+        env.finish()?;
+        Ok(Self {
+            common,
+            admin_email,
+            admin_password,
+            login_rate,
+            refresh_token_ttl: Duration::from_secs(refresh_days * 86_400),
+            key_rotation_interval: Duration::from_secs(rotation_days * 86_400),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn read(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+        Config::read(EnvReader::from_map(
+            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<HashMap<_, _>>(),
+        ))
+    }
+
+    #[test]
+    fn production_refuses_development_secrets() {
+        let err = read(&[("ECOM_ENV", "production")]).expect_err("dev password in production");
+        assert!(err.to_string().contains("ECOM_ADMIN_PASSWORD"));
+        assert!(read(&[("ECOM_ENV", "production"), ("ECOM_ADMIN_PASSWORD", "a-long-real-secret")]).is_ok());
+        assert!(read(&[]).is_ok(), "development accepts the defaults");
+    }
+
+    #[test]
+    fn debug_output_hides_the_admin_password() {
+        let c = read(&[]).expect("defaults");
+        assert!(!format!("{c:?}").contains(DEV_ADMIN_PASSWORD));
+    }
+}

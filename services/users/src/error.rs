@@ -1,0 +1,83 @@
+//! The Users service's one error type, mapped once to HTTP (status + code) and once to gRPC.
+
+use axum::response::{IntoResponse, Response};
+use ecom_shared::{ApiError, FieldError, auth::AuthError};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid input")]
+    Validation(Vec<FieldError>),
+    #[error("invalid e-mail or password")]
+    InvalidCredentials,
+    #[error("this e-mail is already registered")]
+    EmailTaken,
+    /// A refresh token that is unknown, expired, used or revoked.
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("user not found")]
+    NotFound,
+    #[error("{0}")]
+    InvalidState(&'static str),
+    #[error("too many attempts")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("{0} unavailable")]
+    Unavailable(&'static str),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn field(field: &str, message: &str) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                tracing::warn!(error = %e, "database unavailable");
+                Self::Unavailable("database")
+            }
+            _ => Self::Internal(e.into()),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        use axum::http::StatusCode;
+        match e {
+            Error::Validation(errors) => ApiError::validation(errors),
+            Error::InvalidCredentials => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "invalid e-mail or password",
+            ),
+            Error::EmailTaken => ApiError::conflict("email_taken", "this e-mail is already registered"),
+            Error::InvalidRefreshToken => ApiError::invalid_token("the refresh token is invalid or has expired"),
+            Error::Auth(a) => a.into(),
+            Error::NotFound => ApiError::not_found("user"),
+            Error::InvalidState(why) => ApiError::conflict("invalid_state", why),
+            Error::RateLimited { retry_after_secs } => ApiError::rate_limited(retry_after_secs),
+            Error::Unavailable(what) => ApiError::unavailable(what),
+            Error::Internal(cause) => ApiError::internal(&format!("{cause:#}")),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        ApiError::from(e).to_status()
+    }
+}

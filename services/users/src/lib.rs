@@ -1,0 +1,174 @@
+//! The ecom Users service: accounts, login, JWT access tokens (EdDSA, rotating keys) and rotating
+//! refresh tokens, admin user management; REST on 8001 and gRPC on 50051.
+//!
+//! Layout (the same in every service): `domain/` types and rules, `service` the domain core,
+//! `repo` every SQL statement, `http` and `grpc` thin adapters, `Application` the wiring.
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod hashing;
+pub mod http;
+pub mod repo;
+pub mod service;
+pub mod tokens;
+
+use std::{sync::Arc, time::Duration};
+
+use ecom_proto::users::v1::user_service_server::UserServiceServer;
+use ecom_shared::{
+    auth::JwtVerifier, health::Readiness, http::TrustedProxies, metrics::Metrics, ratelimit::RateLimiter,
+    redis::Redis,
+};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::config::Config;
+use crate::{hashing::Hasher, service::UsersService, tokens::KeyStore};
+
+/// The embedded migrations (also run by `users migrate`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How often replicas re-read signing keys and check whether rotation is due.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+
+/// A built service: listeners bound, dependencies connected, ready to run.
+pub struct Application {
+    http: TcpListener,
+    grpc: TcpListener,
+    router: axum::Router,
+    grpc_routes: tonic::service::Routes,
+    metrics: Arc<Metrics>,
+    users: Arc<UsersService>,
+}
+
+impl Application {
+    /// Connects to the database (waiting for it briefly), migrates, and builds.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool = ecom_shared::db::connect(&config.common.database_url, 10, Duration::from_secs(30)).await?;
+        Self::build_with_pool(config, pool).await
+    }
+
+    /// Builds on an existing pool (tests hand in a fresh database per test).
+    pub async fn build_with_pool(config: Config, pool: PgPool) -> anyhow::Result<Self> {
+        if config.common.run_migrations {
+            MIGRATOR.run(&pool).await?;
+        }
+        let metrics = Metrics::new(config::SPEC.name);
+        let redis = Arc::new(Redis::new(&config.common.redis_url, &config.common.redis_prefix)?);
+        let keys = Arc::new(
+            KeyStore::open(pool.clone(), config.common.access_token_ttl, config.key_rotation_interval).await?,
+        );
+        let users = Arc::new(UsersService::new(
+            pool.clone(),
+            Hasher::new()?,
+            keys.clone(),
+            redis.clone(),
+            RateLimiter::new("login", config.login_rate),
+            metrics.clone(),
+            config.refresh_token_ttl,
+        ));
+        users
+            .bootstrap_admin(&config.admin_email, &config.admin_password)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot create the bootstrap admin: {e}"))?;
+
+        // This service verifies its own tokens from its key store (re-read on an unknown kid,
+        // which covers a key rotated by another replica) instead of fetching its own JWKS.
+        let loader_keys = keys.clone();
+        let verifier = Arc::new(JwtVerifier::new(Arc::new(move || {
+            let keys = loader_keys.clone();
+            Box::pin(async move {
+                keys.reload().await?;
+                Ok(keys.jwks().await)
+            })
+        })));
+
+        let state = http::AppState {
+            users: users.clone(),
+            verifier: verifier.clone(),
+            trusted_proxies: TrustedProxies(Arc::new(config.common.trusted_proxies.clone())),
+        };
+        let (api, openapi) = http::router(state);
+        let readiness = {
+            let (pool, redis) = (pool.clone(), redis.clone());
+            Readiness::new()
+                .check("database", move || {
+                    let pool = pool.clone();
+                    async move { ecom_shared::db::ping(&pool).await }
+                })
+                .check("redis", move || {
+                    let redis = redis.clone();
+                    async move { redis.ping().await }
+                })
+        };
+        let router = ecom_shared::http::finish_router(api, openapi, metrics.clone(), readiness);
+
+        let mut routes = tonic::service::Routes::builder();
+        routes.add_service(
+            UserServiceServer::new(grpc::UsersGrpc { users: users.clone(), verifier })
+                .max_decoding_message_size(ecom_shared::grpc::MAX_MESSAGE_BYTES),
+        );
+        let c = &config.common;
+        let http = ecom_shared::http::bind(c.bind, c.http_port).await?;
+        let grpc = ecom_shared::http::bind(c.bind, c.grpc_port).await?;
+        Ok(Self { http, grpc, router, grpc_routes: routes.routes(), metrics, users })
+    }
+
+    pub fn http_port(&self) -> u16 {
+        self.http.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    pub fn grpc_port(&self) -> u16 {
+        self.grpc.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    /// The router alone, for in-process tests (`Router::oneshot`).
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
+    pub fn service(&self) -> Arc<UsersService> {
+        self.users.clone()
+    }
+
+    /// Serves HTTP and gRPC and runs housekeeping until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(http = self.http_port(), grpc = self.grpc_port(), "users service listening");
+        let housekeeping = {
+            let (users, shutdown) = (self.users.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        _ = tick.tick() => {
+                            if let Err(e) = users.maintenance().await {
+                                tracing::warn!(error = %e, "maintenance failed");
+                            }
+                        }
+                    }
+                }
+            })
+        };
+        let http = ecom_shared::http::serve(self.http, self.router, shutdown.clone());
+        let grpc = ecom_shared::grpc::serve(
+            self.grpc,
+            self.grpc_routes,
+            &["ecom.users.v1.UserService"],
+            &[ecom_proto::FILE_DESCRIPTOR_SET],
+            self.metrics,
+            shutdown.clone(),
+        );
+        let (h, g) = tokio::join!(http, grpc);
+        shutdown.cancel();
+        let _ = housekeeping.await;
+        h?;
+        g?;
+        tracing::info!("users service stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,310 @@
+//! The Users domain: every rule lives here, behind plain Rust calls. HTTP handlers and the gRPC
+//! servicer only translate to and from these.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use ecom_shared::{
+    FieldError,
+    auth::CurrentUser,
+    metrics::Metrics,
+    ratelimit::{Decision, RateLimiter},
+    redis::Redis,
+};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{
+    domain::{Email, FullName, Page, Password, Role, User},
+    error::{Error, Result},
+    hashing::Hasher,
+    repo,
+    tokens::{self, KeyStore},
+};
+
+/// A freshly issued pair of tokens.
+#[derive(Debug, Clone)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: u64,
+}
+
+/// Input of a registration, unparsed.
+pub struct Registration<'a> {
+    pub email: Option<&'a str>,
+    pub password: Option<&'a str>,
+    pub full_name: Option<&'a str>,
+}
+
+/// Changes to one's own profile.
+#[derive(Default)]
+pub struct ProfileChange<'a> {
+    pub full_name: Option<&'a str>,
+    pub password: Option<&'a str>,
+}
+
+/// Changes only an admin may make.
+#[derive(Default)]
+pub struct AdminChange {
+    pub role: Option<Role>,
+    pub is_active: Option<bool>,
+}
+
+pub struct UsersService {
+    pool: PgPool,
+    hasher: Arc<Hasher>,
+    pub keys: Arc<KeyStore>,
+    redis: Arc<Redis>,
+    login_limiter: RateLimiter,
+    metrics: Arc<Metrics>,
+    refresh_ttl: Duration,
+}
+
+fn required<'a>(errors: &mut Vec<FieldError>, field: &str, v: Option<&'a str>) -> Option<&'a str> {
+    if v.is_none() {
+        errors.push(FieldError::new(field, "is required"));
+    }
+    v
+}
+
+fn collect<T>(errors: &mut Vec<FieldError>, field: &str, r: Result<T, &'static str>) -> Option<T> {
+    r.map_err(|m| errors.push(FieldError::new(field, m))).ok()
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "23505")
+}
+
+impl UsersService {
+    pub fn new(
+        pool: PgPool,
+        hasher: Arc<Hasher>,
+        keys: Arc<KeyStore>,
+        redis: Arc<Redis>,
+        login_limiter: RateLimiter,
+        metrics: Arc<Metrics>,
+        refresh_ttl: Duration,
+    ) -> Self {
+        Self { pool, hasher, keys, redis, login_limiter, metrics, refresh_ttl }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Creates an account. The role is always `user`, whatever the client sent.
+    pub async fn register(&self, input: Registration<'_>) -> Result<User> {
+        let mut errors = Vec::new();
+        let email = required(&mut errors, "email", input.email).and_then(|e| collect(&mut errors, "email", Email::parse(e)));
+        let password = required(&mut errors, "password", input.password)
+            .and_then(|p| collect(&mut errors, "password", Password::parse_new(p)));
+        let name = required(&mut errors, "full_name", input.full_name)
+            .and_then(|n| collect(&mut errors, "full_name", FullName::parse(n)));
+        let (Some(email), Some(password), Some(name)) = (email, password, name) else {
+            return Err(Error::Validation(errors));
+        };
+        let hash = self.hasher.hash(password).await?;
+        match repo::insert_user(&self.pool, email.as_str(), &hash, name.as_str(), Role::User).await {
+            Ok(user) => {
+                tracing::info!(user_id = user.id, "user registered");
+                Ok(user)
+            }
+            Err(e) if is_unique_violation(&e) => Err(Error::EmailTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Throttles login attempts per (client IP, e-mail) pair, across replicas. Fails closed: when
+    /// the limiter's store is down, logins are refused with 503 rather than left unthrottled.
+    async fn throttle_login(&self, ip: &str, email: &str) -> Result<()> {
+        match self.login_limiter.check(&self.redis, &format!("{ip}|{email}")).await {
+            Ok(Decision::Allowed { .. }) => Ok(()),
+            Ok(Decision::Limited { retry_after_ms }) => {
+                self.metrics.count_rate_limited("login");
+                Err(Error::RateLimited { retry_after_secs: retry_after_ms.div_ceil(1000) })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "login rate limiter unavailable");
+                Err(Error::Unavailable("login"))
+            }
+        }
+    }
+
+    /// Checks credentials and issues a token pair. Unknown e-mail, wrong password and inactive
+    /// account all give the same answer, in about the same time.
+    pub async fn login(&self, email: &str, password: &str, client_ip: &str) -> Result<TokenPair> {
+        let mut errors = Vec::new();
+        if email.trim().is_empty() {
+            errors.push(FieldError::new("email", "is required"));
+        }
+        let password = collect(&mut errors, "password", Password::parse_any(password));
+        let Some(password) = password.filter(|_| errors.is_empty()) else {
+            return Err(Error::Validation(errors));
+        };
+        let normalised = email.trim().to_lowercase();
+        self.throttle_login(client_ip, &normalised).await?;
+        let found = match Email::parse(&normalised) {
+            Ok(e) => repo::credentials_by_email(&self.pool, e.as_str()).await?,
+            Err(_) => None,
+        };
+        let (user, hash) = match found {
+            Some((u, h)) => (Some(u), Some(h)),
+            None => (None, None),
+        };
+        let ok = self.hasher.verify(password, hash).await?;
+        match user {
+            Some(user) if ok && user.is_active => self.issue_pair(&user, Uuid::new_v4()).await,
+            _ => Err(Error::InvalidCredentials),
+        }
+    }
+
+    async fn issue_pair(&self, user: &User, family: Uuid) -> Result<TokenPair> {
+        let (refresh_token, hash) = tokens::new_refresh_token();
+        let expires_at = Utc::now() + chrono::Duration::from_std(self.refresh_ttl).map_err(anyhow::Error::from)?;
+        repo::insert_refresh(&self.pool, &hash, user.id, family, expires_at).await?;
+        let (access_token, expires_in) = self.keys.issue_access(user.id, user.role).await?;
+        Ok(TokenPair { access_token, refresh_token, expires_in })
+    }
+
+    /// Rotates a refresh token. Presenting one that was already used revokes its whole family:
+    /// either the legitimate client or a thief holds a copy, and we cannot tell which.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair> {
+        if refresh_token.is_empty() || refresh_token.len() > 512 {
+            return Err(Error::field("refresh_token", "is required"));
+        }
+        let hash = tokens::hash_refresh_token(refresh_token);
+        let mut tx = self.pool.begin().await?;
+        let row = repo::lock_refresh(&mut tx, &hash).await?.ok_or(Error::InvalidRefreshToken)?;
+        if row.used_at.is_some() || row.revoked_at.is_some() {
+            let revoked = repo::revoke_family(&mut *tx, row.family_id).await?;
+            tx.commit().await?;
+            tracing::warn!(user_id = row.user_id, revoked, "refresh token reused: family revoked");
+            return Err(Error::InvalidRefreshToken);
+        }
+        if row.expires_at <= Utc::now() {
+            return Err(Error::InvalidRefreshToken);
+        }
+        let user = repo::get_user(&mut *tx, row.user_id).await?.filter(|u| u.is_active);
+        let Some(user) = user else {
+            repo::revoke_family(&mut *tx, row.family_id).await?;
+            tx.commit().await?;
+            return Err(Error::InvalidRefreshToken);
+        };
+        repo::mark_refresh_used(&mut *tx, row.id).await?;
+        let (new_token, new_hash) = tokens::new_refresh_token();
+        repo::insert_refresh(&mut *tx, &new_hash, user.id, row.family_id, row.expires_at).await?;
+        tx.commit().await?;
+        let (access_token, expires_in) = self.keys.issue_access(user.id, user.role).await?;
+        Ok(TokenPair { access_token, refresh_token: new_token, expires_in })
+    }
+
+    /// Revokes the token's family. Unknown tokens are accepted silently (no oracle).
+    pub async fn logout(&self, refresh_token: &str) -> Result<()> {
+        if refresh_token.is_empty() || refresh_token.len() > 512 {
+            return Err(Error::field("refresh_token", "is required"));
+        }
+        repo::revoke_family_of(&self.pool, &tokens::hash_refresh_token(refresh_token)).await?;
+        Ok(())
+    }
+
+    /// The caller's own account; a deactivated or deleted account's token no longer works.
+    pub async fn me(&self, caller: CurrentUser) -> Result<User> {
+        repo::get_user(&self.pool, caller.id)
+            .await?
+            .filter(|u| u.is_active)
+            .ok_or(Error::Auth(ecom_shared::auth::AuthError::Invalid))
+    }
+
+    /// Changes one's own name or password. A password change ends every other session.
+    pub async fn update_me(&self, caller: CurrentUser, change: ProfileChange<'_>) -> Result<User> {
+        self.me(caller).await?;
+        let mut errors = Vec::new();
+        let name = change.full_name.and_then(|n| collect(&mut errors, "full_name", FullName::parse(n)));
+        let password = change.password.and_then(|p| collect(&mut errors, "password", Password::parse_new(p)));
+        if !errors.is_empty() {
+            return Err(Error::Validation(errors));
+        }
+        let hash = match password {
+            Some(p) => Some(self.hasher.hash(p).await?),
+            None => None,
+        };
+        let mut tx = self.pool.begin().await?;
+        let user = repo::update_profile(&mut *tx, caller.id, name.as_ref().map(FullName::as_str), hash.as_deref())
+            .await?
+            .ok_or(Error::NotFound)?;
+        if hash.is_some() {
+            repo::revoke_user_tokens(&mut *tx, caller.id).await?;
+        }
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    pub async fn list(&self, limit: Option<i64>, offset: Option<i64>) -> Result<(Vec<User>, i64, Page)> {
+        let page = Page::parse(limit, offset).map_err(Error::Validation)?;
+        let mut conn = self.pool.acquire().await?;
+        let (items, total) = repo::list_users(&mut conn, page.limit, page.offset).await?;
+        Ok((items, total, page))
+    }
+
+    pub async fn get(&self, id: i64) -> Result<User> {
+        repo::get_user(&self.pool, id).await?.ok_or(Error::NotFound)
+    }
+
+    /// Users the caller may see among `ids` (themselves; an admin: everyone).
+    pub async fn visible_users(&self, caller: CurrentUser, ids: &[i64]) -> Result<Vec<User>> {
+        if ids.len() > 100 {
+            return Err(Error::field("ids", "at most 100 ids"));
+        }
+        let ids: Vec<i64> = if caller.is_admin() { ids.to_vec() } else { ids.iter().copied().filter(|i| *i == caller.id).collect() };
+        Ok(repo::users_by_ids(&self.pool, &ids).await?)
+    }
+
+    /// An admin changes someone's role or status. Deactivation ends their sessions. Admins cannot
+    /// demote or deactivate themselves, so the platform cannot lose its last admin by accident.
+    pub async fn admin_update(&self, admin: CurrentUser, id: i64, change: AdminChange) -> Result<User> {
+        if id == admin.id && (change.role == Some(Role::User) || change.is_active == Some(false)) {
+            return Err(Error::InvalidState("you cannot demote or deactivate yourself"));
+        }
+        let mut tx = self.pool.begin().await?;
+        let user = repo::admin_update(&mut *tx, id, change.role, change.is_active).await?.ok_or(Error::NotFound)?;
+        if change.is_active == Some(false) {
+            repo::revoke_user_tokens(&mut *tx, id).await?;
+        }
+        tx.commit().await?;
+        tracing::info!(admin_id = admin.id, user_id = id, "user changed by admin");
+        Ok(user)
+    }
+
+    pub async fn delete(&self, admin: CurrentUser, id: i64) -> Result<()> {
+        if id == admin.id {
+            return Err(Error::InvalidState("you cannot delete yourself"));
+        }
+        if repo::delete_user(&self.pool, id).await? {
+            tracing::info!(admin_id = admin.id, user_id = id, "user deleted");
+            Ok(())
+        } else {
+            Err(Error::NotFound)
+        }
+    }
+
+    /// Creates the bootstrap admin, or resets it to the configured password and role.
+    pub async fn bootstrap_admin(&self, email: &str, password: &str) -> Result<User> {
+        let email = Email::parse(email).map_err(|m| Error::field("ECOM_ADMIN_EMAIL", m))?;
+        let password = Password::parse_new(password).map_err(|m| Error::field("ECOM_ADMIN_PASSWORD", m))?;
+        let hash = self.hasher.hash(password).await?;
+        let user = repo::upsert_admin(&self.pool, email.as_str(), &hash).await?;
+        tracing::info!(user_id = user.id, "bootstrap admin ready");
+        Ok(user)
+    }
+
+    /// Housekeeping: rotate the signing key when due, drop long-expired refresh tokens.
+    pub async fn maintenance(&self) -> anyhow::Result<()> {
+        self.keys.rotate_if_due().await?;
+        let purged = repo::purge_expired_refresh(&self.pool).await?;
+        if purged > 0 {
+            tracing::info!(purged, "expired refresh tokens purged");
+        }
+        Ok(())
+    }
+}
