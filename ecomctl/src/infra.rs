@@ -34,9 +34,13 @@ impl Sources {
     /// The first non-empty variable of each list.
     pub fn from_env(postgres: &[&str], redis: &[&str]) -> Self {
         let first = |keys: &[&str]| {
-            keys.iter().find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+            keys.iter()
+                .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
         };
-        Self { postgres: first(postgres), redis: first(redis) }
+        Self {
+            postgres: first(postgres),
+            redis: first(redis),
+        }
     }
 }
 
@@ -50,8 +54,14 @@ fn find_binary(name: &str) -> Option<PathBuf> {
         if let Ok(entries) = std::fs::read_dir(pattern_dir) {
             for e in entries.flatten() {
                 let p = e.path();
-                let fname = p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-                if pattern_dir == "/usr/lib/postgresql" || fname.starts_with("postgresql") || fname == "redis" {
+                let fname = p
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if pattern_dir == "/usr/lib/postgresql"
+                    || fname.starts_with("postgresql")
+                    || fname == "redis"
+                {
                     versioned.push(p.join("bin").join(name));
                 }
             }
@@ -61,7 +71,16 @@ fn find_binary(name: &str) -> Option<PathBuf> {
     versioned.sort();
     versioned.reverse();
     candidates.extend(versioned);
-    candidates.extend(["/opt/homebrew/bin", "/usr/local/bin", "/usr/bin", "/usr/sbin"].iter().map(|d| Path::new(d).join(name)));
+    candidates.extend(
+        [
+            "/opt/homebrew/bin",
+            "/usr/local/bin",
+            "/usr/bin",
+            "/usr/sbin",
+        ]
+        .iter()
+        .map(|d| Path::new(d).join(name)),
+    );
     candidates.into_iter().find(|p| p.is_file())
 }
 
@@ -71,7 +90,9 @@ fn unprivileged_user() -> Option<nix::unistd::User> {
     if !nix::unistd::geteuid().is_root() {
         return None;
     }
-    ["postgres", "nobody"].iter().find_map(|n| nix::unistd::User::from_name(n).ok().flatten())
+    ["postgres", "nobody"]
+        .iter()
+        .find_map(|n| nix::unistd::User::from_name(n).ok().flatten())
 }
 
 fn chown_tree(path: &Path, user: &nix::unistd::User) -> anyhow::Result<()> {
@@ -92,7 +113,10 @@ fn as_user(cmd: &mut std::process::Command, user: Option<&nix::unistd::User>) {
 
 fn port_from_env(key: &str, default: u16) -> anyhow::Result<u16> {
     match std::env::var(key) {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse().with_context(|| format!("{key}={v} is not a port")),
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .with_context(|| format!("{key}={v} is not a port")),
         _ => Ok(default),
     }
 }
@@ -109,8 +133,18 @@ export ECOM_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres ECOM_REDIS_
 
 /// Provides both servers. `data_dir` holds the private servers' data; `fast` trades durability
 /// for speed (tests).
-pub async fn provide(data_dir: &Path, fast: bool, sources: Sources, log: &Prefixed) -> anyhow::Result<Infra> {
-    let mut infra = Infra { postgres_url: String::new(), redis_url: String::new(), private: Vec::new(), description: Vec::new() };
+pub async fn provide(
+    data_dir: &Path,
+    fast: bool,
+    sources: Sources,
+    log: &Prefixed,
+) -> anyhow::Result<Infra> {
+    let mut infra = Infra {
+        postgres_url: String::new(),
+        redis_url: String::new(),
+        private: Vec::new(),
+        description: Vec::new(),
+    };
     let result = provide_into(&mut infra, data_dir, fast, sources, log).await;
     if let Err(e) = result {
         stop(&mut infra).await;
@@ -129,25 +163,44 @@ async fn provide_into(
     let (env_pg, env_redis) = (sources.postgres, sources.redis);
     let pg_bins = (find_binary("initdb"), find_binary("postgres"));
     let redis_bin = find_binary("redis-server");
-    if (env_pg.is_none() && (pg_bins.0.is_none() || pg_bins.1.is_none())) || (env_redis.is_none() && redis_bin.is_none()) {
+    if (env_pg.is_none() && (pg_bins.0.is_none() || pg_bins.1.is_none()))
+        || (env_redis.is_none() && redis_bin.is_none())
+    {
         bail!("{MISSING}");
     }
-    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
 
     match env_pg {
         Some(url) => {
-            infra.description.push(("PostgreSQL".into(), format!("{} (given)", redact(&url))));
+            infra
+                .description
+                .push(("PostgreSQL".into(), format!("{} (given)", redact(&url))));
             infra.postgres_url = url;
         }
         None => {
-            let (Some(initdb), Some(postgres)) = pg_bins else { bail!("{MISSING}") };
+            let (Some(initdb), Some(postgres)) = pg_bins else {
+                bail!("{MISSING}")
+            };
             let port = port_from_env("ECOM_PG_PORT", DEFAULT_PG_PORT)?;
-            let child = start_postgres(&initdb, &postgres, &data_dir.join("postgres"), port, fast, log).await?;
+            let child = start_postgres(
+                &initdb,
+                &postgres,
+                &data_dir.join("postgres"),
+                port,
+                fast,
+                log,
+            )
+            .await?;
             infra.private.push(("postgres", child));
             infra.postgres_url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
             infra.description.push((
                 "PostgreSQL".into(),
-                format!("{} (private, data in {})", infra.postgres_url, data_dir.join("postgres").display()),
+                format!(
+                    "{} (private, data in {})",
+                    infra.postgres_url,
+                    data_dir.join("postgres").display()
+                ),
             ));
         }
     }
@@ -155,16 +208,22 @@ async fn provide_into(
 
     match env_redis {
         Some(url) => {
-            infra.description.push(("Redis".into(), format!("{} (given)", redact(&url))));
+            infra
+                .description
+                .push(("Redis".into(), format!("{} (given)", redact(&url))));
             infra.redis_url = url;
         }
         None => {
-            let Some(bin) = redis_bin else { bail!("{MISSING}") };
+            let Some(bin) = redis_bin else {
+                bail!("{MISSING}")
+            };
             let port = port_from_env("ECOM_REDIS_PORT", DEFAULT_REDIS_PORT)?;
             let child = start_redis(&bin, &data_dir.join("redis"), port, fast, log)?;
             infra.private.push(("redis", child));
             infra.redis_url = format!("redis://127.0.0.1:{port}");
-            infra.description.push(("Redis".into(), format!("{} (private)", infra.redis_url)));
+            infra
+                .description
+                .push(("Redis".into(), format!("{} (private)", infra.redis_url)));
         }
     }
     wait_for_redis(&infra.redis_url).await?;
@@ -199,9 +258,20 @@ async fn start_postgres(
         if let Some(u) = &user {
             chown_tree(dir, u)?;
         }
-        log.line("postgres", &format!("initialising a private cluster in {}", dir.display()));
+        log.line(
+            "postgres",
+            &format!("initialising a private cluster in {}", dir.display()),
+        );
         let mut cmd = std::process::Command::new(initdb);
-        cmd.arg("-D").arg(dir).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-instructions"]);
+        cmd.arg("-D").arg(dir).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-instructions",
+        ]);
         if fast {
             cmd.arg("--no-sync");
         }
@@ -216,29 +286,59 @@ async fn start_postgres(
     let mut cmd = std::process::Command::new(postgres);
     cmd.arg("-D")
         .arg(dir)
-        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="])
+        .args([
+            "-p",
+            &port.to_string(),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "unix_socket_directories=",
+        ])
         .args(["-c", "max_connections=200"]);
     if fast {
-        cmd.args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
+        cmd.args([
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ]);
     }
     as_user(&mut cmd, user.as_ref());
     procs::spawn("postgres", cmd, log)
 }
 
-fn start_redis(bin: &Path, dir: &Path, port: u16, fast: bool, log: &Prefixed) -> anyhow::Result<Child> {
+fn start_redis(
+    bin: &Path,
+    dir: &Path,
+    port: u16,
+    fast: bool,
+    log: &Prefixed,
+) -> anyhow::Result<Child> {
     if !port_is_free(port) {
         bail!("port {port} is taken: another `ecomctl up` may be running (or set ECOM_REDIS_PORT)");
     }
     std::fs::create_dir_all(dir)?;
     let mut cmd = std::process::Command::new(bin);
-    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-        .args(["--appendonly", if fast { "no" } else { "yes" }])
-        .arg("--dir")
-        .arg(dir);
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+    ])
+    .args(["--appendonly", if fast { "no" } else { "yes" }])
+    .arg("--dir")
+    .arg(dir);
     procs::spawn("redis", cmd, log)
 }
 
-async fn wait_for_postgres(url: &str, children: &mut [(&'static str, Child)]) -> anyhow::Result<()> {
+async fn wait_for_postgres(
+    url: &str,
+    children: &mut [(&'static str, Child)],
+) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let attempt = async {
@@ -252,7 +352,9 @@ async fn wait_for_postgres(url: &str, children: &mut [(&'static str, Child)]) ->
             Ok(Err(e)) if tokio::time::Instant::now() > deadline => {
                 bail!("PostgreSQL at {} does not answer: {e}", redact(url))
             }
-            _ if tokio::time::Instant::now() > deadline => bail!("PostgreSQL at {} does not answer", redact(url)),
+            _ if tokio::time::Instant::now() > deadline => {
+                bail!("PostgreSQL at {} does not answer", redact(url))
+            }
             _ => {}
         }
         for (name, child) in children.iter_mut() {
@@ -277,11 +379,17 @@ async fn wait_for_redis(url: &str) -> anyhow::Result<()> {
 }
 
 /// Creates each service's database on the server.
-pub async fn create_databases(server_url: &str, names: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+pub async fn create_databases(
+    server_url: &str,
+    names: &[String],
+) -> anyhow::Result<Vec<(String, String)>> {
     let mut urls = Vec::new();
     for name in names {
-        let url = ecom_shared::config::with_database(server_url, name).map_err(|e| anyhow::anyhow!(e))?;
-        ecom_shared::db::ensure_database(&url).await.with_context(|| format!("cannot create database {name}"))?;
+        let url =
+            ecom_shared::config::with_database(server_url, name).map_err(|e| anyhow::anyhow!(e))?;
+        ecom_shared::db::ensure_database(&url)
+            .await
+            .with_context(|| format!("cannot create database {name}"))?;
         urls.push((name.clone(), url));
     }
     Ok(urls)
@@ -291,7 +399,11 @@ pub async fn create_databases(server_url: &str, names: &[String]) -> anyhow::Res
 pub async fn stop(infra: &mut Infra) {
     let children = std::mem::take(&mut infra.private);
     let stops = children.into_iter().rev().map(|(name, child)| {
-        let signal = if name == "postgres" { nix::sys::signal::Signal::SIGINT } else { nix::sys::signal::Signal::SIGTERM };
+        let signal = if name == "postgres" {
+            nix::sys::signal::Signal::SIGINT
+        } else {
+            nix::sys::signal::Signal::SIGTERM
+        };
         procs::stop(name, child, signal, Duration::from_secs(5))
     });
     futures::future::join_all(stops).await;

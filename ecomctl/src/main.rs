@@ -57,7 +57,11 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Up { fresh, data_dir, bin_dir } => up(fresh, &data_dir, bin_dir).await,
+        Command::Up {
+            fresh,
+            data_dir,
+            bin_dir,
+        } => up(fresh, &data_dir, bin_dir).await,
         Command::WithInfra { data_dir, command } => with_infra(&data_dir, &command).await,
     };
     match result {
@@ -72,7 +76,10 @@ async fn main() -> ExitCode {
 fn bin_dir(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     match explicit {
         Some(d) => Ok(d),
-        None => Ok(std::env::current_exe()?.parent().context("ecomctl has no directory")?.to_path_buf()),
+        None => Ok(std::env::current_exe()?
+            .parent()
+            .context("ecomctl has no directory")?
+            .to_path_buf()),
     }
 }
 
@@ -101,21 +108,32 @@ async fn with_infra(data_dir: &Path, command: &[String]) -> anyhow::Result<ExitC
     infra::stop(&mut infra).await;
     match status {
         Some(Ok(s)) if s.success() => Ok(ExitCode::SUCCESS),
-        Some(Ok(s)) => Ok(ExitCode::from(u8::try_from(s.code().unwrap_or(1)).unwrap_or(1))),
+        Some(Ok(s)) => Ok(ExitCode::from(
+            u8::try_from(s.code().unwrap_or(1)).unwrap_or(1),
+        )),
         Some(Err(e)) => bail!("cannot run {program}: {e}"),
         None => Ok(ExitCode::from(130)),
     }
 }
 
-async fn up(fresh: bool, data_dir: &Path, bin_dir_arg: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+async fn up(
+    fresh: bool,
+    data_dir: &Path,
+    bin_dir_arg: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     let bins = bin_dir(bin_dir_arg)?;
     for s in SERVICES {
         if !bins.join(s.name).is_file() {
-            bail!("{} is not built in {} (run `make up`, which builds first)", s.name, bins.display());
+            bail!(
+                "{} is not built in {} (run `make up`, which builds first)",
+                s.name,
+                bins.display()
+            );
         }
     }
     if fresh && data_dir.exists() {
-        std::fs::remove_dir_all(data_dir).with_context(|| format!("cannot wipe {}", data_dir.display()))?;
+        std::fs::remove_dir_all(data_dir)
+            .with_context(|| format!("cannot wipe {}", data_dir.display()))?;
         println!("wiped {}", data_dir.display());
     }
     let log = Prefixed::new(8);
@@ -129,10 +147,21 @@ async fn up(fresh: bool, data_dir: &Path, bin_dir_arg: Option<PathBuf>) -> anyho
     outcome
 }
 
-async fn run_services(bins: &Path, infra: &infra::Infra, log: &Prefixed) -> anyhow::Result<ExitCode> {
-    let names: Vec<String> = SERVICES.iter().filter(|s| s.database).map(|s| s.database_name()).collect();
+async fn run_services(
+    bins: &Path,
+    infra: &infra::Infra,
+    log: &Prefixed,
+) -> anyhow::Result<ExitCode> {
+    let names: Vec<String> = SERVICES
+        .iter()
+        .filter(|s| s.database)
+        .map(|s| s.database_name())
+        .collect();
     let databases = infra::create_databases(&infra.postgres_url, &names).await?;
-    let users_http = SERVICES.iter().find(|s| s.name == "users").map_or(8001, |s| s.http());
+    let users_http = SERVICES
+        .iter()
+        .find(|s| s.name == "users")
+        .map_or(8001, |s| s.http());
 
     let mut children: Vec<(&'static str, Child)> = Vec::new();
     let started = start_all(bins, infra, &databases, users_http, log, &mut children).await;
@@ -153,7 +182,9 @@ async fn run_services(bins: &Path, infra: &infra::Infra, log: &Prefixed) -> anyh
             }
         }
     };
-    let stops = children.into_iter().map(|(name, child)| procs::stop(name, child, Signal::SIGTERM, Duration::from_secs(6)));
+    let stops = children
+        .into_iter()
+        .map(|(name, child)| procs::stop(name, child, Signal::SIGTERM, Duration::from_secs(6)));
     futures::future::join_all(stops).await;
     Ok(code)
 }
@@ -172,21 +203,31 @@ async fn start_all(
         if let Some((_, url)) = databases.iter().find(|(n, _)| *n == s.database_name()) {
             cmd.env(format!("ECOM_{upper}_DATABASE_URL"), url);
         }
-        cmd.env("ECOM_REDIS_URL", &infra.redis_url)
-            .env("ECOM_JWKS_URL", format!("http://127.0.0.1:{users_http}/.well-known/jwks.json"));
-        for (key, default) in [("ECOM_BIND_ADDRESS", "127.0.0.1"), ("ECOM_LOG_FORMAT", "pretty")] {
+        cmd.env("ECOM_REDIS_URL", &infra.redis_url).env(
+            "ECOM_JWKS_URL",
+            format!("http://127.0.0.1:{users_http}/.well-known/jwks.json"),
+        );
+        for (key, default) in [
+            ("ECOM_BIND_ADDRESS", "127.0.0.1"),
+            ("ECOM_LOG_FORMAT", "pretty"),
+        ] {
             if std::env::var_os(key).is_none() {
                 cmd.env(key, default);
             }
         }
         for other in SERVICES {
             if let Some(port) = other.grpc() {
-                cmd.env(format!("ECOM_{}_GRPC_URL", other.name.to_ascii_uppercase()), format!("http://127.0.0.1:{port}"));
+                cmd.env(
+                    format!("ECOM_{}_GRPC_URL", other.name.to_ascii_uppercase()),
+                    format!("http://127.0.0.1:{port}"),
+                );
             }
         }
         children.push((s.name, procs::spawn(s.name, cmd, log)?));
     }
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     for s in SERVICES {
         let url = format!("http://127.0.0.1:{}/health/ready", s.http());
@@ -226,11 +267,19 @@ async fn first_exit(children: &mut [(&'static str, Child)]) -> &'static str {
 
 fn print_table(infra: &infra::Infra) {
     let mut out = String::from("\n  ecom is up\n\n");
-    out.push_str(&format!("  {:<10} {:<24} {:<18} {}\n", "service", "HTTP", "gRPC", "Swagger UI"));
+    out.push_str(&format!(
+        "  {:<10} {:<24} {:<18} {}\n",
+        "service", "HTTP", "gRPC", "Swagger UI"
+    ));
     for s in SERVICES {
         let http = format!("http://127.0.0.1:{}", s.http());
-        let grpc = s.grpc().map_or_else(|| "-".to_owned(), |p| format!("127.0.0.1:{p}"));
-        out.push_str(&format!("  {:<10} {:<24} {:<18} {http}/docs\n", s.name, http, grpc));
+        let grpc = s
+            .grpc()
+            .map_or_else(|| "-".to_owned(), |p| format!("127.0.0.1:{p}"));
+        out.push_str(&format!(
+            "  {:<10} {:<24} {:<18} {http}/docs\n",
+            s.name, http, grpc
+        ));
     }
     out.push('\n');
     for (what, desc) in &infra.description {
@@ -238,8 +287,10 @@ fn print_table(infra: &infra::Infra) {
     }
     let env = std::env::var("ECOM_ENV").unwrap_or_else(|_| "development".to_owned());
     if !env.eq_ignore_ascii_case("production") {
-        let email = std::env::var("ECOM_ADMIN_EMAIL").unwrap_or_else(|_| "admin@example.com".to_owned());
-        let password = std::env::var("ECOM_ADMIN_PASSWORD").unwrap_or_else(|_| "admin12345".to_owned());
+        let email =
+            std::env::var("ECOM_ADMIN_EMAIL").unwrap_or_else(|_| "admin@example.com".to_owned());
+        let password =
+            std::env::var("ECOM_ADMIN_PASSWORD").unwrap_or_else(|_| "admin12345".to_owned());
         out.push_str(&format!("  {:<10} {email} / {password}\n", "admin"));
     }
     out.push_str("\n  Press Ctrl-C to stop.\n");

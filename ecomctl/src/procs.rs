@@ -24,7 +24,10 @@ pub struct Prefixed {
 
 impl Prefixed {
     pub fn new(width: usize) -> Self {
-        Self { width, out: Arc::new(Mutex::new(())) }
+        Self {
+            width,
+            out: Arc::new(Mutex::new(())),
+        }
     }
 
     pub fn line(&self, name: &str, line: &str) {
@@ -35,11 +38,20 @@ impl Prefixed {
 }
 
 /// Spawns `cmd` with piped output streamed through `log` under `name`.
-pub fn spawn(name: &'static str, mut cmd: std::process::Command, log: &Prefixed) -> anyhow::Result<Child> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+pub fn spawn(
+    name: &'static str,
+    mut cmd: std::process::Command,
+    log: &Prefixed,
+) -> anyhow::Result<Child> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
     let mut cmd = tokio::process::Command::from(cmd);
     cmd.kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| anyhow::anyhow!("cannot start {name}: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {name}: {e}"))?;
     if let Some(out) = child.stdout.take() {
         let log = log.clone();
         tokio::spawn(async move {

@@ -11,15 +11,22 @@ pub struct ServiceDef {
     pub database: bool,
 }
 
-pub const SERVICES: &[ServiceDef] =
-    &[ServiceDef { name: "users", http_port: 8001, grpc_port: Some(50051), database: true }];
+pub const SERVICES: &[ServiceDef] = &[ServiceDef {
+    name: "users",
+    http_port: 8001,
+    grpc_port: Some(50051),
+    database: true,
+}];
 
 impl ServiceDef {
     fn env_port(&self, kind: &str, default: u16) -> u16 {
-        std::env::var(format!("ECOM_{}_{kind}_PORT", self.name.to_ascii_uppercase()))
-            .ok()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(default)
+        std::env::var(format!(
+            "ECOM_{}_{kind}_PORT",
+            self.name.to_ascii_uppercase()
+        ))
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(default)
     }
 
     /// The HTTP port, honouring `ECOM_<NAME>_HTTP_PORT`.

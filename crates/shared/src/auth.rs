@@ -152,7 +152,10 @@ impl JwtVerifier {
     pub fn new(loader: JwksLoader) -> Self {
         Self {
             loader,
-            cache: RwLock::new(Cache { keys: HashMap::new(), fetched_at: None }),
+            cache: RwLock::new(Cache {
+                keys: HashMap::new(),
+                fetched_at: None,
+            }),
             refetch: Mutex::new(()),
             min_refetch_interval: Duration::from_secs(2),
             max_age: Duration::from_secs(300),
@@ -168,7 +171,13 @@ impl JwtVerifier {
         Self::new(Arc::new(move || {
             let (client, url) = (client.clone(), url.clone());
             Box::pin(async move {
-                let set = client.get(&url).send().await?.error_for_status()?.json().await?;
+                let set = client
+                    .get(&url)
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
                 Ok(set)
             })
         }))
@@ -203,20 +212,31 @@ impl JwtVerifier {
             }
         };
         let keys = set.keys.iter().filter_map(cached_key).collect();
-        *self.cache.write().await = Cache { keys, fetched_at: Some(Instant::now()) };
+        *self.cache.write().await = Cache {
+            keys,
+            fetched_at: Some(Instant::now()),
+        };
         Ok(())
     }
 
     async fn key(&self, kid: &str) -> Result<Arc<CachedKey>, AuthError> {
         {
             let cache = self.cache.read().await;
-            let stale = cache.fetched_at.is_none_or(|at| at.elapsed() > self.max_age);
+            let stale = cache
+                .fetched_at
+                .is_none_or(|at| at.elapsed() > self.max_age);
             if !stale && let Some(k) = cache.keys.get(kid) {
                 return Ok(k.clone());
             }
         }
         self.refresh(true).await?;
-        self.cache.read().await.keys.get(kid).cloned().ok_or(AuthError::Invalid)
+        self.cache
+            .read()
+            .await
+            .keys
+            .get(kid)
+            .cloned()
+            .ok_or(AuthError::Invalid)
     }
 
     /// Verifies a compact JWT and returns the caller.
@@ -233,18 +253,25 @@ impl JwtVerifier {
         let mut validation = Validation::new(key.alg);
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "sub", "iat"]);
-        let data = decode::<AccessClaims>(token, &key.key, &validation).map_err(|e| {
-            match e.kind() {
+        let data =
+            decode::<AccessClaims>(token, &key.key, &validation).map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
                 _ => AuthError::Invalid,
-            }
-        })?;
+            })?;
         let claims = data.claims;
         if claims.typ != ACCESS_TOKEN_TYPE {
             return Err(AuthError::Invalid);
         }
-        let id = claims.sub.parse::<i64>().ok().filter(|id| *id > 0).ok_or(AuthError::Invalid)?;
-        Ok(CurrentUser { id, role: claims.role })
+        let id = claims
+            .sub
+            .parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or(AuthError::Invalid)?;
+        Ok(CurrentUser {
+            id,
+            role: claims.role,
+        })
     }
 
     /// Verifies the bearer token of an `Authorization` header value.
@@ -274,7 +301,9 @@ fn cached_key(jwk: &Jwk) -> Option<(String, Arc<CachedKey>)> {
 }
 
 fn authorization(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
 }
 
 impl<S> FromRequestParts<S> for CurrentUser
@@ -289,7 +318,9 @@ where
             return Ok(*user);
         }
         let verifier = Arc::<JwtVerifier>::from_ref(state);
-        let user = verifier.verify_bearer(authorization(&parts.headers)).await?;
+        let user = verifier
+            .verify_bearer(authorization(&parts.headers))
+            .await?;
         parts.extensions.insert(user);
         Ok(user)
     }
@@ -310,7 +341,9 @@ where
         if authorization(&parts.headers).is_none() {
             return Ok(None);
         }
-        <Self as FromRequestParts<S>>::from_request_parts(parts, state).await.map(Some)
+        <Self as FromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
     }
 }
 
@@ -327,7 +360,11 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let user = <CurrentUser as FromRequestParts<S>>::from_request_parts(parts, state).await?;
-        if user.is_admin() { Ok(Self(user)) } else { Err(ApiError::forbidden()) }
+        if user.is_admin() {
+            Ok(Self(user))
+        } else {
+            Err(ApiError::forbidden())
+        }
     }
 }
 
@@ -339,7 +376,10 @@ pub async fn grpc_user<T>(
     if let Some(user) = request.extensions().get::<CurrentUser>() {
         return Ok(*user);
     }
-    let value = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
+    let value = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
     Ok(verifier.verify_bearer(value).await?)
 }
 

@@ -26,7 +26,9 @@ impl FromStr for Environment {
             "development" | "dev" | "local" => Ok(Self::Development),
             "test" => Ok(Self::Test),
             "production" | "prod" => Ok(Self::Production),
-            other => Err(format!("unknown environment `{other}` (development|test|production)")),
+            other => Err(format!(
+                "unknown environment `{other}` (development|test|production)"
+            )),
         }
     }
 }
@@ -40,7 +42,10 @@ pub struct Rate {
 
 impl Rate {
     pub const fn per_minute(count: u32) -> Self {
-        Self { count, period: Duration::from_secs(60) }
+        Self {
+            count,
+            period: Duration::from_secs(60),
+        }
     }
 }
 
@@ -61,7 +66,11 @@ impl FromStr for Rate {
             "s" | "sec" | "second" | "seconds" => Duration::from_secs(1),
             "m" | "min" | "minute" | "minutes" => Duration::from_secs(60),
             "h" | "hour" | "hours" => Duration::from_secs(3600),
-            other => return Err(format!("rate `{s}`: unit `{other}` is not second|minute|hour")),
+            other => {
+                return Err(format!(
+                    "rate `{s}`: unit `{other}` is not second|minute|hour"
+                ));
+            }
         };
         Ok(Self { count, period })
     }
@@ -92,12 +101,18 @@ impl EnvReader {
     }
 
     pub fn from_map(vars: HashMap<String, String>) -> Self {
-        Self { vars, errors: Vec::new() }
+        Self {
+            vars,
+            errors: Vec::new(),
+        }
     }
 
     /// The raw value, treating an empty string as unset.
     pub fn raw(&self, key: &str) -> Option<String> {
-        self.vars.get(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        self.vars
+            .get(key)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 
     pub fn string(&self, key: &str, default: &str) -> String {
@@ -170,7 +185,10 @@ impl CommonConfig {
         let environment: Environment = env.parse("ECOM_ENV", Environment::Development);
         let bind = env.parse("ECOM_BIND_ADDRESS", IpAddr::from([0, 0, 0, 0]));
         let http_port = env.parse(&format!("ECOM_{upper}_HTTP_PORT"), spec.http_port);
-        let grpc_port = env.parse(&format!("ECOM_{upper}_GRPC_PORT"), spec.grpc_port.unwrap_or(0));
+        let grpc_port = env.parse(
+            &format!("ECOM_{upper}_GRPC_PORT"),
+            spec.grpc_port.unwrap_or(0),
+        );
         let db_name = format!("ecom_{}", spec.name);
         let database_url = match env.raw(&format!("ECOM_{upper}_DATABASE_URL")) {
             Some(url) => url,
@@ -187,8 +205,10 @@ impl CommonConfig {
         };
         let redis_url = env.string("ECOM_REDIS_URL", "redis://127.0.0.1:6379");
         let redis_prefix = env.string("ECOM_REDIS_PREFIX", "ecom");
-        let jwks_url =
-            env.string("ECOM_JWKS_URL", "http://127.0.0.1:8001/.well-known/jwks.json");
+        let jwks_url = env.string(
+            "ECOM_JWKS_URL",
+            "http://127.0.0.1:8001/.well-known/jwks.json",
+        );
         let trusted_proxies = match env.raw("ECOM_TRUSTED_PROXIES") {
             None => Vec::new(),
             Some(list) => list
@@ -258,7 +278,11 @@ mod tests {
     #[test]
     fn database_name_is_replaced_per_service() {
         assert_eq!(
-            with_database("postgres://u:p@db:5432/postgres?sslmode=disable", "ecom_users").as_deref(),
+            with_database(
+                "postgres://u:p@db:5432/postgres?sslmode=disable",
+                "ecom_users"
+            )
+            .as_deref(),
             Ok("postgres://u:p@db:5432/ecom_users?sslmode=disable")
         );
         assert!(with_database("mysql://x/y", "a").is_err());
@@ -270,7 +294,11 @@ mod tests {
             ("ECOM_ENV".to_owned(), "staging".to_owned()),
             ("ECOM_USERS_HTTP_PORT".to_owned(), "http".to_owned()),
         ]));
-        let spec = ServiceSpec { name: "users", http_port: 8001, grpc_port: Some(50051) };
+        let spec = ServiceSpec {
+            name: "users",
+            http_port: 8001,
+            grpc_port: Some(50051),
+        };
         let _ = CommonConfig::read(spec, &mut env);
         let msg = env.finish().expect_err("must fail").to_string();
         assert!(msg.contains("ECOM_ENV"), "{msg}");
@@ -280,7 +308,11 @@ mod tests {
     #[test]
     fn defaults_follow_the_contract() {
         let mut env = EnvReader::from_map(HashMap::new());
-        let spec = ServiceSpec { name: "users", http_port: 8001, grpc_port: Some(50051) };
+        let spec = ServiceSpec {
+            name: "users",
+            http_port: 8001,
+            grpc_port: Some(50051),
+        };
         let c = CommonConfig::read(spec, &mut env);
         env.finish().expect("defaults are valid");
         assert_eq!((c.http_port, c.grpc_port), (8001, 50051));

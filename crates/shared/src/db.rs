@@ -37,16 +37,23 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("the database URL names no database"))?
         .to_owned();
     let mut conn = PgConnection::connect_with(&options.clone().database("postgres")).await?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut conn)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await?;
     if !exists {
         // Identifiers cannot be bound; quote it (doubling quotes) instead.
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-        if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}"))).execute(&mut conn).await {
+        if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}")))
+            .execute(&mut conn)
+            .await
+        {
             // A concurrent creator won the race: that is fine.
-            let duplicate = e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "42P04");
+            let duplicate = e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|c| c == "42P04");
             if !duplicate {
                 return Err(e.into());
             }
@@ -59,7 +66,11 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
 /// `SELECT 1`, bounded by a timeout: the readiness probe's database check.
 pub async fn ping(pool: &PgPool) -> bool {
     matches!(
-        tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(pool)).await,
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            sqlx::query("SELECT 1").execute(pool)
+        )
+        .await,
         Ok(Ok(_))
     )
 }

@@ -27,7 +27,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -55,7 +58,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), errors: Vec::new(), retry_after_secs: None }
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            retry_after_secs: None,
+        }
     }
 
     pub fn validation(errors: Vec<FieldError>) -> Self {
@@ -63,7 +72,10 @@ impl ApiError {
             [one] => format!("{}: {}", one.field, one.message),
             _ => "the request has invalid fields".to_owned(),
         };
-        Self { errors, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_error", detail) }
+        Self {
+            errors,
+            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_error", detail)
+        }
     }
 
     pub fn field(field: &str, message: &str) -> Self {
@@ -79,11 +91,19 @@ impl ApiError {
     }
 
     pub fn forbidden() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", "you are not allowed to do this")
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "you are not allowed to do this",
+        )
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
@@ -93,7 +113,11 @@ impl ApiError {
     pub fn rate_limited(retry_after_secs: u64) -> Self {
         Self {
             retry_after_secs: Some(retry_after_secs.max(1)),
-            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests")
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests",
+            )
         }
     }
 
@@ -112,11 +136,19 @@ impl ApiError {
     /// sent to the client.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal server error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal server error",
+        )
     }
 
     fn body(&self) -> ErrorBody {
-        ErrorBody { detail: self.detail.clone(), code: self.code.to_owned(), errors: self.errors.clone() }
+        ErrorBody {
+            detail: self.detail.clone(),
+            code: self.code.to_owned(),
+            errors: self.errors.clone(),
+        }
     }
 
     /// The gRPC rendering: a status code chosen by meaning, the stable code in metadata.
@@ -145,7 +177,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut res = (self.status, Json(self.body())).into_response();
         if let Some(secs) = self.retry_after_secs {
-            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut()
@@ -171,9 +204,7 @@ fn field_error_from_serde(msg: &str) -> FieldError {
         return FieldError::new(field, "is required");
     }
     match msg.split_once(": ") {
-        Some((path, reason)) if !path.contains(' ') && path != "." => {
-            FieldError::new(path, reason)
-        }
+        Some((path, reason)) if !path.contains(' ') && path != "." => FieldError::new(path, reason),
         _ => FieldError::new("body", msg),
     }
 }
@@ -269,7 +300,11 @@ where
 
 /// Validated positive id from a path, for routes like `/users/{id}`.
 pub fn positive_id(field: &str, id: i64) -> Result<i64, ApiError> {
-    if id > 0 { Ok(id) } else { Err(ApiError::field(field, "must be a positive integer")) }
+    if id > 0 {
+        Ok(id)
+    } else {
+        Err(ApiError::field(field, "must be a positive integer"))
+    }
 }
 
 #[cfg(test)]
@@ -294,10 +329,18 @@ mod tests {
         let s = ApiError::conflict("email_taken", "taken").to_status();
         assert_eq!(s.code(), tonic::Code::AlreadyExists);
         assert_eq!(
-            s.metadata().get(GRPC_CODE_METADATA).and_then(|v| v.to_str().ok()),
+            s.metadata()
+                .get(GRPC_CODE_METADATA)
+                .and_then(|v| v.to_str().ok()),
             Some("email_taken")
         );
-        assert_eq!(ApiError::not_found("user").to_status().code(), tonic::Code::NotFound);
-        assert_eq!(ApiError::rate_limited(3).to_status().code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            ApiError::not_found("user").to_status().code(),
+            tonic::Code::NotFound
+        );
+        assert_eq!(
+            ApiError::rate_limited(3).to_status().code(),
+            tonic::Code::ResourceExhausted
+        );
     }
 }

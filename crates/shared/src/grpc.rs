@@ -30,7 +30,9 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (reporter, health) = tonic_health::server::health_reporter();
     for name in service_names {
-        reporter.set_service_status(*name, ServingStatus::Serving).await;
+        reporter
+            .set_service_status(*name, ServingStatus::Serving)
+            .await;
     }
     let mut reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
@@ -43,7 +45,9 @@ pub async fn serve(
         async move {
             shutdown.cancelled().await;
             // Tell load balancers first, then stop.
-            reporter.set_service_status("", ServingStatus::NotServing).await;
+            reporter
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
         }
     };
     tokio::spawn(shutdown_health);
@@ -62,7 +66,11 @@ pub async fn serve(
 pub type GrpcChannel = GrpcMetrics<Channel>;
 
 /// A lazily connecting channel to `url` with connect and per-call timeouts.
-pub fn channel(url: &str, metrics: Arc<Metrics>, call_timeout: Duration) -> anyhow::Result<GrpcChannel> {
+pub fn channel(
+    url: &str,
+    metrics: Arc<Metrics>,
+    call_timeout: Duration,
+) -> anyhow::Result<GrpcChannel> {
     let endpoint = Endpoint::from_shared(url.to_owned())?
         .connect_timeout(Duration::from_secs(2))
         .timeout(call_timeout)

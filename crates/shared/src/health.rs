@@ -30,9 +30,12 @@ impl Readiness {
 
     /// Runs every check concurrently: name → up.
     pub async fn run(&self) -> BTreeMap<&'static str, bool> {
-        let results =
-            futures::future::join_all(self.checks.iter().map(|(name, c)| async move { (*name, c().await) }))
-                .await;
+        let results = futures::future::join_all(
+            self.checks
+                .iter()
+                .map(|(name, c)| async move { (*name, c().await) }),
+        )
+        .await;
         results.into_iter().collect()
     }
 }
@@ -43,11 +46,21 @@ pub async fn live() -> impl IntoResponse {
 
 pub async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
     let results = readiness.run().await;
-    let down: Vec<&str> = results.iter().filter(|(_, up)| !**up).map(|(n, _)| *n).collect();
-    let checks: BTreeMap<_, _> =
-        results.iter().map(|(n, up)| (*n, if *up { "ok" } else { "down" })).collect();
+    let down: Vec<&str> = results
+        .iter()
+        .filter(|(_, up)| !**up)
+        .map(|(n, _)| *n)
+        .collect();
+    let checks: BTreeMap<_, _> = results
+        .iter()
+        .map(|(n, up)| (*n, if *up { "ok" } else { "down" }))
+        .collect();
     if down.is_empty() {
-        (StatusCode::OK, Json(json!({"status": "ready", "checks": checks}))).into_response()
+        (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "checks": checks})),
+        )
+            .into_response()
     } else {
         let mut res = (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -59,7 +72,8 @@ pub async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
             })),
         )
             .into_response();
-        res.headers_mut().insert(axum::http::header::RETRY_AFTER, 5.into());
+        res.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, 5.into());
         res
     }
 }

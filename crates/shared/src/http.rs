@@ -45,12 +45,20 @@ pub fn add_security(openapi: &mut OpenApi, password_token_url: Option<&str>) {
     let components = openapi.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",
-        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .build(),
+        ),
     );
     if let Some(url) = password_token_url {
         components.add_security_scheme(
             "password",
-            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new(url, Scopes::new()))])),
+            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new(
+                url,
+                Scopes::new(),
+            ))])),
         );
     }
 }
@@ -64,9 +72,15 @@ pub fn finish_router(
 ) -> Router {
     let ops = Router::new()
         .route("/health/live", get(health::live))
-        .merge(Router::new().route("/health/ready", get(health::ready)).with_state(readiness))
         .merge(
-            Router::new().route("/metrics", get(metrics_handler)).with_state(metrics.clone()),
+            Router::new()
+                .route("/health/ready", get(health::ready))
+                .with_state(readiness),
+        )
+        .merge(
+            Router::new()
+                .route("/metrics", get(metrics_handler))
+                .with_state(metrics.clone()),
         );
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     Router::new()
@@ -96,9 +110,11 @@ pub fn finish_router(
                     }),
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-                    ApiError::internal(&"handler panicked").into_response()
-                }))
+                .layer(CatchPanicLayer::custom(
+                    |_: Box<dyn std::any::Any + Send>| {
+                        ApiError::internal(&"handler panicked").into_response()
+                    },
+                ))
                 .layer(middleware::from_fn(scope_request_id))
                 .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
         )
@@ -121,9 +137,12 @@ pub async fn serve(
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
 }
 
 /// Binds `addr:port` (port 0 picks a free one: tests use that).
@@ -172,11 +191,13 @@ where
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
         let trusted = TrustedProxies::from_ref(state);
-        let xff = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        let xff = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
         Ok(Self(Self::resolve(peer, xff, &trusted.0)))
     }
 }
-
 
 #[cfg(test)]
 mod tests {

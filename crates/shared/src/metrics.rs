@@ -78,10 +78,15 @@ impl Metrics {
     pub fn new(service: &'static str) -> Arc<Self> {
         let mut registry = Registry::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests handled", http_requests.clone());
-        let http_duration = Family::<HttpDurationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            duration_histogram,
+        registry.register(
+            "http_requests",
+            "HTTP requests handled",
+            http_requests.clone(),
         );
+        let http_duration =
+            Family::<HttpDurationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram,
+            );
         registry.register(
             "http_request_duration_seconds",
             "HTTP request latency",
@@ -100,9 +105,17 @@ impl Metrics {
             grpc_client_handled.clone(),
         );
         let cache_requests = Family::<CacheLabels, Counter>::default();
-        registry.register("cache_requests", "cache lookups by result", cache_requests.clone());
+        registry.register(
+            "cache_requests",
+            "cache lookups by result",
+            cache_requests.clone(),
+        );
         let rate_limited = Family::<RateLimitLabels, Counter>::default();
-        registry.register("rate_limited", "requests refused by a rate limit", rate_limited.clone());
+        registry.register(
+            "rate_limited",
+            "requests refused by a rate limit",
+            rate_limited.clone(),
+        );
         Arc::new(Self {
             service,
             registry: RwLock::new(registry),
@@ -123,12 +136,23 @@ impl Metrics {
     }
 
     pub fn count_rate_limited(&self, limit: &'static str) {
-        self.rate_limited.get_or_create(&RateLimitLabels { service: self.service, limit }).inc();
+        self.rate_limited
+            .get_or_create(&RateLimitLabels {
+                service: self.service,
+                limit,
+            })
+            .inc();
     }
 
     pub fn count_cache(&self, cache: &'static str, hit: bool) {
         let result = if hit { "hit" } else { "miss" };
-        self.cache_requests.get_or_create(&CacheLabels { service: self.service, cache, result }).inc();
+        self.cache_requests
+            .get_or_create(&CacheLabels {
+                service: self.service,
+                cache,
+                result,
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.
@@ -145,7 +169,10 @@ impl Metrics {
 pub async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> Response {
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         metrics.encode(),
     )
         .into_response()
@@ -171,7 +198,12 @@ pub async fn track_http(State(metrics): State<Arc<Metrics>>, req: Request, next:
         .observe(start.elapsed().as_secs_f64());
     metrics
         .http_requests
-        .get_or_create(&HttpLabels { service: metrics.service, method, route, status })
+        .get_or_create(&HttpLabels {
+            service: metrics.service,
+            method,
+            route,
+            status,
+        })
         .inc();
     res
 }
@@ -203,17 +235,27 @@ pub struct GrpcMetricsLayer {
 
 impl GrpcMetricsLayer {
     pub fn server(metrics: Arc<Metrics>) -> Self {
-        Self { metrics, client: false }
+        Self {
+            metrics,
+            client: false,
+        }
     }
     pub fn client(metrics: Arc<Metrics>) -> Self {
-        Self { metrics, client: true }
+        Self {
+            metrics,
+            client: true,
+        }
     }
 }
 
 impl<S> tower::Layer<S> for GrpcMetricsLayer {
     type Service = GrpcMetrics<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcMetrics { inner, metrics: self.metrics.clone(), client: self.client }
+        GrpcMetrics {
+            inner,
+            metrics: self.metrics.clone(),
+            client: self.client,
+        }
     }
 }
 
@@ -251,8 +293,12 @@ where
         let request_id = if client {
             // Carry the current request id to the next service.
             let id = crate::telemetry::current_request_id();
-            if let Some(v) = id.as_deref().and_then(|id| http::HeaderValue::from_str(id).ok()) {
-                req.headers_mut().insert(crate::telemetry::REQUEST_ID_HEADER, v);
+            if let Some(v) = id
+                .as_deref()
+                .and_then(|id| http::HeaderValue::from_str(id).ok())
+            {
+                req.headers_mut()
+                    .insert(crate::telemetry::REQUEST_ID_HEADER, v);
             }
             id
         } else {
@@ -271,10 +317,17 @@ where
                     Ok(r) => grpc_code_of(r),
                     Err(_) => "Unavailable".to_owned(),
                 };
-                let family =
-                    if client { &metrics.grpc_client_handled } else { &metrics.grpc_server_handled };
+                let family = if client {
+                    &metrics.grpc_client_handled
+                } else {
+                    &metrics.grpc_server_handled
+                };
                 family
-                    .get_or_create(&GrpcLabels { service: metrics.service, grpc_method, grpc_code: code })
+                    .get_or_create(&GrpcLabels {
+                        service: metrics.service,
+                        grpc_method,
+                        grpc_code: code,
+                    })
                     .inc();
                 res
             };

@@ -39,7 +39,11 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(name: &'static str, rate: Rate) -> Self {
-        Self { name, rate, script: redis::Script::new(GCRA) }
+        Self {
+            name,
+            rate,
+            script: redis::Script::new(GCRA),
+        }
     }
 
     pub fn name(&self) -> &'static str {
@@ -63,9 +67,13 @@ impl RateLimiter {
             .invoke_async(&mut conn)
             .await?;
         Ok(if allowed == 1 {
-            Decision::Allowed { remaining: u64::try_from(remaining).unwrap_or(0) }
+            Decision::Allowed {
+                remaining: u64::try_from(remaining).unwrap_or(0),
+            }
         } else {
-            Decision::Limited { retry_after_ms: u64::try_from(retry_ms).unwrap_or(1000) }
+            Decision::Limited {
+                retry_after_ms: u64::try_from(retry_ms).unwrap_or(1000),
+            }
         })
     }
 }

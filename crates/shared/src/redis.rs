@@ -17,7 +17,11 @@ pub struct Redis {
 
 impl Redis {
     pub fn new(url: &str, prefix: &str) -> anyhow::Result<Self> {
-        Ok(Self { client: Client::open(url)?, conn: OnceCell::new(), prefix: prefix.to_owned() })
+        Ok(Self {
+            client: Client::open(url)?,
+            conn: OnceCell::new(),
+            prefix: prefix.to_owned(),
+        })
     }
 
     /// A connection (a cheap clone of the shared multiplexed one).
@@ -50,6 +54,9 @@ impl Redis {
             let mut c = self.conn().await?;
             redis::cmd("PING").query_async::<String>(&mut c).await
         };
-        matches!(tokio::time::timeout(Duration::from_secs(2), probe).await, Ok(Ok(_)))
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), probe).await,
+            Ok(Ok(_))
+        )
     }
 }

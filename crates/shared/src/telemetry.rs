@@ -26,10 +26,18 @@ pub fn init(service: &'static str) {
     let pretty = std::env::var("ECOM_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("pretty"));
     let registry = tracing_subscriber::registry().with(filter);
     let result = if pretty {
-        registry.with(fmt::layer().compact().with_target(false)).try_init()
+        registry
+            .with(fmt::layer().compact().with_target(false))
+            .try_init()
     } else {
         registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
             .try_init()
     };
     if result.is_ok() {

@@ -4,7 +4,11 @@ use std::time::Duration;
 
 use ecom_shared::config::{CommonConfig, EnvReader, Rate, ServiceSpec};
 
-pub const SPEC: ServiceSpec = ServiceSpec { name: "users", http_port: 8001, grpc_port: Some(50051) };
+pub const SPEC: ServiceSpec = ServiceSpec {
+    name: "users",
+    http_port: 8001,
+    grpc_port: Some(50051),
+};
 
 /// The development defaults from the contract; refused in production.
 pub const DEV_ADMIN_EMAIL: &str = "admin@example.com";
@@ -45,7 +49,9 @@ impl Config {
         let refresh_days: u64 = env.parse("ECOM_REFRESH_TOKEN_TTL_DAYS", 30);
         let rotation_days: u64 = env.parse("ECOM_JWT_KEY_ROTATION_DAYS", 30);
         if refresh_days == 0 || rotation_days == 0 {
-            env.error("ECOM_REFRESH_TOKEN_TTL_DAYS and ECOM_JWT_KEY_ROTATION_DAYS must be at least 1");
+            env.error(
+                "ECOM_REFRESH_TOKEN_TTL_DAYS and ECOM_JWT_KEY_ROTATION_DAYS must be at least 1",
+            );
         }
         if common.env.is_production() {
             if admin_password == DEV_ADMIN_PASSWORD {
@@ -81,7 +87,9 @@ mod tests {
 
     fn read(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
         Config::read(EnvReader::from_map(
-            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<HashMap<_, _>>(),
+            vars.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<HashMap<_, _>>(),
         ))
     }
 
@@ -89,7 +97,13 @@ mod tests {
     fn production_refuses_development_secrets() {
         let err = read(&[("ECOM_ENV", "production")]).expect_err("dev password in production");
         assert!(err.to_string().contains("ECOM_ADMIN_PASSWORD"));
-        assert!(read(&[("ECOM_ENV", "production"), ("ECOM_ADMIN_PASSWORD", "a-long-real-secret")]).is_ok());
+        assert!(
+            read(&[
+                ("ECOM_ENV", "production"),
+                ("ECOM_ADMIN_PASSWORD", "a-long-real-secret")
+            ])
+            .is_ok()
+        );
         assert!(read(&[]).is_ok(), "development accepts the defaults");
     }
 

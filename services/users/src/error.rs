@@ -58,8 +58,12 @@ impl From<Error> for ApiError {
                 "invalid_credentials",
                 "invalid e-mail or password",
             ),
-            Error::EmailTaken => ApiError::conflict("email_taken", "this e-mail is already registered"),
-            Error::InvalidRefreshToken => ApiError::invalid_token("the refresh token is invalid or has expired"),
+            Error::EmailTaken => {
+                ApiError::conflict("email_taken", "this e-mail is already registered")
+            }
+            Error::InvalidRefreshToken => {
+                ApiError::invalid_token("the refresh token is invalid or has expired")
+            }
             Error::Auth(a) => a.into(),
             Error::NotFound => ApiError::not_found("user"),
             Error::InvalidState(why) => ApiError::conflict("invalid_state", why),

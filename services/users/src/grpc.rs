@@ -16,7 +16,10 @@ pub struct UsersGrpc {
 }
 
 fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: t.timestamp(), nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0) }
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    }
 }
 
 fn to_pb(u: crate::domain::User) -> pb::User {
@@ -36,20 +39,34 @@ fn to_pb(u: crate::domain::User) -> pb::User {
 
 #[tonic::async_trait]
 impl UserService for UsersGrpc {
-    async fn get_user(&self, request: Request<GetUserRequest>) -> Result<Response<pb::User>, Status> {
+    async fn get_user(
+        &self,
+        request: Request<GetUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
         let caller = grpc_user(&self.verifier, &request).await?;
         let id = request.into_inner().id;
         // Not yours → NOT_FOUND, exactly like a missing user.
-        let user = self.users.visible_users(caller, &[id]).await?.into_iter().next().ok_or(Error::NotFound)?;
+        let user = self
+            .users
+            .visible_users(caller, &[id])
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(Error::NotFound)?;
         Ok(Response::new(to_pb(user)))
     }
 
-    async fn get_users(&self, request: Request<GetUsersRequest>) -> Result<Response<GetUsersResponse>, Status> {
+    async fn get_users(
+        &self,
+        request: Request<GetUsersRequest>,
+    ) -> Result<Response<GetUsersResponse>, Status> {
         let caller = grpc_user(&self.verifier, &request).await?;
         let ids = request.into_inner().ids;
         let mut users = self.users.visible_users(caller, &ids).await?;
         // Answer in the order asked.
         users.sort_by_key(|u| ids.iter().position(|i| *i == u.id));
-        Ok(Response::new(GetUsersResponse { users: users.into_iter().map(to_pb).collect() }))
+        Ok(Response::new(GetUsersResponse {
+            users: users.into_iter().map(to_pb).collect(),
+        }))
     }
 }

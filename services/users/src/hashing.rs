@@ -20,14 +20,19 @@ pub struct Hasher {
 
 impl Hasher {
     pub fn new() -> anyhow::Result<Arc<Self>> {
-        let params = Params::new(19_456, 2, 1, None).map_err(|e| anyhow::anyhow!("argon2 params: {e}"))?;
+        let params =
+            Params::new(19_456, 2, 1, None).map_err(|e| anyhow::anyhow!("argon2 params: {e}"))?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let dummy_hash = argon
             .hash_password(b"a password nobody has: it only spends time")
             .map_err(|e| anyhow::anyhow!("argon2: {e}"))?
             .to_string();
         let permits = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
-        Ok(Arc::new(Self { argon, dummy_hash, permits: Semaphore::new(permits) }))
+        Ok(Arc::new(Self {
+            argon,
+            dummy_hash,
+            permits: Semaphore::new(permits),
+        }))
     }
 
     /// Hashes a password into a PHC string.
@@ -45,13 +50,20 @@ impl Hasher {
 
     /// Verifies a password against a stored hash, or against the dummy hash when there is none
     /// (an unknown e-mail), so the two failures cannot be told apart by timing.
-    pub async fn verify(self: &Arc<Self>, password: Password, stored: Option<String>) -> anyhow::Result<bool> {
+    pub async fn verify(
+        self: &Arc<Self>,
+        password: Password,
+        stored: Option<String>,
+    ) -> anyhow::Result<bool> {
         let _permit = self.permits.acquire().await?;
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let known = stored.is_some();
             let hash = stored.unwrap_or_else(|| this.dummy_hash.clone());
-            let ok = this.argon.verify_password(password.expose().as_bytes(), hash.as_str()).is_ok();
+            let ok = this
+                .argon
+                .verify_password(password.expose().as_bytes(), hash.as_str())
+                .is_ok();
             ok && known
         })
         .await
@@ -68,10 +80,18 @@ mod tests {
         let hasher = Hasher::new().expect("hasher");
         let pw = Password::parse_new("correct horse").expect("pw");
         let hash = hasher.hash(pw.clone()).await.expect("hash");
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
         assert!(hasher.verify(pw, Some(hash.clone())).await.expect("verify"));
         let wrong = Password::parse_any("wrong horse").expect("pw");
-        assert!(!hasher.verify(wrong.clone(), Some(hash)).await.expect("verify"));
+        assert!(
+            !hasher
+                .verify(wrong.clone(), Some(hash))
+                .await
+                .expect("verify")
+        );
         assert!(!hasher.verify(wrong, None).await.expect("dummy verify"));
     }
 }

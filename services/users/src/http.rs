@@ -207,7 +207,11 @@ async fn login(
     };
     let pair = s
         .users
-        .login(email.as_deref().unwrap_or_default(), password.as_deref().unwrap_or_default(), &ip.to_string())
+        .login(
+            email.as_deref().unwrap_or_default(),
+            password.as_deref().unwrap_or_default(),
+            &ip.to_string(),
+        )
         .await?;
     Ok(AppJson(pair.into()))
 }
@@ -219,7 +223,10 @@ async fn refresh(
     State(s): State<AppState>,
     AppJson(body): AppJson<RefreshRequest>,
 ) -> HttpResult<AppJson<TokenResponse>> {
-    let pair = s.users.refresh(body.refresh_token.as_deref().unwrap_or_default()).await?;
+    let pair = s
+        .users
+        .refresh(body.refresh_token.as_deref().unwrap_or_default())
+        .await?;
     Ok(AppJson(pair.into()))
 }
 
@@ -230,7 +237,9 @@ async fn logout(
     State(s): State<AppState>,
     AppJson(body): AppJson<RefreshRequest>,
 ) -> HttpResult<StatusCode> {
-    s.users.logout(body.refresh_token.as_deref().unwrap_or_default()).await?;
+    s.users
+        .logout(body.refresh_token.as_deref().unwrap_or_default())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -250,7 +259,10 @@ async fn update_me(
     user: CurrentUser,
     AppJson(body): AppJson<UpdateMeRequest>,
 ) -> HttpResult<AppJson<UserOut>> {
-    let change = ProfileChange { full_name: body.full_name.as_deref(), password: body.password.as_deref() };
+    let change = ProfileChange {
+        full_name: body.full_name.as_deref(),
+        password: body.password.as_deref(),
+    };
     Ok(AppJson(s.users.update_me(user, change).await?.into()))
 }
 
@@ -293,8 +305,16 @@ async fn admin_update(
     AppPath(id): AppPath<i64>,
     AppJson(body): AppJson<AdminUpdateRequest>,
 ) -> HttpResult<AppJson<UserOut>> {
-    let change = AdminChange { role: body.role, is_active: body.is_active };
-    Ok(AppJson(s.users.admin_update(admin, positive_id("id", id)?, change).await?.into()))
+    let change = AdminChange {
+        role: body.role,
+        is_active: body.is_active,
+    };
+    Ok(AppJson(
+        s.users
+            .admin_update(admin, positive_id("id", id)?, change)
+            .await?
+            .into(),
+    ))
 }
 
 /// Delete a user (admin).
@@ -314,13 +334,19 @@ async fn delete_user(
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
     responses((status = 200, description = "JWK Set (RFC 7517)")))]
 async fn jwks(State(s): State<AppState>) -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "public, max-age=60")], AppJson(s.users.keys.jwks().await))
+    (
+        [(header::CACHE_CONTROL, "public, max-age=60")],
+        AppJson(s.users.keys.jwks().await),
+    )
 }
 
 /// Rotate the signing key now (admin). Tokens already issued stay valid until they expire.
 #[utoipa::path(post, path = "/admin/keys/rotate", tag = "admin", security(("bearer" = []), ("password" = [])),
     responses((status = 200, body = RotatedKey), (status = 403, body = ErrorBody)))]
-async fn rotate_key(State(s): State<AppState>, AdminUser(admin): AdminUser) -> HttpResult<AppJson<RotatedKey>> {
+async fn rotate_key(
+    State(s): State<AppState>,
+    AdminUser(admin): AdminUser,
+) -> HttpResult<AppJson<RotatedKey>> {
     let kid = s.users.keys.rotate().await.map_err(Error::Internal)?;
     tracing::info!(admin_id = admin.id, kid, "signing key rotated by admin");
     Ok(AppJson(RotatedKey { kid }))

@@ -18,8 +18,8 @@ use std::{sync::Arc, time::Duration};
 
 use ecom_proto::users::v1::user_service_server::UserServiceServer;
 use ecom_shared::{
-    auth::JwtVerifier, health::Readiness, http::TrustedProxies, metrics::Metrics, ratelimit::RateLimiter,
-    redis::Redis,
+    auth::JwtVerifier, health::Readiness, http::TrustedProxies, metrics::Metrics,
+    ratelimit::RateLimiter, redis::Redis,
 };
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -47,7 +47,9 @@ pub struct Application {
 impl Application {
     /// Connects to the database (waiting for it briefly), migrates, and builds.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let pool = ecom_shared::db::connect(&config.common.database_url, 10, Duration::from_secs(30)).await?;
+        let pool =
+            ecom_shared::db::connect(&config.common.database_url, 10, Duration::from_secs(30))
+                .await?;
         Self::build_with_pool(config, pool).await
     }
 
@@ -57,9 +59,17 @@ impl Application {
             MIGRATOR.run(&pool).await?;
         }
         let metrics = Metrics::new(config::SPEC.name);
-        let redis = Arc::new(Redis::new(&config.common.redis_url, &config.common.redis_prefix)?);
+        let redis = Arc::new(Redis::new(
+            &config.common.redis_url,
+            &config.common.redis_prefix,
+        )?);
         let keys = Arc::new(
-            KeyStore::open(pool.clone(), config.common.access_token_ttl, config.key_rotation_interval).await?,
+            KeyStore::open(
+                pool.clone(),
+                config.common.access_token_ttl,
+                config.key_rotation_interval,
+            )
+            .await?,
         );
         let users = Arc::new(UsersService::new(
             pool.clone(),
@@ -76,15 +86,20 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("cannot create the bootstrap admin: {e}"))?;
 
         // This service verifies its own tokens from its key store (re-read on an unknown kid,
-        // which covers a key rotated by another replica) instead of fetching its own JWKS.
+        // which covers a key rotated by another replica) instead of fetching its own JWKS. The
+        // re-read is one indexed query on a tiny table, serialised by the verifier, so it may
+        // happen on every unknown kid: only the requests carrying them wait for it.
         let loader_keys = keys.clone();
-        let verifier = Arc::new(JwtVerifier::new(Arc::new(move || {
-            let keys = loader_keys.clone();
-            Box::pin(async move {
-                keys.reload().await?;
-                Ok(keys.jwks().await)
-            })
-        })));
+        let verifier = Arc::new(
+            JwtVerifier::new(Arc::new(move || {
+                let keys = loader_keys.clone();
+                Box::pin(async move {
+                    keys.reload().await?;
+                    Ok(keys.jwks().await)
+                })
+            }))
+            .with_min_refetch_interval(Duration::ZERO),
+        );
 
         let state = http::AppState {
             users: users.clone(),
@@ -108,13 +123,23 @@ impl Application {
 
         let mut routes = tonic::service::Routes::builder();
         routes.add_service(
-            UserServiceServer::new(grpc::UsersGrpc { users: users.clone(), verifier })
-                .max_decoding_message_size(ecom_shared::grpc::MAX_MESSAGE_BYTES),
+            UserServiceServer::new(grpc::UsersGrpc {
+                users: users.clone(),
+                verifier,
+            })
+            .max_decoding_message_size(ecom_shared::grpc::MAX_MESSAGE_BYTES),
         );
         let c = &config.common;
         let http = ecom_shared::http::bind(c.bind, c.http_port).await?;
         let grpc = ecom_shared::http::bind(c.bind, c.grpc_port).await?;
-        Ok(Self { http, grpc, router, grpc_routes: routes.routes(), metrics, users })
+        Ok(Self {
+            http,
+            grpc,
+            router,
+            grpc_routes: routes.routes(),
+            metrics,
+            users,
+        })
     }
 
     pub fn http_port(&self) -> u16 {
@@ -136,7 +161,11 @@ impl Application {
 
     /// Serves HTTP and gRPC and runs housekeeping until `shutdown` is cancelled.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(http = self.http_port(), grpc = self.grpc_port(), "users service listening");
+        tracing::info!(
+            http = self.http_port(),
+            grpc = self.grpc_port(),
+            "users service listening"
+        );
         let housekeeping = {
             let (users, shutdown) = (self.users.clone(), shutdown.clone());
             tokio::spawn(async move {

@@ -97,7 +97,9 @@ pub async fn credentials_by_email(
 }
 
 pub async fn password_hash(e: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar!("SELECT password_hash FROM users WHERE id = $1", id).fetch_optional(e).await
+    sqlx::query_scalar!("SELECT password_hash FROM users WHERE id = $1", id)
+        .fetch_optional(e)
+        .await
 }
 
 pub async fn get_user(e: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<User>> {
@@ -122,7 +124,11 @@ pub async fn users_by_ids(e: impl PgExecutor<'_>, ids: &[i64]) -> sqlx::Result<V
     .await
 }
 
-pub async fn list_users(conn: &mut PgConnection, limit: i64, offset: i64) -> sqlx::Result<(Vec<User>, i64)> {
+pub async fn list_users(
+    conn: &mut PgConnection,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<(Vec<User>, i64)> {
     let items = sqlx::query_as!(
         User,
         r#"SELECT id, email, full_name, role AS "role: Role", is_active, created_at, updated_at
@@ -132,7 +138,9 @@ pub async fn list_users(conn: &mut PgConnection, limit: i64, offset: i64) -> sql
     )
     .fetch_all(&mut *conn)
     .await?;
-    let total = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM users"#).fetch_one(&mut *conn).await?;
+    let total = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM users"#)
+        .fetch_one(&mut *conn)
+        .await?;
     Ok((items, total))
 }
 
@@ -181,7 +189,9 @@ pub async fn admin_update(
 }
 
 pub async fn delete_user(e: impl PgExecutor<'_>, id: i64) -> sqlx::Result<bool> {
-    let done = sqlx::query!("DELETE FROM users WHERE id = $1", id).execute(e).await?;
+    let done = sqlx::query!("DELETE FROM users WHERE id = $1", id)
+        .execute(e)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -205,7 +215,10 @@ pub async fn insert_refresh(
 }
 
 /// Locks the row of a presented refresh token: concurrent refreshes of one token serialise here.
-pub async fn lock_refresh(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<Option<RefreshRow>> {
+pub async fn lock_refresh(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+) -> sqlx::Result<Option<RefreshRow>> {
     sqlx::query_as!(
         RefreshRow,
         "SELECT id, user_id, family_id, expires_at, used_at, revoked_at
@@ -217,7 +230,12 @@ pub async fn lock_refresh(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::R
 }
 
 pub async fn mark_refresh_used(e: impl PgExecutor<'_>, id: i64) -> sqlx::Result<()> {
-    sqlx::query!("UPDATE refresh_tokens SET used_at = now() WHERE id = $1", id).execute(e).await?;
+    sqlx::query!(
+        "UPDATE refresh_tokens SET used_at = now() WHERE id = $1",
+        id
+    )
+    .execute(e)
+    .await?;
     Ok(())
 }
 
@@ -255,9 +273,10 @@ pub async fn revoke_user_tokens(e: impl PgExecutor<'_>, user_id: i64) -> sqlx::R
 
 /// Drops refresh tokens that expired more than a day ago (housekeeping).
 pub async fn purge_expired_refresh(e: impl PgExecutor<'_>) -> sqlx::Result<u64> {
-    let done = sqlx::query!("DELETE FROM refresh_tokens WHERE expires_at < now() - interval '1 day'")
-        .execute(e)
-        .await?;
+    let done =
+        sqlx::query!("DELETE FROM refresh_tokens WHERE expires_at < now() - interval '1 day'")
+            .execute(e)
+            .await?;
     Ok(done.rows_affected())
 }
 
@@ -270,7 +289,10 @@ pub async fn lock_keys(conn: &mut PgConnection) -> sqlx::Result<()> {
 }
 
 /// Keys still useful: the active ones, and retired ones whose tokens may not have expired yet.
-pub async fn usable_keys(e: impl PgExecutor<'_>, retired_after: DateTime<Utc>) -> sqlx::Result<Vec<KeyRow>> {
+pub async fn usable_keys(
+    e: impl PgExecutor<'_>,
+    retired_after: DateTime<Utc>,
+) -> sqlx::Result<Vec<KeyRow>> {
     sqlx::query_as!(
         KeyRow,
         "SELECT kid, private_key, public_jwk, created_at, retired_at
@@ -284,7 +306,9 @@ pub async fn usable_keys(e: impl PgExecutor<'_>, retired_after: DateTime<Utc>) -
 }
 
 pub async fn retire_active_keys(e: impl PgExecutor<'_>) -> sqlx::Result<()> {
-    sqlx::query!("UPDATE signing_keys SET retired_at = now() WHERE retired_at IS NULL").execute(e).await?;
+    sqlx::query!("UPDATE signing_keys SET retired_at = now() WHERE retired_at IS NULL")
+        .execute(e)
+        .await?;
     Ok(())
 }
 

@@ -73,7 +73,9 @@ fn collect<T>(errors: &mut Vec<FieldError>, field: &str, r: Result<T, &'static s
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "23505")
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "23505")
 }
 
 impl UsersService {
@@ -86,7 +88,15 @@ impl UsersService {
         metrics: Arc<Metrics>,
         refresh_ttl: Duration,
     ) -> Self {
-        Self { pool, hasher, keys, redis, login_limiter, metrics, refresh_ttl }
+        Self {
+            pool,
+            hasher,
+            keys,
+            redis,
+            login_limiter,
+            metrics,
+            refresh_ttl,
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -96,7 +106,8 @@ impl UsersService {
     /// Creates an account. The role is always `user`, whatever the client sent.
     pub async fn register(&self, input: Registration<'_>) -> Result<User> {
         let mut errors = Vec::new();
-        let email = required(&mut errors, "email", input.email).and_then(|e| collect(&mut errors, "email", Email::parse(e)));
+        let email = required(&mut errors, "email", input.email)
+            .and_then(|e| collect(&mut errors, "email", Email::parse(e)));
         let password = required(&mut errors, "password", input.password)
             .and_then(|p| collect(&mut errors, "password", Password::parse_new(p)));
         let name = required(&mut errors, "full_name", input.full_name)
@@ -105,7 +116,8 @@ impl UsersService {
             return Err(Error::Validation(errors));
         };
         let hash = self.hasher.hash(password).await?;
-        match repo::insert_user(&self.pool, email.as_str(), &hash, name.as_str(), Role::User).await {
+        match repo::insert_user(&self.pool, email.as_str(), &hash, name.as_str(), Role::User).await
+        {
             Ok(user) => {
                 tracing::info!(user_id = user.id, "user registered");
                 Ok(user)
@@ -118,11 +130,17 @@ impl UsersService {
     /// Throttles login attempts per (client IP, e-mail) pair, across replicas. Fails closed: when
     /// the limiter's store is down, logins are refused with 503 rather than left unthrottled.
     async fn throttle_login(&self, ip: &str, email: &str) -> Result<()> {
-        match self.login_limiter.check(&self.redis, &format!("{ip}|{email}")).await {
+        match self
+            .login_limiter
+            .check(&self.redis, &format!("{ip}|{email}"))
+            .await
+        {
             Ok(Decision::Allowed { .. }) => Ok(()),
             Ok(Decision::Limited { retry_after_ms }) => {
                 self.metrics.count_rate_limited("login");
-                Err(Error::RateLimited { retry_after_secs: retry_after_ms.div_ceil(1000) })
+                Err(Error::RateLimited {
+                    retry_after_secs: retry_after_ms.div_ceil(1000),
+                })
             }
             Err(e) => {
                 tracing::warn!(error = %e, "login rate limiter unavailable");
@@ -161,10 +179,15 @@ impl UsersService {
 
     async fn issue_pair(&self, user: &User, family: Uuid) -> Result<TokenPair> {
         let (refresh_token, hash) = tokens::new_refresh_token();
-        let expires_at = Utc::now() + chrono::Duration::from_std(self.refresh_ttl).map_err(anyhow::Error::from)?;
+        let expires_at = Utc::now()
+            + chrono::Duration::from_std(self.refresh_ttl).map_err(anyhow::Error::from)?;
         repo::insert_refresh(&self.pool, &hash, user.id, family, expires_at).await?;
         let (access_token, expires_in) = self.keys.issue_access(user.id, user.role).await?;
-        Ok(TokenPair { access_token, refresh_token, expires_in })
+        Ok(TokenPair {
+            access_token,
+            refresh_token,
+            expires_in,
+        })
     }
 
     /// Rotates a refresh token. Presenting one that was already used revokes its whole family:
@@ -175,17 +198,25 @@ impl UsersService {
         }
         let hash = tokens::hash_refresh_token(refresh_token);
         let mut tx = self.pool.begin().await?;
-        let row = repo::lock_refresh(&mut tx, &hash).await?.ok_or(Error::InvalidRefreshToken)?;
+        let row = repo::lock_refresh(&mut tx, &hash)
+            .await?
+            .ok_or(Error::InvalidRefreshToken)?;
         if row.used_at.is_some() || row.revoked_at.is_some() {
             let revoked = repo::revoke_family(&mut *tx, row.family_id).await?;
             tx.commit().await?;
-            tracing::warn!(user_id = row.user_id, revoked, "refresh token reused: family revoked");
+            tracing::warn!(
+                user_id = row.user_id,
+                revoked,
+                "refresh token reused: family revoked"
+            );
             return Err(Error::InvalidRefreshToken);
         }
         if row.expires_at <= Utc::now() {
             return Err(Error::InvalidRefreshToken);
         }
-        let user = repo::get_user(&mut *tx, row.user_id).await?.filter(|u| u.is_active);
+        let user = repo::get_user(&mut *tx, row.user_id)
+            .await?
+            .filter(|u| u.is_active);
         let Some(user) = user else {
             repo::revoke_family(&mut *tx, row.family_id).await?;
             tx.commit().await?;
@@ -196,7 +227,11 @@ impl UsersService {
         repo::insert_refresh(&mut *tx, &new_hash, user.id, row.family_id, row.expires_at).await?;
         tx.commit().await?;
         let (access_token, expires_in) = self.keys.issue_access(user.id, user.role).await?;
-        Ok(TokenPair { access_token, refresh_token: new_token, expires_in })
+        Ok(TokenPair {
+            access_token,
+            refresh_token: new_token,
+            expires_in,
+        })
     }
 
     /// Revokes the token's family. Unknown tokens are accepted silently (no oracle).
@@ -220,8 +255,12 @@ impl UsersService {
     pub async fn update_me(&self, caller: CurrentUser, change: ProfileChange<'_>) -> Result<User> {
         self.me(caller).await?;
         let mut errors = Vec::new();
-        let name = change.full_name.and_then(|n| collect(&mut errors, "full_name", FullName::parse(n)));
-        let password = change.password.and_then(|p| collect(&mut errors, "password", Password::parse_new(p)));
+        let name = change
+            .full_name
+            .and_then(|n| collect(&mut errors, "full_name", FullName::parse(n)));
+        let password = change
+            .password
+            .and_then(|p| collect(&mut errors, "password", Password::parse_new(p)));
         if !errors.is_empty() {
             return Err(Error::Validation(errors));
         }
@@ -230,9 +269,14 @@ impl UsersService {
             None => None,
         };
         let mut tx = self.pool.begin().await?;
-        let user = repo::update_profile(&mut *tx, caller.id, name.as_ref().map(FullName::as_str), hash.as_deref())
-            .await?
-            .ok_or(Error::NotFound)?;
+        let user = repo::update_profile(
+            &mut *tx,
+            caller.id,
+            name.as_ref().map(FullName::as_str),
+            hash.as_deref(),
+        )
+        .await?
+        .ok_or(Error::NotFound)?;
         if hash.is_some() {
             repo::revoke_user_tokens(&mut *tx, caller.id).await?;
         }
@@ -240,7 +284,11 @@ impl UsersService {
         Ok(user)
     }
 
-    pub async fn list(&self, limit: Option<i64>, offset: Option<i64>) -> Result<(Vec<User>, i64, Page)> {
+    pub async fn list(
+        &self,
+        limit: Option<i64>,
+        offset: Option<i64>,
+    ) -> Result<(Vec<User>, i64, Page)> {
         let page = Page::parse(limit, offset).map_err(Error::Validation)?;
         let mut conn = self.pool.acquire().await?;
         let (items, total) = repo::list_users(&mut conn, page.limit, page.offset).await?;
@@ -256,18 +304,31 @@ impl UsersService {
         if ids.len() > 100 {
             return Err(Error::field("ids", "at most 100 ids"));
         }
-        let ids: Vec<i64> = if caller.is_admin() { ids.to_vec() } else { ids.iter().copied().filter(|i| *i == caller.id).collect() };
+        let ids: Vec<i64> = if caller.is_admin() {
+            ids.to_vec()
+        } else {
+            ids.iter().copied().filter(|i| *i == caller.id).collect()
+        };
         Ok(repo::users_by_ids(&self.pool, &ids).await?)
     }
 
     /// An admin changes someone's role or status. Deactivation ends their sessions. Admins cannot
     /// demote or deactivate themselves, so the platform cannot lose its last admin by accident.
-    pub async fn admin_update(&self, admin: CurrentUser, id: i64, change: AdminChange) -> Result<User> {
+    pub async fn admin_update(
+        &self,
+        admin: CurrentUser,
+        id: i64,
+        change: AdminChange,
+    ) -> Result<User> {
         if id == admin.id && (change.role == Some(Role::User) || change.is_active == Some(false)) {
-            return Err(Error::InvalidState("you cannot demote or deactivate yourself"));
+            return Err(Error::InvalidState(
+                "you cannot demote or deactivate yourself",
+            ));
         }
         let mut tx = self.pool.begin().await?;
-        let user = repo::admin_update(&mut *tx, id, change.role, change.is_active).await?.ok_or(Error::NotFound)?;
+        let user = repo::admin_update(&mut *tx, id, change.role, change.is_active)
+            .await?
+            .ok_or(Error::NotFound)?;
         if change.is_active == Some(false) {
             repo::revoke_user_tokens(&mut *tx, id).await?;
         }
@@ -291,7 +352,8 @@ impl UsersService {
     /// Creates the bootstrap admin, or resets it to the configured password and role.
     pub async fn bootstrap_admin(&self, email: &str, password: &str) -> Result<User> {
         let email = Email::parse(email).map_err(|m| Error::field("ECOM_ADMIN_EMAIL", m))?;
-        let password = Password::parse_new(password).map_err(|m| Error::field("ECOM_ADMIN_PASSWORD", m))?;
+        let password =
+            Password::parse_new(password).map_err(|m| Error::field("ECOM_ADMIN_PASSWORD", m))?;
         let hash = self.hasher.hash(password).await?;
         let user = repo::upsert_admin(&self.pool, email.as_str(), &hash).await?;
         tracing::info!(user_id = user.id, "bootstrap admin ready");

@@ -21,8 +21,9 @@ use tokio::sync::RwLock;
 use crate::repo;
 
 /// The fixed PKCS#8 v1 prefix of an Ed25519 private key; the 32-byte seed follows.
-const ED25519_PKCS8_PREFIX: [u8; 16] =
-    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+const ED25519_PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
 
 struct Signer {
     kid: String,
@@ -59,12 +60,19 @@ fn new_key() -> anyhow::Result<(String, Vec<u8>, serde_json::Value)> {
 
 impl KeyStore {
     /// Loads the keys, creating the first one when there is none.
-    pub async fn open(pool: PgPool, access_ttl: Duration, rotation_interval: Duration) -> anyhow::Result<Self> {
+    pub async fn open(
+        pool: PgPool,
+        access_ttl: Duration,
+        rotation_interval: Duration,
+    ) -> anyhow::Result<Self> {
         let store = Self {
             pool,
             access_ttl,
             rotation_interval,
-            keys: RwLock::new(Arc::new(Keys { signer: None, jwks: JwkSet { keys: Vec::new() } })),
+            keys: RwLock::new(Arc::new(Keys {
+                signer: None,
+                jwks: JwkSet { keys: Vec::new() },
+            })),
         };
         store.reload().await?;
         if store.keys.read().await.signer.is_none() {
@@ -101,7 +109,9 @@ impl KeyStore {
         for row in rows {
             match serde_json::from_value::<Jwk>(row.public_jwk) {
                 Ok(jwk) => jwks.push(jwk),
-                Err(e) => tracing::error!(kid = row.kid, error = %e, "stored public key is unreadable"),
+                Err(e) => {
+                    tracing::error!(kid = row.kid, error = %e, "stored public key is unreadable")
+                }
             }
             // Rows come newest first: the first unretired key signs.
             if signer.is_none() && row.retired_at.is_none() {
@@ -112,21 +122,28 @@ impl KeyStore {
                 });
             }
         }
-        *self.keys.write().await = Arc::new(Keys { signer, jwks: JwkSet { keys: jwks } });
+        *self.keys.write().await = Arc::new(Keys {
+            signer,
+            jwks: JwkSet { keys: jwks },
+        });
         Ok(())
     }
 
     /// Replaces the signing key now. Tokens signed by the old key keep verifying until they expire.
     pub async fn rotate(&self) -> anyhow::Result<String> {
         self.create_key(true).await?;
-        self.active_kid().await.ok_or_else(|| anyhow::anyhow!("no signing key after rotation"))
+        self.active_kid()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("no signing key after rotation"))
     }
 
     /// Rotates when the signing key is older than the rotation interval.
     pub async fn rotate_if_due(&self) -> anyhow::Result<()> {
         self.reload().await?;
         let due = match &self.keys.read().await.signer {
-            Some(s) => (Utc::now() - s.created_at).to_std().unwrap_or_default() > self.rotation_interval,
+            Some(s) => {
+                (Utc::now() - s.created_at).to_std().unwrap_or_default() > self.rotation_interval
+            }
             None => true,
         };
         if due {
@@ -136,7 +153,12 @@ impl KeyStore {
     }
 
     pub async fn active_kid(&self) -> Option<String> {
-        self.keys.read().await.signer.as_ref().map(|s| s.kid.clone())
+        self.keys
+            .read()
+            .await
+            .signer
+            .as_ref()
+            .map(|s| s.kid.clone())
     }
 
     /// The public keys (JWKS document).
@@ -147,7 +169,10 @@ impl KeyStore {
     /// Signs an access token for a user; returns the token and its lifetime in seconds.
     pub async fn issue_access(&self, user_id: i64, role: Role) -> anyhow::Result<(String, u64)> {
         let keys = self.keys.read().await.clone();
-        let signer = keys.signer.as_ref().ok_or_else(|| anyhow::anyhow!("no signing key"))?;
+        let signer = keys
+            .signer
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no signing key"))?;
         let now = Utc::now().timestamp();
         let ttl = self.access_ttl.as_secs();
         let claims = AccessClaims {
@@ -189,7 +214,10 @@ mod tests {
         assert_eq!(jwk["kid"], kid);
         assert_eq!(jwk["kty"], "OKP");
         assert_eq!(jwk["crv"], "Ed25519");
-        assert!(jwk.get("d").is_none(), "the private part must never be in the JWK");
+        assert!(
+            jwk.get("d").is_none(),
+            "the private part must never be in the JWK"
+        );
     }
 
     #[test]

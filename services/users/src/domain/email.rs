@@ -27,8 +27,12 @@ impl Email {
             && !domain.starts_with(['.', '-'])
             && !domain.ends_with(['.', '-'])
             && !domain.contains("..")
-            && domain.chars().all(|c| c.is_alphanumeric() || c == '.' || c == '-');
-        let no_bad_chars = !s.chars().any(|c| c.is_whitespace() || c.is_control() || "<>()[]\\,;:\"".contains(c));
+            && domain
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '.' || c == '-');
+        let no_bad_chars = !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>()[]\\,;:\"".contains(c));
         if valid_local && valid_domain && no_bad_chars {
             Ok(Self(s))
         } else {
@@ -59,13 +63,28 @@ mod tests {
 
     #[test]
     fn normalises_case_and_space() {
-        assert_eq!(Email::parse("  Alice@Example.COM ").map(|e| e.to_string()), Ok("alice@example.com".into()));
+        assert_eq!(
+            Email::parse("  Alice@Example.COM ").map(|e| e.to_string()),
+            Ok("alice@example.com".into())
+        );
     }
 
     #[test]
     fn refuses_what_is_not_an_address() {
-        for bad in ["", "alice", "@example.com", "alice@", "alice@com", "a b@example.com", "alice@exa mple.com",
-            "alice@@example.com", ".alice@example.com", "alice@example..com", "alice@-example.com", "<a>@example.com"] {
+        for bad in [
+            "",
+            "alice",
+            "@example.com",
+            "alice@",
+            "alice@com",
+            "a b@example.com",
+            "alice@exa mple.com",
+            "alice@@example.com",
+            ".alice@example.com",
+            "alice@example..com",
+            "alice@-example.com",
+            "<a>@example.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }
         assert!(Email::parse(&format!("{}@example.com", "a".repeat(65))).is_err());
@@ -73,7 +92,11 @@ mod tests {
 
     #[test]
     fn accepts_real_addresses() {
-        for ok in ["a@b.co", "first.last+tag@sub.example.org", "x_y-z@example-shop.io"] {
+        for ok in [
+            "a@b.co",
+            "first.last+tag@sub.example.org",
+            "x_y-z@example-shop.io",
+        ] {
             assert!(Email::parse(ok).is_ok(), "{ok:?} should be accepted");
         }
     }

@@ -32,17 +32,27 @@ pub struct Page {
 impl Page {
     pub const MAX_LIMIT: i64 = 100;
 
-    pub fn parse(limit: Option<i64>, offset: Option<i64>) -> Result<Self, Vec<ecom_shared::FieldError>> {
+    pub fn parse(
+        limit: Option<i64>,
+        offset: Option<i64>,
+    ) -> Result<Self, Vec<ecom_shared::FieldError>> {
         let mut errors = Vec::new();
         let limit = limit.unwrap_or(20);
         if !(1..=Self::MAX_LIMIT).contains(&limit) {
-            errors.push(ecom_shared::FieldError::new("limit", "must be between 1 and 100"));
+            errors.push(ecom_shared::FieldError::new(
+                "limit",
+                "must be between 1 and 100",
+            ));
         }
         let offset = offset.unwrap_or(0);
         if offset < 0 {
             errors.push(ecom_shared::FieldError::new("offset", "must be 0 or more"));
         }
-        if errors.is_empty() { Ok(Self { limit, offset }) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(Self { limit, offset })
+        } else {
+            Err(errors)
+        }
     }
 }
 
@@ -52,10 +62,22 @@ mod tests {
 
     #[test]
     fn page_bounds() {
-        assert_eq!(Page::parse(None, None), Ok(Page { limit: 20, offset: 0 }));
+        assert_eq!(
+            Page::parse(None, None),
+            Ok(Page {
+                limit: 20,
+                offset: 0
+            })
+        );
         assert!(Page::parse(Some(0), None).is_err());
         assert!(Page::parse(Some(101), None).is_err());
         assert!(Page::parse(Some(100), Some(-1)).is_err());
-        assert_eq!(Page::parse(Some(100), Some(5)), Ok(Page { limit: 100, offset: 5 }));
+        assert_eq!(
+            Page::parse(Some(100), Some(5)),
+            Ok(Page {
+                limit: 100,
+                offset: 5
+            })
+        );
     }
 }

@@ -29,7 +29,10 @@ mod tests {
 
     #[test]
     fn bounds() {
-        assert_eq!(FullName::parse("  Ada Lovelace ").map(|n| n.as_str().to_owned()), Ok("Ada Lovelace".into()));
+        assert_eq!(
+            FullName::parse("  Ada Lovelace ").map(|n| n.as_str().to_owned()),
+            Ok("Ada Lovelace".into())
+        );
         assert!(FullName::parse("   ").is_err());
         assert!(FullName::parse(&"é".repeat(200)).is_ok());
         assert!(FullName::parse(&"é".repeat(201)).is_err());

@@ -1,0 +1,9 @@
+//! Black-box tests of the Users service: a real server on a socket (HTTP and gRPC), a fresh
+//! PostgreSQL database per test, real Redis.
+
+mod admin;
+mod auth;
+mod grpc;
+mod helpers;
+mod jwt;
+mod platform;

@@ -1,0 +1,116 @@
+//! What every service serves: health, metrics, docs, JSON errors for unknown routes.
+
+use reqwest::StatusCode;
+use sqlx::PgPool;
+
+use crate::helpers::*;
+
+#[sqlx::test(migrator = "users::MIGRATOR")]
+async fn health_reports_each_dependency(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let (status, live) = app.get("/health/live", None).await;
+    assert_eq!(
+        (status, live["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let (status, ready) = app.get("/health/ready", None).await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert_eq!(
+        (
+            ready["checks"]["database"].as_str(),
+            ready["checks"]["redis"].as_str()
+        ),
+        (Some("ok"), Some("ok"))
+    );
+
+    let no_redis = spawn_app_with(pool, &[("ECOM_REDIS_URL", "redis://127.0.0.1:1")]).await;
+    let (status, ready) = no_redis.get("/health/ready", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
+    assert_eq!(ready["checks"]["redis"], "down");
+    assert_eq!(ready["checks"]["database"], "ok");
+    assert_eq!(ready["code"], "service_unavailable");
+}
+
+#[sqlx::test(migrator = "users::MIGRATOR")]
+async fn metrics_use_route_templates_never_raw_ids(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let admin = app.admin_token().await;
+    app.get("/users/12345", Some(&admin)).await;
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"http_requests_total{service="users",method="GET",route="/users/{id}",status="404"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("http_request_duration_seconds_bucket{"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("/users/12345"));
+}
+
+#[sqlx::test(migrator = "users::MIGRATOR")]
+async fn swagger_ui_and_openapi_are_served_from_the_binary(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let html = app
+        .client
+        .get(app.url("/docs/"))
+        .send()
+        .await
+        .expect("docs");
+    assert_eq!(html.status(), StatusCode::OK);
+    let page = html.text().await.expect("html");
+    assert!(page.contains("swagger-ui"), "{page}");
+    assert!(
+        !page.contains("https://"),
+        "no CDN: every asset comes from the binary"
+    );
+    let redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(app.url("/docs"))
+        .send()
+        .await
+        .expect("docs");
+    assert!(redirect.status().is_success() || redirect.status().is_redirection());
+    let (status, spec) = app.get("/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    for path in [
+        "/auth/register",
+        "/auth/login",
+        "/auth/refresh",
+        "/auth/logout",
+        "/users/me",
+        "/users",
+        "/users/{id}",
+        "/.well-known/jwks.json",
+    ] {
+        assert!(
+            spec["paths"].get(path).is_some(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert!(
+        spec["components"]["securitySchemes"]["password"].is_object(),
+        "Swagger's Authorize needs the password flow"
+    );
+}
+
+#[sqlx::test(migrator = "users::MIGRATOR")]
+async fn unknown_routes_get_a_json_404_and_a_request_id(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let res = app
+        .client
+        .get(app.url("/nope"))
+        .header("x-request-id", "req-123")
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(
+        res.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("req-123")
+    );
+    assert_error(&parts(res).await, StatusCode::NOT_FOUND, "not_found");
+}
