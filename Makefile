@@ -14,6 +14,10 @@ ECOMCTL_DEBUG := $(CARGO_TARGET_DIR)/debug/ecomctl
 SQLX_SERVICES := users
 SQLX_SERVER ?= postgres://postgres@127.0.0.1:5432
 
+# Python linters for deploy files live in a venv outside the clone.
+VENV ?= $(HOME)/.cache/ecom/venv
+LINT_TOOLS := $(VENV)/bin/check-jsonschema
+
 .PHONY: help up build test lint fmt sqlx-prepare sqlx-check clean-data
 
 help: ## List the targets
@@ -30,9 +34,14 @@ test: ## Every test (unit, integration, end-to-end) against real PostgreSQL and 
 	cargo build --workspace --bins
 	$(ECOMCTL_DEBUG) with-infra -- cargo nextest run --workspace --no-fail-fast $(NEXTEST_ARGS)
 
-lint: ## rustfmt, clippy (warnings are errors)
+lint: $(LINT_TOOLS) ## rustfmt, clippy (warnings are errors), and the deploy-file linters
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+
+$(LINT_TOOLS):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check check-jsonschema
 
 fmt: ## Format the code
 	cargo fmt --all

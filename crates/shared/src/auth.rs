@@ -383,6 +383,31 @@ pub async fn grpc_user<T>(
     Ok(verifier.verify_bearer(value).await?)
 }
 
+/// A client interceptor that forwards the end user's access token on every call made with it
+/// (`UserServiceClient::with_interceptor(channel, BearerInterceptor::new(token))`).
+#[derive(Clone)]
+pub struct BearerInterceptor(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl BearerInterceptor {
+    pub fn new(token: &str) -> Self {
+        Self(format!("Bearer {token}").parse().ok())
+    }
+}
+
+impl tonic::service::Interceptor for BearerInterceptor {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        let value = self
+            .0
+            .clone()
+            .ok_or_else(|| tonic::Status::unauthenticated("malformed token"))?;
+        request.metadata_mut().insert("authorization", value);
+        Ok(request)
+    }
+}
+
 /// Adds a bearer token to an outgoing gRPC request (forwarding the end user's identity).
 pub fn with_bearer<T>(mut request: tonic::Request<T>, token: &str) -> tonic::Request<T> {
     if let Ok(v) = format!("Bearer {token}").parse() {
