@@ -239,6 +239,11 @@ pub fn json_rejection(rejection: &JsonRejection) -> ApiError {
         JsonRejection::MissingJsonContentType(_) => {
             ApiError::bad_request("expected `Content-Type: application/json`")
         }
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large",
+        ),
         _ => ApiError::bad_request("the body could not be read"),
     }
 }

@@ -104,6 +104,7 @@ impl UsersService {
     }
 
     /// Creates an account. The role is always `user`, whatever the client sent.
+    #[tracing::instrument(skip_all)]
     pub async fn register(&self, input: Registration<'_>) -> Result<User> {
         let mut errors = Vec::new();
         let email = required(&mut errors, "email", input.email)
@@ -151,6 +152,7 @@ impl UsersService {
 
     /// Checks credentials and issues a token pair. Unknown e-mail, wrong password and inactive
     /// account all give the same answer, in about the same time.
+    #[tracing::instrument(skip_all, fields(client_ip = %client_ip))]
     pub async fn login(&self, email: &str, password: &str, client_ip: &str) -> Result<TokenPair> {
         let mut errors = Vec::new();
         if email.trim().is_empty() {
@@ -192,6 +194,7 @@ impl UsersService {
 
     /// Rotates a refresh token. Presenting one that was already used revokes its whole family:
     /// either the legitimate client or a thief holds a copy, and we cannot tell which.
+    #[tracing::instrument(skip_all)]
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair> {
         if refresh_token.is_empty() || refresh_token.len() > 512 {
             return Err(Error::field("refresh_token", "is required"));
@@ -252,6 +255,7 @@ impl UsersService {
     }
 
     /// Changes one's own name or password. A password change ends every other session.
+    #[tracing::instrument(skip_all, fields(user_id = caller.id))]
     pub async fn update_me(&self, caller: CurrentUser, change: ProfileChange<'_>) -> Result<User> {
         self.me(caller).await?;
         let mut errors = Vec::new();
@@ -314,6 +318,7 @@ impl UsersService {
 
     /// An admin changes someone's role or status. Deactivation ends their sessions. Admins cannot
     /// demote or deactivate themselves, so the platform cannot lose its last admin by accident.
+    #[tracing::instrument(skip_all, fields(admin_id = admin.id, user_id = id))]
     pub async fn admin_update(
         &self,
         admin: CurrentUser,
@@ -337,6 +342,7 @@ impl UsersService {
         Ok(user)
     }
 
+    #[tracing::instrument(skip_all, fields(admin_id = admin.id, user_id = id))]
     pub async fn delete(&self, admin: CurrentUser, id: i64) -> Result<()> {
         if id == admin.id {
             return Err(Error::InvalidState("you cannot delete yourself"));
