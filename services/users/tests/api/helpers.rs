@@ -96,20 +96,31 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    pub async fn post(&self, path: &str, body: &Value, token: Option<&str>) -> (StatusCode, Value) {
-        let mut req = self.client.post(self.url(path)).json(body);
+    /// Sends a request with an optional JSON body and bearer token.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         parts(req.send().await.expect("request")).await
     }
 
+    pub async fn post(&self, path: &str, body: &Value, token: Option<&str>) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, path, Some(body), token)
+            .await
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
-        let mut req = self.client.get(self.url(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        parts(req.send().await.expect("request")).await
+        self.send(reqwest::Method::GET, path, None, token).await
     }
 
     pub async fn patch(
@@ -118,19 +129,12 @@ impl TestApp {
         body: &Value,
         token: Option<&str>,
     ) -> (StatusCode, Value) {
-        let mut req = self.client.patch(self.url(path)).json(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        parts(req.send().await.expect("request")).await
+        self.send(reqwest::Method::PATCH, path, Some(body), token)
+            .await
     }
 
     pub async fn delete(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
-        let mut req = self.client.delete(self.url(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        parts(req.send().await.expect("request")).await
+        self.send(reqwest::Method::DELETE, path, None, token).await
     }
 
     pub async fn register(&self, email: &str, password: &str) -> Value {
