@@ -19,6 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut protos = Vec::new();
     collect(&root, &mut protos)?;
     protos.sort();
+    // The directory too: a newly added .proto must rerun this script.
+    println!("cargo:rerun-if-changed={}", root.display());
     for p in &protos {
         println!("cargo:rerun-if-changed={}", p.display());
     }

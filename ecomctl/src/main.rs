@@ -207,10 +207,17 @@ async fn start_all(
             "ECOM_JWKS_URL",
             format!("http://127.0.0.1:{users_http}/.well-known/jwks.json"),
         );
-        for (key, default) in [
+        let color = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            "1"
+        } else {
+            "0"
+        };
+        let defaults = [
             ("ECOM_BIND_ADDRESS", "127.0.0.1"),
             ("ECOM_LOG_FORMAT", "pretty"),
-        ] {
+            ("ECOM_LOG_COLOR", color),
+        ];
+        for (key, default) in defaults.iter().chain(s.env) {
             if std::env::var_os(key).is_none() {
                 cmd.env(key, default);
             }

@@ -9,14 +9,27 @@ pub struct ServiceDef {
     pub grpc_port: Option<u16>,
     /// Whether it owns a PostgreSQL database (`ecom_<name>`).
     pub database: bool,
+    /// Settings `ecomctl up` gives it (unless the environment already sets them).
+    pub env: &'static [(&'static str, &'static str)],
 }
 
-pub const SERVICES: &[ServiceDef] = &[ServiceDef {
-    name: "users",
-    http_port: 8001,
-    grpc_port: Some(50051),
-    database: true,
-}];
+pub const SERVICES: &[ServiceDef] = &[
+    ServiceDef {
+        name: "users",
+        http_port: 8001,
+        grpc_port: Some(50051),
+        database: true,
+        env: &[],
+    },
+    // The demo catalogue is seeded into an empty catalogue only (idempotent).
+    ServiceDef {
+        name: "products",
+        http_port: 8002,
+        grpc_port: Some(50052),
+        database: true,
+        env: &[("ECOM_SEED_DEMO", "true")],
+    },
+];
 
 impl ServiceDef {
     fn env_port(&self, kind: &str, default: u16) -> u16 {

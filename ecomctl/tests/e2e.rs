@@ -27,6 +27,8 @@ fn port_is_free(port: u16) -> bool {
 struct Ports {
     http: u16,
     grpc: u16,
+    products_http: u16,
+    products_grpc: u16,
     pg: u16,
     redis: u16,
 }
@@ -52,6 +54,8 @@ fn start(dir: &Path, ports: &Ports, fresh: bool) -> Up {
     let mut child = cmd
         .env("ECOM_USERS_HTTP_PORT", ports.http.to_string())
         .env("ECOM_USERS_GRPC_PORT", ports.grpc.to_string())
+        .env("ECOM_PRODUCTS_HTTP_PORT", ports.products_http.to_string())
+        .env("ECOM_PRODUCTS_GRPC_PORT", ports.products_grpc.to_string())
         .env("ECOM_PG_PORT", ports.pg.to_string())
         .env("ECOM_REDIS_PORT", ports.redis.to_string())
         .env("ECOM_LOG_FORMAT", "json")
@@ -145,7 +149,14 @@ impl Up {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        for port in [ports.http, ports.grpc, ports.pg, ports.redis] {
+        for port in [
+            ports.http,
+            ports.grpc,
+            ports.products_http,
+            ports.products_grpc,
+            ports.pg,
+            ports.redis,
+        ] {
             let deadline = sent + Duration::from_secs(10);
             while !port_is_free(port) {
                 assert!(
@@ -171,6 +182,8 @@ async fn up_runs_the_platform_and_ctrl_c_stops_everything() {
     let ports = Ports {
         http: free_port(),
         grpc: free_port(),
+        products_http: free_port(),
+        products_grpc: free_port(),
         pg: free_port(),
         redis: free_port(),
     };
@@ -236,6 +249,50 @@ async fn up_runs_the_platform_and_ctrl_c_stops_everything() {
         status,
         tonic_health::pb::health_check_response::ServingStatus::Serving
     );
+
+    // Products: the demo catalogue is there, and an admin token issued by Users (verified by
+    // Products through the Users JWKS) can change it; a user's token cannot.
+    let shop = format!("http://127.0.0.1:{}", ports.products_http);
+    let page: Value = client
+        .get(format!("{shop}/products?limit=5"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        page["total"].as_i64().is_some_and(|t| t >= 90),
+        "the demo catalogue is seeded: {page}"
+    );
+    let (status, admin) = post(
+        &client,
+        format!("{base}/auth/login"),
+        json!({"email": "admin@example.com", "password": "admin12345"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{admin}");
+    let create = |token: String, name: &str| {
+        client
+            .post(format!("{shop}/products"))
+            .bearer_auth(token)
+            .json(&json!({"name": name, "price": "12.34", "stock": 3}))
+            .send()
+    };
+    let created = create(
+        admin["access_token"].as_str().expect("token").to_owned(),
+        "E2E Widget",
+    )
+    .await
+    .expect("create");
+    assert_eq!(created.status().as_u16(), 201);
+    let refused = create(
+        tokens["access_token"].as_str().expect("token").to_owned(),
+        "Nope",
+    )
+    .await
+    .expect("create");
+    assert_eq!(refused.status().as_u16(), 403);
     up.interrupt(&ports).await;
 
     // A second `up` reuses the data.

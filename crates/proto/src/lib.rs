@@ -11,5 +11,12 @@ pub mod users {
     }
 }
 
+/// `ecom.products.v1`
+pub mod products {
+    pub mod v1 {
+        tonic::include_proto!("ecom.products.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ecom_descriptor");

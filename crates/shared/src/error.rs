@@ -161,6 +161,8 @@ impl ApiError {
             (404, _) => Code::NotFound,
             (409, "email_taken" | "idempotency_conflict") => Code::AlreadyExists,
             (409, _) => Code::FailedPrecondition,
+            // Gone: what the call needed no longer exists (an expired reservation).
+            (410, _) => Code::Aborted,
             (429, _) => Code::ResourceExhausted,
             (503, _) => Code::Unavailable,
             _ => Code::Internal,

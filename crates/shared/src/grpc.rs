@@ -79,3 +79,43 @@ pub fn channel(
         .keep_alive_while_idle(true);
     Ok(GrpcMetricsLayer::client(metrics).layer(endpoint.connect_lazy()))
 }
+
+/// Everything a service serves: its HTTP router and its gRPC services.
+pub struct Servers {
+    pub http: TcpListener,
+    pub router: axum::Router,
+    pub grpc: TcpListener,
+    pub routes: Routes,
+    /// Fully qualified gRPC service names reported SERVING by the health service.
+    pub service_names: &'static [&'static str],
+    pub descriptors: &'static [&'static [u8]],
+    pub metrics: Arc<Metrics>,
+}
+
+/// Serves HTTP and gRPC until `shutdown` is cancelled (or one of them fails, which stops the
+/// other), then waits for in-flight requests to finish.
+pub async fn serve_all(s: Servers, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let http = crate::http::serve(s.http, s.router, shutdown.clone());
+    let grpc = serve(
+        s.grpc,
+        s.routes,
+        s.service_names,
+        s.descriptors,
+        s.metrics,
+        shutdown.clone(),
+    );
+    let (h, g) = tokio::join!(
+        async {
+            let r = http.await;
+            shutdown.cancel();
+            r
+        },
+        async {
+            let r = grpc.await;
+            shutdown.cancel();
+            r
+        }
+    );
+    h?;
+    g
+}

@@ -77,3 +77,21 @@ pub async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
         res
     }
 }
+
+impl Readiness {
+    /// The usual pair: the service's database and Redis.
+    pub fn database_and_redis(
+        pool: sqlx::PgPool,
+        redis: std::sync::Arc<crate::redis::Redis>,
+    ) -> Self {
+        Self::new()
+            .check("database", move || {
+                let pool = pool.clone();
+                async move { crate::db::ping(&pool).await }
+            })
+            .check("redis", move || {
+                let redis = redis.clone();
+                async move { redis.ping().await }
+            })
+    }
+}

@@ -107,18 +107,7 @@ impl Application {
             trusted_proxies: TrustedProxies(Arc::new(config.common.trusted_proxies.clone())),
         };
         let (api, openapi) = http::router(state);
-        let readiness = {
-            let (pool, redis) = (pool.clone(), redis.clone());
-            Readiness::new()
-                .check("database", move || {
-                    let pool = pool.clone();
-                    async move { ecom_shared::db::ping(&pool).await }
-                })
-                .check("redis", move || {
-                    let redis = redis.clone();
-                    async move { redis.ping().await }
-                })
-        };
+        let readiness = Readiness::database_and_redis(pool.clone(), redis.clone());
         let router = ecom_shared::http::finish_router(api, openapi, metrics.clone(), readiness);
 
         let mut routes = tonic::service::Routes::builder();
@@ -183,20 +172,22 @@ impl Application {
                 }
             })
         };
-        let http = ecom_shared::http::serve(self.http, self.router, shutdown.clone());
-        let grpc = ecom_shared::grpc::serve(
-            self.grpc,
-            self.grpc_routes,
-            &["ecom.users.v1.UserService"],
-            &[ecom_proto::FILE_DESCRIPTOR_SET],
-            self.metrics,
+        let served = ecom_shared::grpc::serve_all(
+            ecom_shared::grpc::Servers {
+                http: self.http,
+                router: self.router,
+                grpc: self.grpc,
+                routes: self.grpc_routes,
+                service_names: &["ecom.users.v1.UserService"],
+                descriptors: &[ecom_proto::FILE_DESCRIPTOR_SET],
+                metrics: self.metrics,
+            },
             shutdown.clone(),
-        );
-        let (h, g) = tokio::join!(http, grpc);
+        )
+        .await;
         shutdown.cancel();
         let _ = housekeeping.await;
-        h?;
-        g?;
+        served?;
         tracing::info!("users service stopped");
         Ok(())
     }

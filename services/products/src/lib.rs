@@ -1,0 +1,172 @@
+//! The ecom Products service: the catalogue (CRUD, filters, full-text search) behind a Redis
+//! cache, and the gRPC stock server with reservations; REST on 8002 and gRPC on 50052.
+//!
+//! Same layout as every service: `domain/`, `service` (the core), `repo` (SQL), `cache`,
+//! `http` and `grpc` adapters, `Application` the wiring.
+
+pub mod cache;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod repo;
+pub mod seed;
+pub mod service;
+
+use std::{sync::Arc, time::Duration};
+
+use ecom_proto::products::v1::product_service_server::ProductServiceServer;
+use ecom_shared::{auth::JwtVerifier, health::Readiness, metrics::Metrics, redis::Redis};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::config::Config;
+use crate::{cache::Cache, service::ProductsService};
+
+/// The embedded migrations (also run by `products migrate`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How many expired reservations one sweep transaction handles.
+const SWEEP_BATCH: i64 = 200;
+
+pub struct Application {
+    http: TcpListener,
+    grpc: TcpListener,
+    router: axum::Router,
+    grpc_routes: tonic::service::Routes,
+    metrics: Arc<Metrics>,
+    products: Arc<ProductsService>,
+    sweep_interval: Duration,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool =
+            ecom_shared::db::connect(&config.common.database_url, 20, Duration::from_secs(30))
+                .await?;
+        let verifier = Arc::new(JwtVerifier::remote(config.common.jwks_url.clone()));
+        Self::build_with(config, pool, verifier).await
+    }
+
+    /// Builds on an existing pool and token verifier (tests bring their own of both).
+    pub async fn build_with(
+        config: Config,
+        pool: PgPool,
+        verifier: Arc<JwtVerifier>,
+    ) -> anyhow::Result<Self> {
+        if config.common.run_migrations {
+            MIGRATOR.run(&pool).await?;
+        }
+        if config.seed_demo {
+            seed::seed_demo(&pool, &config.currency).await?;
+        }
+        let metrics = Metrics::new(config::SPEC.name);
+        let redis = Arc::new(Redis::new(
+            &config.common.redis_url,
+            &config.common.redis_prefix,
+        )?);
+        let cache = Cache::new(redis.clone(), metrics.clone(), config.cache_ttl);
+        let products = Arc::new(ProductsService::new(
+            pool.clone(),
+            cache,
+            &metrics,
+            config.currency.clone(),
+            config.reservation_ttl,
+        ));
+        let state = http::AppState {
+            products: products.clone(),
+            verifier: verifier.clone(),
+        };
+        let (api, openapi) = http::router(state);
+        // Reads still answer when Redis is down, but the platform is degraded: report it.
+        let readiness = Readiness::database_and_redis(pool, redis);
+        let router = ecom_shared::http::finish_router(api, openapi, metrics.clone(), readiness);
+        let mut routes = tonic::service::Routes::builder();
+        routes.add_service(
+            ProductServiceServer::new(grpc::ProductsGrpc {
+                products: products.clone(),
+                verifier,
+            })
+            .max_decoding_message_size(ecom_shared::grpc::MAX_MESSAGE_BYTES),
+        );
+        let c = &config.common;
+        let http = ecom_shared::http::bind(c.bind, c.http_port).await?;
+        let grpc = ecom_shared::http::bind(c.bind, c.grpc_port).await?;
+        Ok(Self {
+            http,
+            grpc,
+            router,
+            grpc_routes: routes.routes(),
+            metrics,
+            products,
+            sweep_interval: config.sweep_interval,
+        })
+    }
+
+    pub fn http_port(&self) -> u16 {
+        self.http.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    pub fn grpc_port(&self) -> u16 {
+        self.grpc.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    pub fn service(&self) -> Arc<ProductsService> {
+        self.products.clone()
+    }
+
+    /// Serves HTTP and gRPC and runs the reservation sweeper until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(
+            http = self.http_port(),
+            grpc = self.grpc_port(),
+            "products service listening"
+        );
+        let sweeper = {
+            let (products, shutdown, every) =
+                (self.products.clone(), shutdown.clone(), self.sweep_interval);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        _ = tick.tick() => {
+                            // Drain in batches; stop early on shutdown.
+                            loop {
+                                match products.sweep_expired(SWEEP_BATCH).await {
+                                    Ok(n) if n as i64 == SWEEP_BATCH && !shutdown.is_cancelled() => continue,
+                                    Ok(_) => break,
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "reservation sweep failed");
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+        };
+        let served = ecom_shared::grpc::serve_all(
+            ecom_shared::grpc::Servers {
+                http: self.http,
+                router: self.router,
+                grpc: self.grpc,
+                routes: self.grpc_routes,
+                service_names: &["ecom.products.v1.ProductService"],
+                descriptors: &[ecom_proto::FILE_DESCRIPTOR_SET],
+                metrics: self.metrics,
+            },
+            shutdown.clone(),
+        )
+        .await;
+        shutdown.cancel();
+        let _ = sweeper.await;
+        served?;
+        tracing::info!("products service stopped");
+        Ok(())
+    }
+}

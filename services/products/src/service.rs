@@ -1,0 +1,453 @@
+//! The Products domain core: catalogue reads and writes, and stock reservations. Adapters (HTTP,
+//! gRPC) only translate to and from these calls.
+
+use std::time::Duration;
+
+use ecom_shared::metrics::Metrics;
+use prometheus_client::metrics::{counter::Counter, family::Family};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+use crate::{
+    cache::Cache,
+    domain::{Line, Listing, NewProduct, Product, ProductPatch, parse_lines},
+    error::{Error, Result},
+    repo::{self, Deleted},
+};
+
+/// A listing page.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Page {
+    pub items: Vec<Product>,
+    pub total: i64,
+}
+
+/// Reservation states, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationStatus {
+    Active,
+    Committed,
+    Released,
+    Expired,
+    Returned,
+}
+
+impl ReservationStatus {
+    fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "active" => Self::Active,
+            "committed" => Self::Committed,
+            "released" => Self::Released,
+            "expired" => Self::Expired,
+            "returned" => Self::Returned,
+            other => {
+                return Err(Error::Internal(anyhow::anyhow!(
+                    "unknown reservation status {other}"
+                )));
+            }
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Committed => "committed",
+            Self::Released => "released",
+            Self::Expired => "expired",
+            Self::Returned => "returned",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub order_id: i64,
+    pub status: ReservationStatus,
+    pub lines: Vec<Line>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+pub struct ProductsService {
+    pool: PgPool,
+    cache: Cache,
+    currency: String,
+    default_ttl: Duration,
+    reservations: Family<ResultLabels, Counter>,
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> std::result::Result<String, String> {
+    serde_json::to_string(v).map_err(|e| e.to_string())
+}
+
+fn shared_error(e: String) -> Error {
+    if e == "database unavailable" {
+        Error::Unavailable("database")
+    } else {
+        Error::Internal(anyhow::anyhow!(e))
+    }
+}
+
+fn load_error(e: sqlx::Error) -> String {
+    match Error::from(e) {
+        Error::Unavailable(_) => "database unavailable".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+impl ProductsService {
+    pub fn new(
+        pool: PgPool,
+        cache: Cache,
+        metrics: &Metrics,
+        currency: String,
+        default_ttl: Duration,
+    ) -> Self {
+        let reservations = Family::<ResultLabels, Counter>::default();
+        metrics.register(
+            "stock_reservations",
+            "stock reservation calls by result",
+            reservations.clone(),
+        );
+        Self {
+            pool,
+            cache,
+            currency,
+            default_ttl,
+            reservations,
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn currency(&self) -> &str {
+        &self.currency
+    }
+
+    fn count(&self, result: &'static str) {
+        self.reservations
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// One product, from the cache when it is there.
+    pub async fn get(&self, id: i64) -> Result<Product> {
+        let pool = self.pool.clone();
+        let json = self
+            .cache
+            .get_or_load(self.cache.product_slot(id), move || async move {
+                let p = repo::get_product(&pool, id).await.map_err(load_error)?;
+                // Absent products are cached too (as `null`): a flood of 404s stays off the database.
+                to_json(&p).map(Some)
+            })
+            .await
+            .map_err(shared_error)?
+            .unwrap_or_else(|| "null".to_owned());
+        let product: Option<Product> =
+            serde_json::from_str(&json).map_err(|e| Error::Internal(e.into()))?;
+        product.ok_or(Error::NotFound)
+    }
+
+    /// A listing page, from the cache when it is there.
+    pub async fn list(&self, q: Listing) -> Result<Page> {
+        let fingerprint = {
+            let key = format!(
+                "{}|{}|{:?}|{:?}|{:?}|{:?}|{}",
+                q.limit,
+                q.offset,
+                q.category,
+                q.min_price.map(|m| m.to_string()),
+                q.max_price.map(|m| m.to_string()),
+                q.search,
+                q.sort.as_str()
+            );
+            let digest = Sha256::digest(key.as_bytes());
+            digest
+                .iter()
+                .take(16)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let pool = self.pool.clone();
+        let json = self
+            .cache
+            .get_or_load(self.cache.listing_slot(&fingerprint), move || async move {
+                let mut conn = pool.acquire().await.map_err(load_error)?;
+                let (items, total) = repo::list(&mut conn, &q).await.map_err(load_error)?;
+                to_json(&Page { items, total }).map(Some)
+            })
+            .await
+            .map_err(shared_error)?
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("listing load returned nothing")))?;
+        serde_json::from_str(&json).map_err(|e| Error::Internal(e.into()))
+    }
+
+    /// Products by id (batch), fresh from the database, in the order asked.
+    pub async fn get_many(&self, ids: &[i64]) -> Result<Vec<Product>> {
+        if ids.len() > 100 {
+            return Err(Error::Validation(vec![ecom_shared::FieldError::new(
+                "ids",
+                "at most 100 ids",
+            )]));
+        }
+        let mut products = repo::get_products(&self.pool, ids).await?;
+        products.sort_by_key(|p| ids.iter().position(|i| *i == p.id));
+        Ok(products)
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn create(&self, body: &serde_json::Value) -> Result<Product> {
+        let new = NewProduct::parse(body).map_err(Error::Validation)?;
+        let product = repo::insert_product(&self.pool, &new, &self.currency).await?;
+        self.cache.invalidate(&[product.id]).await;
+        tracing::info!(product_id = product.id, "product created");
+        Ok(product)
+    }
+
+    #[tracing::instrument(skip_all, fields(product_id = id))]
+    pub async fn update(&self, id: i64, body: &serde_json::Value) -> Result<Product> {
+        let patch = ProductPatch::parse(body).map_err(Error::Validation)?;
+        let product = repo::update_product(&self.pool, id, &patch)
+            .await?
+            .ok_or(Error::NotFound)?;
+        self.cache.invalidate(&[id]).await;
+        Ok(product)
+    }
+
+    #[tracing::instrument(skip_all, fields(product_id = id))]
+    pub async fn delete(&self, id: i64) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        match repo::delete_product(&mut conn, id).await? {
+            Deleted::Yes => {
+                self.cache.invalidate(&[id]).await;
+                Ok(())
+            }
+            Deleted::NotFound => Err(Error::NotFound),
+            Deleted::Held => Err(Error::InvalidState(
+                "units of this product are reserved by open orders",
+            )),
+        }
+    }
+
+    fn ttl_seconds(&self, ttl_seconds: u32) -> Result<i64> {
+        match ttl_seconds {
+            0 => Ok(i64::try_from(self.default_ttl.as_secs()).unwrap_or(900)),
+            1..=86_400 => Ok(i64::from(ttl_seconds)),
+            _ => Err(Error::Validation(vec![ecom_shared::FieldError::new(
+                "ttl_seconds",
+                "must be between 1 and 86400",
+            )])),
+        }
+    }
+
+    async fn load(&self, order_id: i64) -> Result<Reservation> {
+        let mut conn = self.pool.acquire().await?;
+        let row = repo::lock_reservation(&mut conn, order_id)
+            .await?
+            .ok_or(Error::ReservationNotFound)?;
+        let lines = repo::reservation_lines(&mut *conn, order_id).await?;
+        Ok(Reservation {
+            order_id,
+            status: ReservationStatus::parse(&row.status)?,
+            lines,
+            expires_at: row.expires_at,
+        })
+    }
+
+    /// Holds stock for an order: every line or none. Idempotent per order id.
+    #[tracing::instrument(skip_all, fields(order_id = order_id))]
+    pub async fn reserve(
+        &self,
+        order_id: i64,
+        raw_lines: &[(i64, i64)],
+        ttl_seconds: u32,
+    ) -> Result<Reservation> {
+        if order_id <= 0 {
+            return Err(Error::Validation(vec![ecom_shared::FieldError::new(
+                "order_id",
+                "must be a positive integer",
+            )]));
+        }
+        let lines = parse_lines(raw_lines).map_err(Error::Validation)?;
+        let ttl = self.ttl_seconds(ttl_seconds)?;
+        let mut tx = self.pool.begin().await?;
+        if !repo::claim_reservation(&mut *tx, order_id, ttl).await? {
+            // A retry (or a concurrent duplicate, which waited for the first to commit).
+            drop(tx);
+            let existing = self.load(order_id).await?;
+            if existing.lines != lines {
+                self.count("conflict");
+                return Err(Error::ReservationConflict);
+            }
+            self.count("replayed");
+            return Ok(existing);
+        }
+        let mut short = Vec::new();
+        for line in &lines {
+            // Ascending product id: concurrent reservations lock rows in the same order.
+            if !repo::hold(&mut *tx, *line).await? {
+                short.push(line.product_id);
+            }
+        }
+        if !short.is_empty() {
+            tx.rollback().await?;
+            let ids: Vec<i64> = lines.iter().map(|l| l.product_id).collect();
+            let existing = repo::existing_ids(&self.pool, &ids).await?;
+            let unknown: Vec<i64> = ids
+                .iter()
+                .copied()
+                .filter(|i| !existing.contains(i))
+                .collect();
+            if !unknown.is_empty() {
+                self.count("unknown_product");
+                return Err(Error::UnknownProducts(unknown));
+            }
+            self.count("insufficient");
+            return Err(Error::InsufficientStock(short));
+        }
+        repo::insert_lines(&mut *tx, order_id, &lines).await?;
+        let row = repo::lock_reservation(&mut tx, order_id)
+            .await?
+            .ok_or(Error::ReservationNotFound)?;
+        tx.commit().await?;
+        self.count("reserved");
+        self.cache
+            .invalidate(&lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
+            .await;
+        Ok(Reservation {
+            order_id,
+            status: ReservationStatus::Active,
+            lines,
+            expires_at: row.expires_at,
+        })
+    }
+
+    /// Moves a reservation from `from` states to `to`, applying `effect` to each line, inside one
+    /// transaction holding the reservation's row lock. Returns the reservation as it ends up.
+    async fn transition(&self, order_id: i64, op: Op) -> Result<Reservation> {
+        let mut tx = self.pool.begin().await?;
+        let row = repo::lock_reservation(&mut tx, order_id)
+            .await?
+            .ok_or(Error::ReservationNotFound)?;
+        let lines = repo::reservation_lines(&mut *tx, order_id).await?;
+        let status = ReservationStatus::parse(&row.status)?;
+        let expired = status == ReservationStatus::Active && row.expires_at <= chrono::Utc::now();
+        use ReservationStatus as S;
+        let target = match (op, status) {
+            // Idempotent repeats.
+            (Op::Release, S::Released | S::Expired)
+            | (Op::Commit, S::Committed)
+            | (Op::Return, S::Returned) => {
+                self.count("replayed");
+                return Ok(Reservation {
+                    order_id,
+                    status,
+                    lines,
+                    expires_at: row.expires_at,
+                });
+            }
+            (Op::Commit, S::Active) if expired => {
+                // Too late: give the stock back now and tell the caller to refund.
+                for l in &lines {
+                    repo::unhold(&mut *tx, *l).await?;
+                }
+                repo::set_status(&mut *tx, order_id, S::Expired.as_str()).await?;
+                tx.commit().await?;
+                self.cache
+                    .invalidate(&lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
+                    .await;
+                self.count("commit_refused");
+                return Err(Error::ReservationExpired);
+            }
+            (Op::Commit, S::Released | S::Expired) => {
+                self.count("commit_refused");
+                return Err(Error::ReservationExpired);
+            }
+            (Op::Release, S::Active) => S::Released,
+            (Op::Commit, S::Active) => S::Committed,
+            (Op::Return, S::Committed) => S::Returned,
+            (Op::Release, S::Committed | S::Returned) => {
+                return Err(Error::InvalidState(
+                    "a committed reservation cannot be released; return it",
+                ));
+            }
+            (Op::Return, _) => {
+                return Err(Error::InvalidState(
+                    "only a committed reservation can be returned",
+                ));
+            }
+            (Op::Commit, S::Returned) => {
+                return Err(Error::InvalidState("this reservation was returned"));
+            }
+        };
+        for l in &lines {
+            match target {
+                S::Released => repo::unhold(&mut *tx, *l).await?,
+                S::Committed => repo::sell(&mut *tx, *l).await?,
+                _ => repo::restock(&mut *tx, *l).await?,
+            }
+        }
+        repo::set_status(&mut *tx, order_id, target.as_str()).await?;
+        tx.commit().await?;
+        self.count(target.as_str());
+        self.cache
+            .invalidate(&lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
+            .await;
+        Ok(Reservation {
+            order_id,
+            status: target,
+            lines,
+            expires_at: row.expires_at,
+        })
+    }
+
+    pub async fn release(&self, order_id: i64) -> Result<Reservation> {
+        self.transition(order_id, Op::Release).await
+    }
+
+    pub async fn commit(&self, order_id: i64) -> Result<Reservation> {
+        self.transition(order_id, Op::Commit).await
+    }
+
+    pub async fn return_stock(&self, order_id: i64) -> Result<Reservation> {
+        self.transition(order_id, Op::Return).await
+    }
+
+    /// Expires reservations past their TTL and gives their stock back. Safe with several
+    /// replicas: each takes rows the others have not locked (`SKIP LOCKED`). Returns how many.
+    pub async fn sweep_expired(&self, batch: i64) -> Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        let orders = repo::lock_expired(&mut tx, batch).await?;
+        if orders.is_empty() {
+            return Ok(0);
+        }
+        // Summed per product and applied in ascending id, like every other stock change.
+        let lines = repo::summed_lines(&mut *tx, &orders).await?;
+        for l in &lines {
+            repo::unhold(&mut *tx, *l).await?;
+        }
+        repo::set_status_many(&mut *tx, &orders, ReservationStatus::Expired.as_str()).await?;
+        tx.commit().await?;
+        for _ in &orders {
+            self.count("expired");
+        }
+        self.cache
+            .invalidate(&lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
+            .await;
+        tracing::info!(count = orders.len(), "expired reservations released");
+        Ok(orders.len())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Release,
+    Commit,
+    Return,
+}

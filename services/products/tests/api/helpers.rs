@@ -1,0 +1,213 @@
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use ecom_proto::products::v1::product_service_client::ProductServiceClient;
+use ecom_shared::{auth::JwtVerifier, config::EnvReader};
+use jsonwebtoken::{
+    Algorithm, EncodingKey, Header,
+    jwk::{Jwk, JwkSet},
+};
+use products::{Application, Config};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+/// A signing key standing in for the Users service (the verifier code path is the real one).
+fn test_key() -> (EncodingKey, Jwk) {
+    let mut der = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    der.extend_from_slice(&[42u8; 32]);
+    let key = EncodingKey::from_ed_der(&der);
+    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA).expect("jwk");
+    jwk.common.key_id = Some("test-key".into());
+    (key, jwk)
+}
+
+pub fn token(user_id: i64, role: &str) -> String {
+    let (key, _) = test_key();
+    let now = chrono::Utc::now().timestamp();
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some("test-key".into());
+    let claims = json!({"sub": user_id.to_string(), "role": role, "iat": now, "exp": now + 600, "jti": "j", "typ": "access"});
+    jsonwebtoken::encode(&header, &claims, &key).expect("token")
+}
+
+pub fn admin() -> String {
+    token(1, "admin")
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub grpc_url: String,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn spawn_app(pool: PgPool) -> TestApp {
+    spawn_app_with(pool, &[]).await
+}
+
+pub async fn spawn_app_with(pool: PgPool, overrides: &[(&str, &str)]) -> TestApp {
+    ecom_shared::telemetry::init_for_tests();
+    let redis = std::env::var("ECOM_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let mut vars: HashMap<String, String> = [
+        ("ECOM_ENV", "test"),
+        ("ECOM_BIND_ADDRESS", "127.0.0.1"),
+        ("ECOM_PRODUCTS_HTTP_PORT", "0"),
+        ("ECOM_PRODUCTS_GRPC_PORT", "0"),
+        ("ECOM_RESERVATION_SWEEP_MS", "100"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    vars.insert("ECOM_REDIS_URL".into(), redis);
+    vars.insert(
+        "ECOM_REDIS_PREFIX".into(),
+        format!("test-{}", uuid::Uuid::new_v4()),
+    );
+    for (k, v) in overrides {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let config = Config::read(EnvReader::from_map(vars)).expect("config");
+    let (_, jwk) = test_key();
+    let verifier = Arc::new(JwtVerifier::new(Arc::new(move || {
+        let set = JwkSet {
+            keys: vec![jwk.clone()],
+        };
+        Box::pin(async move { Ok(set) })
+    })));
+    let app = Application::build_with(config, pool.clone(), verifier)
+        .await
+        .expect("app");
+    let base = format!("http://127.0.0.1:{}", app.http_port());
+    let grpc_url = format!("http://127.0.0.1:{}", app.grpc_port());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(app.run(shutdown.clone()));
+    TestApp {
+        base,
+        grpc_url,
+        client: reqwest::Client::new(),
+        pool,
+        shutdown,
+    }
+}
+
+pub async fn parts(r: reqwest::Response) -> (StatusCode, Value) {
+    let status = r.status();
+    let text = r.text().await.expect("body");
+    (
+        status,
+        if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        },
+    )
+}
+
+#[track_caller]
+pub fn assert_error(got: &(StatusCode, Value), status: StatusCode, code: &str) {
+    assert_eq!(got.0, status, "body: {}", got.1);
+    assert_eq!(got.1["code"], code, "body: {}", got.1);
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        parts(req.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::GET, path, None, None).await
+    }
+
+    /// Creates a product as admin and returns its id.
+    pub async fn create(&self, name: &str, price: &str, stock: i64, category: Option<&str>) -> i64 {
+        let body = json!({"name": name, "description": format!("About {name}"), "price": price, "stock": stock, "category": category});
+        let (status, p) = self
+            .send(
+                reqwest::Method::POST,
+                "/products",
+                Some(&body),
+                Some(&admin()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{p}");
+        p["id"].as_i64().expect("id")
+    }
+
+    pub async fn stock_of(&self, id: i64) -> i64 {
+        let (status, p) = self.get(&format!("/products/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{p}");
+        p["stock"].as_i64().expect("stock")
+    }
+
+    pub async fn count(&self) -> i64 {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM products")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count")
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
+    pub async fn grpc(&self) -> ProductServiceClient<tonic::transport::Channel> {
+        let channel = tonic::transport::Channel::from_shared(self.grpc_url.clone())
+            .expect("url")
+            .connect_timeout(Duration::from_secs(2))
+            .connect()
+            .await
+            .expect("connect");
+        ProductServiceClient::new(channel)
+    }
+}
+
+/// A gRPC request carrying a user's token.
+pub fn authed<T>(msg: T) -> tonic::Request<T> {
+    ecom_shared::auth::with_bearer(tonic::Request::new(msg), &token(7, "user"))
+}
+
+/// The value of one metric sample line, 0 when absent.
+pub fn sample(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}

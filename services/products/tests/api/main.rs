@@ -1,0 +1,7 @@
+//! Black-box tests of the Products service: a real server on real sockets (HTTP and gRPC), a
+//! fresh PostgreSQL database per test, real Redis.
+
+mod cache;
+mod catalogue;
+mod helpers;
+mod stock;

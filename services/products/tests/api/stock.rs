@@ -1,0 +1,385 @@
+//! Stock reservations over gRPC: all or nothing, idempotent, race-free, swept when expired.
+
+use std::time::{Duration, Instant};
+
+use ecom_proto::products::v1::{
+    GetProductsRequest, Line, ReservationRef, ReservationStatus, ReserveStockRequest,
+};
+use sqlx::PgPool;
+use tonic::{Code, Request};
+
+use crate::helpers::*;
+
+fn reserve(order_id: i64, lines: &[(i64, i64)], ttl_seconds: u32) -> Request<ReserveStockRequest> {
+    authed(ReserveStockRequest {
+        order_id,
+        lines: lines
+            .iter()
+            .map(|(p, q)| Line {
+                product_id: *p,
+                quantity: *q,
+            })
+            .collect(),
+        ttl_seconds,
+    })
+}
+
+fn order(order_id: i64) -> Request<ReservationRef> {
+    authed(ReservationRef { order_id })
+}
+
+#[sqlx::test(migrator = "products::MIGRATOR")]
+async fn get_products_answers_in_the_order_asked(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let a = app.create("A", "1.10", 1, None).await;
+    let b = app.create("B", "2.20", 2, Some("c")).await;
+    let mut grpc = app.grpc().await;
+    let got = grpc
+        .get_products(GetProductsRequest {
+            ids: vec![b, 999, a],
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    let ids: Vec<i64> = got.products.iter().map(|p| p.id).collect();
+    assert_eq!(ids, vec![b, a]);
+    assert_eq!(
+        (
+            got.products[0].price.as_str(),
+            got.products[0].stock,
+            got.products[0].category.as_deref()
+        ),
+        ("2.20", 2, Some("c"))
+    );
+    let too_many = grpc
+        .get_products(GetProductsRequest {
+            ids: (1..=101).collect(),
+        })
+        .await
+        .expect_err("limit");
+    assert_eq!(too_many.code(), Code::InvalidArgument);
+}
+
+#[sqlx::test(migrator = "products::MIGRATOR")]
+async fn reservations_are_all_or_nothing_and_idempotent(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let a = app.create("A", "1.00", 5, None).await;
+    let b = app.create("B", "1.00", 1, None).await;
+    let mut grpc = app.grpc().await;
+
+    let short = grpc
+        .reserve_stock(reserve(10, &[(a, 2), (b, 2)], 0))
+        .await
+        .expect_err("b is short");
+    assert_eq!(short.code(), Code::FailedPrecondition);
+    assert_eq!(
+        short
+            .metadata()
+            .get("ecom-error-code")
+            .and_then(|v| v.to_str().ok()),
+        Some("insufficient_stock")
+    );
+    assert_eq!(
+        short
+            .metadata()
+            .get("ecom-insufficient-products")
+            .and_then(|v| v.to_str().ok()),
+        Some(b.to_string().as_str())
+    );
+    assert!(
+        short.message().contains(&b.to_string()),
+        "{}",
+        short.message()
+    );
+    assert_eq!(
+        (app.stock_of(a).await, app.stock_of(b).await),
+        (5, 1),
+        "nothing held"
+    );
+
+    let first = grpc
+        .reserve_stock(reserve(11, &[(b, 1), (a, 2)], 0))
+        .await
+        .expect("reserve")
+        .into_inner();
+    assert_eq!(first.status(), ReservationStatus::Active);
+    assert_eq!((app.stock_of(a).await, app.stock_of(b).await), (3, 0));
+    let again = grpc
+        .reserve_stock(reserve(11, &[(a, 2), (b, 1)], 0))
+        .await
+        .expect("replay")
+        .into_inner();
+    assert_eq!(again, first, "a retry returns the same reservation");
+    assert_eq!(
+        (app.stock_of(a).await, app.stock_of(b).await),
+        (3, 0),
+        "and holds nothing more"
+    );
+    let other = grpc
+        .reserve_stock(reserve(11, &[(a, 1)], 0))
+        .await
+        .expect_err("other lines");
+    assert_eq!(other.code(), Code::AlreadyExists);
+
+    let unknown = grpc
+        .reserve_stock(reserve(12, &[(a, 1), (424_242, 1)], 0))
+        .await
+        .expect_err("unknown");
+    assert_eq!(unknown.code(), Code::NotFound);
+    for bad in [
+        reserve(13, &[], 0),
+        reserve(13, &[(a, 0)], 0),
+        reserve(13, &[(a, -1)], 0),
+        reserve(0, &[(a, 1)], 0),
+        reserve(13, &[(a, 1)], 999_999),
+    ] {
+        assert_eq!(
+            grpc.reserve_stock(bad).await.expect_err("bad").code(),
+            Code::InvalidArgument
+        );
+    }
+    let anonymous = grpc
+        .reserve_stock(Request::new(ReserveStockRequest {
+            order_id: 14,
+            lines: vec![Line {
+                product_id: a,
+                quantity: 1,
+            }],
+            ttl_seconds: 0,
+        }))
+        .await
+        .expect_err("no token");
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+    assert_eq!(app.stock_of(a).await, 3);
+}
+
+#[sqlx::test(migrator = "products::MIGRATOR")]
+async fn release_commit_and_return_follow_the_state_machine(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let a = app.create("A", "1.00", 10, None).await;
+    let mut grpc = app.grpc().await;
+
+    grpc.reserve_stock(reserve(1, &[(a, 4)], 0))
+        .await
+        .expect("reserve");
+    let committed = grpc
+        .commit_reservation(order(1))
+        .await
+        .expect("commit")
+        .into_inner();
+    assert_eq!(committed.status(), ReservationStatus::Committed);
+    assert_eq!(
+        grpc.commit_reservation(order(1))
+            .await
+            .expect("idempotent")
+            .into_inner()
+            .status(),
+        ReservationStatus::Committed
+    );
+    assert_eq!(app.stock_of(a).await, 6, "sold units stay gone");
+    let on_hand: i64 = sqlx::query_scalar("SELECT on_hand FROM products WHERE id = $1")
+        .bind(a)
+        .fetch_one(&app.pool)
+        .await
+        .expect("on hand");
+    assert_eq!(on_hand, 6);
+    assert_eq!(
+        grpc.release_reservation(order(1))
+            .await
+            .expect_err("committed")
+            .code(),
+        Code::FailedPrecondition
+    );
+    assert_eq!(
+        grpc.return_stock(order(1))
+            .await
+            .expect("return")
+            .into_inner()
+            .status(),
+        ReservationStatus::Returned
+    );
+    assert_eq!(
+        grpc.return_stock(order(1))
+            .await
+            .expect("idempotent")
+            .into_inner()
+            .status(),
+        ReservationStatus::Returned
+    );
+    assert_eq!(
+        app.stock_of(a).await,
+        10,
+        "a refund puts the units back once"
+    );
+
+    grpc.reserve_stock(reserve(2, &[(a, 3)], 0))
+        .await
+        .expect("reserve");
+    grpc.release_reservation(order(2)).await.expect("release");
+    grpc.release_reservation(order(2))
+        .await
+        .expect("idempotent");
+    assert_eq!(app.stock_of(a).await, 10);
+    let late = grpc
+        .commit_reservation(order(2))
+        .await
+        .expect_err("released");
+    assert_eq!(
+        late.code(),
+        Code::Aborted,
+        "a distinct status: the caller must refund"
+    );
+    assert_eq!(
+        late.metadata()
+            .get("ecom-error-code")
+            .and_then(|v| v.to_str().ok()),
+        Some("reservation_expired")
+    );
+    assert_eq!(
+        grpc.commit_reservation(order(99))
+            .await
+            .expect_err("none")
+            .code(),
+        Code::NotFound
+    );
+
+    let m = app.metrics().await;
+    assert!(
+        sample(&m, r#"stock_reservations_total{result="reserved"}"#) >= 2.0,
+        "{m}"
+    );
+    assert!(
+        sample(&m, r#"stock_reservations_total{result="commit_refused"}"#) >= 1.0,
+        "{m}"
+    );
+}
+
+#[sqlx::test(migrator = "products::MIGRATOR")]
+async fn a_hundred_buyers_for_ten_units_exactly_ten_win(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let a = app.create("Scarce", "1.00", 10, None).await;
+    let grpc = app.grpc().await;
+    let attempts = (1..=100).map(|order_id| {
+        let mut client = grpc.clone();
+        async move { client.reserve_stock(reserve(order_id, &[(a, 1)], 0)).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    let short = results
+        .iter()
+        .filter(|r| {
+            r.as_ref()
+                .is_err_and(|e| e.code() == Code::FailedPrecondition)
+        })
+        .count();
+    assert_eq!(
+        (won, short),
+        (10, 90),
+        "{:?}",
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .find(|e| e.code() != Code::FailedPrecondition)
+    );
+    assert_eq!(app.stock_of(a).await, 0);
+    let (on_hand, reserved): (i64, i64) =
+        sqlx::query_as("SELECT on_hand, reserved FROM products WHERE id = $1")
+            .bind(a)
+            .fetch_one(&app.pool)
+            .await
+            .expect("row");
+    assert_eq!((on_hand, reserved), (10, 10));
+}
+
+#[sqlx::test(migrator = "products::MIGRATOR")]
+async fn opposite_line_orders_never_deadlock(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let a = app.create("A", "1.00", 1000, None).await;
+    let b = app.create("B", "1.00", 1000, None).await;
+    let grpc = app.grpc().await;
+    let attempts = (1..=60).map(|order_id| {
+        let mut client = grpc.clone();
+        let lines = if order_id % 2 == 0 {
+            vec![(a, 1), (b, 1)]
+        } else {
+            vec![(b, 1), (a, 1)]
+        };
+        async move { client.reserve_stock(reserve(order_id, &lines, 0)).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let failures: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!((app.stock_of(a).await, app.stock_of(b).await), (940, 940));
+}
+
+#[sqlx::test(migrator = "products::MIGRATOR")]
+async fn the_same_order_reserved_twice_at_once_holds_stock_once(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let a = app.create("A", "1.00", 10, None).await;
+    let grpc = app.grpc().await;
+    let attempts = (0..10).map(|_| {
+        let mut client = grpc.clone();
+        async move { client.reserve_stock(reserve(77, &[(a, 3)], 0)).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(app.stock_of(a).await, 7);
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM reservations")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 1);
+}
+
+#[sqlx::test(migrator = "products::MIGRATOR")]
+async fn expired_reservations_are_swept_and_cannot_be_committed(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let a = app.create("A", "1.00", 5, None).await;
+    let mut grpc = app.grpc().await;
+    grpc.reserve_stock(reserve(1, &[(a, 5)], 1))
+        .await
+        .expect("reserve");
+    assert_eq!(app.stock_of(a).await, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.stock_of(a).await != 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the sweeper did not release the expired reservation"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let late = grpc
+        .commit_reservation(order(1))
+        .await
+        .expect_err("expired");
+    assert_eq!(late.code(), Code::Aborted);
+    assert!(
+        sample(
+            &app.metrics().await,
+            r#"stock_reservations_total{result="expired"}"#
+        ) >= 1.0
+    );
+}
+
+#[sqlx::test(migrator = "products::MIGRATOR")]
+async fn committing_after_expiry_but_before_the_sweep_refuses_and_frees_the_stock(pool: PgPool) {
+    // A long sweep interval: only the commit itself can notice the expiry.
+    let app = spawn_app_with(pool, &[("ECOM_RESERVATION_SWEEP_MS", "600000")]).await;
+    let a = app.create("A", "1.00", 2, None).await;
+    let mut grpc = app.grpc().await;
+    grpc.reserve_stock(reserve(5, &[(a, 2)], 1))
+        .await
+        .expect("reserve");
+    sqlx::query("UPDATE reservations SET expires_at = now() - interval '1 second'")
+        .execute(&app.pool)
+        .await
+        .expect("age it");
+    assert_eq!(
+        grpc.commit_reservation(order(5))
+            .await
+            .expect_err("expired")
+            .code(),
+        Code::Aborted
+    );
+    assert_eq!(app.stock_of(a).await, 2);
+}
