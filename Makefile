@@ -18,7 +18,7 @@ SQLX_SERVER ?= postgres://postgres@127.0.0.1:5432
 VENV ?= $(HOME)/.cache/ecom/venv
 LINT_TOOLS := $(VENV)/bin/check-jsonschema
 
-.PHONY: help up build test lint fmt sqlx-prepare sqlx-check clean-data
+.PHONY: help up build test bench lint fmt sqlx-prepare sqlx-check clean-data
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -33,6 +33,10 @@ build: ## Build every crate (debug)
 test: ## Every test (unit, integration, end-to-end) against real PostgreSQL and Redis
 	cargo build --workspace --bins
 	$(ECOMCTL_DEBUG) with-infra -- cargo nextest run --workspace --no-fail-fast $(NEXTEST_ARGS)
+
+bench: ## The benchmark (docs/benchmarks.md): Products reads vs a bare axum endpoint, with wrk
+	cargo build --workspace --bins --release
+	$(CARGO_TARGET_DIR)/release/ecomctl with-infra --data-dir .ecom/bench -- env BIN=$(CARGO_TARGET_DIR)/release bash scripts/bench.sh
 
 lint: $(LINT_TOOLS) ## rustfmt, clippy (warnings are errors), and the deploy-file linters
 	cargo fmt --all -- --check

@@ -1,21 +1,28 @@
-//! Cache-aside in Redis with versioned keys, and single-flight loading.
+//! Cache-aside with versioned keys, two levels (this process's memory, then Redis), and
+//! single-flight loading.
 //!
-//! Each cached value lives under a key that embeds a version: one version per product, one for
-//! all listing pages. A write bumps the versions it affects (`INCR`, O(1), no SCAN) after its
-//! transaction commits. A reader fetches the version and the value in one round trip (a Lua
-//! script), so a reader that loaded from the database before a write can only store its result
-//! under the old version, which nobody reads any more: no stale value is served after a write
-//! returns. Old entries simply expire.
+//! Every cached value lives under a key that embeds a version: one version per product, one for
+//! all listing pages, both kept in Redis. A write bumps the versions it affects (`INCR`, O(1), no
+//! SCAN) after its transaction commits. Every read first fetches the current version from Redis
+//! (a few bytes), so it can only ever see a value stored under the newest version: no replica
+//! serves a stale value after a write returns, and a reader that loaded from the database before
+//! a write can only store its result under the old version, which nobody reads any more. Old
+//! entries simply expire.
+//!
+//! The value itself comes from this process's memory when it holds that exact versioned key (the
+//! hot path: one tiny Redis round trip, no copy of the body), else from Redis, else from the
+//! database through a single flight per key (N concurrent misses make one load).
 //!
 //! Redis down: reads fall through to PostgreSQL (counted as misses), writes skip the cache.
 
 use std::{
     collections::HashMap,
     future::Future,
-    sync::{Arc, PoisonError},
-    time::Duration,
+    sync::{Arc, PoisonError, RwLock},
+    time::{Duration, Instant},
 };
 
+use axum::body::Bytes;
 use ecom_shared::{metrics::Metrics, redis::Redis};
 use futures::{
     FutureExt,
@@ -23,19 +30,16 @@ use futures::{
 };
 use prometheus_client::metrics::{counter::Counter, family::Family};
 
-/// Returns the current version (or "0") and the value stored under `ARGV[1] .. version .. ARGV[2]`.
-const GET_VERSIONED: &str = r"
-local v = redis.call('GET', KEYS[1]) or '0'
-return {v, redis.call('GET', ARGV[1] .. v .. ARGV[2])}
-";
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 struct FillLabels {
     cache: &'static str,
 }
 
 /// A load in progress, awaited by every caller that missed the same key.
-type Flight = Shared<BoxFuture<'static, Result<Option<String>, String>>>;
+type Flight = Shared<BoxFuture<'static, Result<Option<Bytes>, String>>>;
+
+/// How many entries this process keeps in memory before starting over.
+const LOCAL_CAPACITY: usize = 10_000;
 
 /// One cache namespace's key layout.
 #[derive(Clone)]
@@ -46,11 +50,43 @@ pub struct Slot {
     data_suffix: String,
 }
 
+impl Slot {
+    fn data_key(&self, version: &str) -> String {
+        format!("{}{version}{}", self.data_prefix, self.data_suffix)
+    }
+}
+
+/// Values by versioned key, in this process. A key's value never changes (a new version is a new
+/// key), so there is nothing to invalidate here: entries only age out.
+struct Local {
+    entries: RwLock<HashMap<String, (Bytes, Instant)>>,
+    ttl: Duration,
+}
+
+impl Local {
+    fn get(&self, key: &str) -> Option<Bytes> {
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .get(key)
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(v, _)| v.clone())
+    }
+
+    fn put(&self, key: String, value: Bytes) {
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= LOCAL_CAPACITY {
+            // Superseded versions accumulate: start over rather than track recency.
+            entries.clear();
+        }
+        entries.insert(key, (value, Instant::now()));
+    }
+}
+
 pub struct Cache {
     redis: Arc<Redis>,
     metrics: Arc<Metrics>,
     ttl: Duration,
-    script: redis::Script,
+    local: Arc<Local>,
     flights: std::sync::Mutex<HashMap<String, Flight>>,
     /// Database loads made to fill the cache (single-flight makes N concurrent misses one load).
     fills: Family<FillLabels, Counter>,
@@ -68,7 +104,11 @@ impl Cache {
             redis,
             metrics,
             ttl,
-            script: redis::Script::new(GET_VERSIONED),
+            // Memory only bridges the time between versions; Redis holds the long TTL.
+            local: Arc::new(Local {
+                entries: RwLock::new(HashMap::new()),
+                ttl: ttl.min(Duration::from_secs(60)),
+            }),
             flights: std::sync::Mutex::new(HashMap::new()),
             fills,
         }
@@ -94,26 +134,31 @@ impl Cache {
         }
     }
 
-    /// The cached JSON of `slot`, or `load`'s result (stored for the next reader). `load` returns
-    /// `None` when there is nothing to cache (a 404 is cached as `null` by the caller instead).
-    pub async fn get_or_load<F, Fut>(&self, slot: Slot, load: F) -> Result<Option<String>, String>
+    /// The cached value of `slot`, or `load`'s result (stored for the next reader).
+    pub async fn get_or_load<F, Fut>(&self, slot: Slot, load: F) -> Result<Option<Bytes>, String>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<String>, String>> + Send + 'static,
     {
-        let version = match lookup(&self.redis, &self.script, &slot).await {
-            Ok((_, Some(hit))) => {
-                self.metrics.count_cache(slot.name, true);
-                return Ok(Some(hit));
-            }
-            Ok((version, None)) => Some(version),
+        let data_key = match version(&self.redis, &slot).await {
+            Ok(v) => Some(slot.data_key(&v)),
             Err(e) => {
                 tracing::debug!(error = %e, "cache unavailable, reading through");
                 None
             }
         };
+        if let Some(key) = &data_key {
+            if let Some(hit) = self.local.get(key) {
+                self.metrics.count_cache(slot.name, true);
+                return Ok(Some(hit));
+            }
+            if let Ok(Some(hit)) = fetch(&self.redis, key).await {
+                self.local.put(key.clone(), hit.clone());
+                self.metrics.count_cache(slot.name, true);
+                return Ok(Some(hit));
+            }
+        }
         self.metrics.count_cache(slot.name, false);
-        let data_key = version.map(|v| format!("{}{v}{}", slot.data_prefix, slot.data_suffix));
         let flight_key = data_key
             .clone()
             .unwrap_or_else(|| format!("nocache:{}{}", slot.data_prefix, slot.data_suffix));
@@ -127,21 +172,22 @@ impl Cache {
                         .fills
                         .get_or_create(&FillLabels { cache: slot.name })
                         .clone();
-                    let (redis, script, ttl) = (self.redis.clone(), self.script.clone(), self.ttl);
+                    let (redis, local, ttl) = (self.redis.clone(), self.local.clone(), self.ttl);
                     async move {
                         // A caller that missed just before the previous flight stored its
                         // value must not load again: look once more inside the flight.
-                        if data_key.is_some()
-                            && let Ok((_, Some(hit))) = lookup(&redis, &script, &slot).await
+                        if let Some(key) = &data_key
+                            && let Ok(Some(hit)) = fetch(&redis, key).await
                         {
                             return Ok(Some(hit));
                         }
                         fills.inc();
-                        let result = fut.await;
-                        if let (Some(key), Ok(Some(json))) = (&data_key, &result) {
-                            store(&redis, key, json, ttl).await;
+                        let loaded = fut.await?.map(Bytes::from);
+                        if let (Some(key), Some(value)) = (&data_key, &loaded) {
+                            store(&redis, key, value, ttl).await;
+                            local.put(key.clone(), value.clone());
                         }
-                        result
+                        Ok(loaded)
                     }
                     .boxed()
                     .shared()
@@ -171,37 +217,40 @@ impl Cache {
             let mut conn = self.redis.conn().await?;
             pipe.query_async::<()>(&mut conn).await
         };
-        if let Err(e) = tokio::time::timeout(Duration::from_secs(2), result)
-            .await
-            .unwrap_or_else(|_| Err(redis::RedisError::from((redis::ErrorKind::Io, "timeout"))))
-        {
+        match tokio::time::timeout(Duration::from_secs(2), result).await {
+            Ok(Ok(())) => {}
             // Entries written before the outage expire within the TTL.
-            tracing::warn!(error = %e, "cache invalidation failed");
+            Ok(Err(e)) => tracing::warn!(error = %e, "cache invalidation failed"),
+            Err(_) => tracing::warn!("cache invalidation timed out"),
         }
     }
 }
 
-async fn lookup(
-    redis: &Redis,
-    script: &redis::Script,
-    slot: &Slot,
-) -> redis::RedisResult<(String, Option<String>)> {
+/// The slot's current version ("0" before the first write).
+async fn version(redis: &Redis, slot: &Slot) -> redis::RedisResult<String> {
     let mut conn = redis.conn().await?;
-    script
-        .key(&slot.version_key)
-        .arg(&slot.data_prefix)
-        .arg(&slot.data_suffix)
-        .invoke_async(&mut conn)
-        .await
+    let v: Option<String> = redis::cmd("GET")
+        .arg(&slot.version_key)
+        .query_async(&mut conn)
+        .await?;
+    Ok(v.unwrap_or_else(|| "0".to_owned()))
 }
 
-async fn store(redis: &Redis, key: &str, json: &str, ttl: Duration) {
+async fn fetch(redis: &Redis, key: &str) -> redis::RedisResult<Option<Bytes>> {
+    let mut conn = redis.conn().await?;
+    let v: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
+    Ok(v.map(Bytes::from))
+}
+
+async fn store(redis: &Redis, key: &str, value: &Bytes, ttl: Duration) {
     let Ok(mut conn) = redis.conn().await else {
         return;
     };
-    let ttl = ttl.as_secs().max(1);
     let mut set = redis::cmd("SET");
-    set.arg(key).arg(json).arg("EX").arg(ttl);
+    set.arg(key)
+        .arg(value.as_ref())
+        .arg("EX")
+        .arg(ttl.as_secs().max(1));
     if let Err(e) = set.query_async::<()>(&mut conn).await {
         tracing::debug!(error = %e, "cache store failed");
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::{
     extract::{FromRef, State},
-    http::StatusCode,
+    http::{StatusCode, header},
     response::IntoResponse,
 };
 use ecom_shared::{
@@ -12,14 +12,14 @@ use ecom_shared::{
     auth::{AdminUser, JwtVerifier},
     error::{ErrorBody, positive_id},
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     domain::{Listing, ListingParams, Product},
     error::Error,
-    service::ProductsService,
+    service::{Page, ProductsService},
 };
 
 #[derive(Clone)]
@@ -32,14 +32,6 @@ impl FromRef<AppState> for Arc<JwtVerifier> {
     fn from_ref(s: &AppState) -> Self {
         s.verifier.clone()
     }
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ProductList {
-    pub items: Vec<Product>,
-    pub total: i64,
-    pub limit: i64,
-    pub offset: i64,
 }
 
 /// A new product (documentation of the body; parsing reports every bad field).
@@ -72,20 +64,18 @@ type HttpResult<T> = Result<T, ApiError>;
 
 /// Browse the catalogue: filters, full-text search, sorting, pages.
 #[utoipa::path(get, path = "/products", tag = "products", params(ListingParams),
-    responses((status = 200, body = ProductList), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Page), (status = 422, body = ErrorBody)))]
 async fn list_products(
     State(s): State<AppState>,
     AppQuery(params): AppQuery<ListingParams>,
-) -> HttpResult<AppJson<ProductList>> {
+) -> HttpResult<impl IntoResponse> {
     let listing = Listing::parse(&params).map_err(Error::Validation)?;
-    let (limit, offset) = (listing.limit, listing.offset);
-    let page = s.products.list(listing).await?;
-    Ok(AppJson(ProductList {
-        items: page.items,
-        total: page.total,
-        limit,
-        offset,
-    }))
+    Ok(json(s.products.list_json(listing).await?))
+}
+
+/// A JSON body that is already encoded (cached bytes are served as they are).
+fn json(body: axum::body::Bytes) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], body)
 }
 
 /// One product.
@@ -94,8 +84,8 @@ async fn list_products(
 async fn get_product(
     State(s): State<AppState>,
     AppPath(id): AppPath<i64>,
-) -> HttpResult<AppJson<Product>> {
-    Ok(AppJson(s.products.get(positive_id("id", id)?).await?))
+) -> HttpResult<impl IntoResponse> {
+    Ok(json(s.products.get_json(positive_id("id", id)?).await?))
 }
 
 /// Create a product (admin).

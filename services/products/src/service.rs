@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use axum::body::Bytes;
 use ecom_shared::metrics::Metrics;
 use prometheus_client::metrics::{counter::Counter, family::Family};
 use sha2::{Digest, Sha256};
@@ -15,11 +16,13 @@ use crate::{
     repo::{self, Deleted},
 };
 
-/// A listing page.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// A listing page: the response body of `GET /products`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Page {
     pub items: Vec<Product>,
     pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
 }
 
 /// Reservation states, as stored.
@@ -136,8 +139,9 @@ impl ProductsService {
             .inc();
     }
 
-    /// One product, from the cache when it is there.
-    pub async fn get(&self, id: i64) -> Result<Product> {
+    /// One product's JSON, from the cache when it is there. Served as stored: a warm read does
+    /// no (de)serialisation at all.
+    pub async fn get_json(&self, id: i64) -> Result<Bytes> {
         let pool = self.pool.clone();
         let json = self
             .cache
@@ -148,14 +152,23 @@ impl ProductsService {
             })
             .await
             .map_err(shared_error)?
-            .unwrap_or_else(|| "null".to_owned());
-        let product: Option<Product> =
-            serde_json::from_str(&json).map_err(|e| Error::Internal(e.into()))?;
-        product.ok_or(Error::NotFound)
+            .unwrap_or_else(|| Bytes::from_static(b"null"));
+        if json.as_ref() == b"null" {
+            Err(Error::NotFound)
+        } else {
+            Ok(json)
+        }
     }
 
-    /// A listing page, from the cache when it is there.
-    pub async fn list(&self, q: Listing) -> Result<Page> {
+    /// One product, from the cache when it is there.
+    pub async fn get(&self, id: i64) -> Result<Product> {
+        let json = self.get_json(id).await?;
+        serde_json::from_slice(&json).map_err(|e| Error::Internal(e.into()))
+    }
+
+    /// A listing page as its response JSON (`{items, total, limit, offset}`), from the cache
+    /// when it is there.
+    pub async fn list_json(&self, q: Listing) -> Result<Bytes> {
         let fingerprint = {
             let key = format!(
                 "{}|{}|{:?}|{:?}|{:?}|{:?}|{}",
@@ -175,17 +188,27 @@ impl ProductsService {
                 .collect::<String>()
         };
         let pool = self.pool.clone();
-        let json = self
-            .cache
+        self.cache
             .get_or_load(self.cache.listing_slot(&fingerprint), move || async move {
                 let mut conn = pool.acquire().await.map_err(load_error)?;
                 let (items, total) = repo::list(&mut conn, &q).await.map_err(load_error)?;
-                to_json(&Page { items, total }).map(Some)
+                to_json(&Page {
+                    items,
+                    total,
+                    limit: q.limit,
+                    offset: q.offset,
+                })
+                .map(Some)
             })
             .await
             .map_err(shared_error)?
-            .ok_or_else(|| Error::Internal(anyhow::anyhow!("listing load returned nothing")))?;
-        serde_json::from_str(&json).map_err(|e| Error::Internal(e.into()))
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("listing load returned nothing")))
+    }
+
+    /// A listing page, from the cache when it is there.
+    pub async fn list(&self, q: Listing) -> Result<Page> {
+        let json = self.list_json(q).await?;
+        serde_json::from_slice(&json).map_err(|e| Error::Internal(e.into()))
     }
 
     /// Products by id (batch), fresh from the database, in the order asked.

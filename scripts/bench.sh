@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# `make bench`: the Products read path against a bare axum endpoint serving the same JSON.
+# Runs inside `ecomctl with-infra` (DATABASE_URL and ECOM_TEST_REDIS_URL are provided).
+# Everything is on this machine: wrk -t1 leaves the servers the other core(s).
+set -euo pipefail
+BIN=${BIN:?release binaries directory}
+DURATION=${BENCH_DURATION:-10s}
+CONNECTIONS=${BENCH_CONNECTIONS:-64}
+PRODUCTS_PORT=${BENCH_PRODUCTS_PORT:-18102}
+BARE_PORT=${BENCH_BARE_PORT:-18103}
+
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk (or brew install wrk)"; exit 1; }
+
+db_url="${DATABASE_URL%/*}/ecom_products_bench"
+export ECOM_PRODUCTS_DATABASE_URL="$db_url" ECOM_REDIS_URL="$ECOM_TEST_REDIS_URL" ECOM_REDIS_PREFIX="bench-$$"
+export ECOM_PRODUCTS_HTTP_PORT=$PRODUCTS_PORT ECOM_PRODUCTS_GRPC_PORT=0 ECOM_BIND_ADDRESS=127.0.0.1
+export ECOM_SEED_DEMO=true ECOM_LOG=warn ECOM_CACHE_TTL_SECONDS=3600
+
+"$BIN/products" migrate >/dev/null
+"$BIN/products" & products_pid=$!
+trap 'kill $products_pid ${bare_pid:-} 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PRODUCTS_PORT/health/ready" >/dev/null && break; sleep 0.1; done
+"$BIN/bench-bare" "http://127.0.0.1:$PRODUCTS_PORT" "$BARE_PORT" & bare_pid=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$BARE_PORT/products/1" >/dev/null && break; sleep 0.1; done
+
+# Same bytes on both sides (the comparison is only fair if so).
+cmp <(curl -s "http://127.0.0.1:$PRODUCTS_PORT/products?limit=20") <(curl -s "http://127.0.0.1:$BARE_PORT/products?limit=20")
+cmp <(curl -s "http://127.0.0.1:$PRODUCTS_PORT/products/1") <(curl -s "http://127.0.0.1:$BARE_PORT/products/1")
+
+run() { # name url -> "rps p50 p99"
+  wrk -t1 -c"$CONNECTIONS" -d2s "$2" >/dev/null   # warm-up (and warm cache)
+  out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$2")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")
+  [[ -z $errors ]] || echo "  ($1: $errors)" >&2
+  printf '%s %s %s\n' "$rps" "$p50" "$p99"
+}
+
+printf '\nwrk -t1 -c%s -d%s, release builds, warm cache, one machine (%s cores)\n\n' "$CONNECTIONS" "$DURATION" "$(nproc)"
+printf '%-28s %12s %10s %10s %8s\n' endpoint req/s p50 p99 ratio
+for path in "/products?limit=20" "/products/1"; do
+  read -r bare_rps bare_p50 bare_p99 < <(run bare "http://127.0.0.1:$BARE_PORT$path")
+  read -r svc_rps svc_p50 svc_p99 < <(run products "http://127.0.0.1:$PRODUCTS_PORT$path")
+  ratio=$(awk -v a="$svc_rps" -v b="$bare_rps" 'BEGIN {printf "%.2fx", a / b}')
+  printf '%-28s %12s %10s %10s %8s\n' "bare axum $path" "$bare_rps" "$bare_p50" "$bare_p99" "1.00x"
+  printf '%-28s %12s %10s %10s %8s\n' "products $path" "$svc_rps" "$svc_p50" "$svc_p99" "$ratio"
+done
+hits=$(curl -s "http://127.0.0.1:$PRODUCTS_PORT/metrics" | awk '/^cache_requests_total.*result="hit"/ {s += $2} END {print s + 0}')
+misses=$(curl -s "http://127.0.0.1:$PRODUCTS_PORT/metrics" | awk '/^cache_requests_total.*result="miss"/ {s += $2} END {print s + 0}')
+printf '\ncache: %s hits, %s misses\n' "$hits" "$misses"
