@@ -353,3 +353,29 @@ async fn listings_stay_index_scans_at_100k_products(pool: PgPool) {
         search.join("\n")
     );
 }
+
+#[sqlx::test(migrator = "products::MIGRATOR")]
+async fn docs_metrics_and_health_are_served(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let id = app.create("Metered", "1.00", 1, None).await;
+    app.get(&format!("/products/{id}")).await;
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"http_requests_total{service="products",method="GET",route="/products/{id}",status="200"} 1"#),
+        "{metrics}"
+    );
+    let (status, spec) = app.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    for path in ["/products", "/products/{id}"] {
+        assert!(spec["paths"].get(path).is_some(), "{path} missing");
+    }
+    let docs = app
+        .client
+        .get(app.url("/docs/"))
+        .send()
+        .await
+        .expect("docs");
+    assert_eq!(docs.status(), StatusCode::OK);
+    let (status, ready) = app.get("/health/ready").await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+}
