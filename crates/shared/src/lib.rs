@@ -4,6 +4,7 @@
 //! Domain types never live here: services share contracts through `proto/` only.
 
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod error;

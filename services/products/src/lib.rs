@@ -4,7 +4,6 @@
 //! Same layout as every service: `domain/`, `service` (the core), `repo` (SQL), `cache`,
 //! `http` and `grpc` adapters, `Application` the wiring.
 
-pub mod cache;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -17,13 +16,15 @@ pub mod service;
 use std::{sync::Arc, time::Duration};
 
 use ecom_proto::products::v1::product_service_server::ProductServiceServer;
-use ecom_shared::{auth::JwtVerifier, health::Readiness, metrics::Metrics, redis::Redis};
+use ecom_shared::{
+    auth::JwtVerifier, cache::Cache, health::Readiness, metrics::Metrics, redis::Redis,
+};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::Config;
-use crate::{cache::Cache, service::ProductsService};
+use crate::service::ProductsService;
 
 /// The embedded migrations (also run by `products migrate`).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

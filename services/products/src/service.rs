@@ -4,17 +4,21 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use ecom_shared::metrics::Metrics;
+use ecom_shared::{cache::Cache, metrics::Metrics};
 use prometheus_client::metrics::{counter::Counter, family::Family};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::{
-    cache::Cache,
     domain::{Line, Listing, NewProduct, Product, ProductPatch, parse_lines},
     error::{Error, Result},
     repo::{self, Deleted},
 };
+
+/// The cache namespace of this service's keys.
+const NAMESPACE: &str = "products";
+/// The collection every listing page belongs to (one version for all of them).
+const LISTINGS: &str = "listing";
 
 /// A listing page: the response body of `GET /products`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -125,6 +129,14 @@ impl ProductsService {
         }
     }
 
+    /// After a committed write: these products and every listing page are stale.
+    async fn invalidate(&self, product_ids: &[i64]) {
+        let entities: Vec<(&str, i64)> = product_ids.iter().map(|id| ("product", *id)).collect();
+        self.cache
+            .invalidate(NAMESPACE, &entities, &[LISTINGS])
+            .await;
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
@@ -145,11 +157,14 @@ impl ProductsService {
         let pool = self.pool.clone();
         let json = self
             .cache
-            .get_or_load(self.cache.product_slot(id), move || async move {
-                let p = repo::get_product(&pool, id).await.map_err(load_error)?;
-                // Absent products are cached too (as `null`): a flood of 404s stays off the database.
-                to_json(&p).map(Some)
-            })
+            .get_or_load(
+                self.cache.entity_slot(NAMESPACE, "product", id),
+                move || async move {
+                    let p = repo::get_product(&pool, id).await.map_err(load_error)?;
+                    // Absent products are cached too (as `null`): a flood of 404s stays off the database.
+                    to_json(&p).map(Some)
+                },
+            )
             .await
             .map_err(shared_error)?
             .unwrap_or_else(|| Bytes::from_static(b"null"));
@@ -189,17 +204,21 @@ impl ProductsService {
         };
         let pool = self.pool.clone();
         self.cache
-            .get_or_load(self.cache.listing_slot(&fingerprint), move || async move {
-                let mut conn = pool.acquire().await.map_err(load_error)?;
-                let (items, total) = repo::list(&mut conn, &q).await.map_err(load_error)?;
-                to_json(&Page {
-                    items,
-                    total,
-                    limit: q.limit,
-                    offset: q.offset,
-                })
-                .map(Some)
-            })
+            .get_or_load(
+                self.cache
+                    .collection_slot(NAMESPACE, LISTINGS, &fingerprint),
+                move || async move {
+                    let mut conn = pool.acquire().await.map_err(load_error)?;
+                    let (items, total) = repo::list(&mut conn, &q).await.map_err(load_error)?;
+                    to_json(&Page {
+                        items,
+                        total,
+                        limit: q.limit,
+                        offset: q.offset,
+                    })
+                    .map(Some)
+                },
+            )
             .await
             .map_err(shared_error)?
             .ok_or_else(|| Error::Internal(anyhow::anyhow!("listing load returned nothing")))
@@ -228,7 +247,7 @@ impl ProductsService {
     pub async fn create(&self, body: &serde_json::Value) -> Result<Product> {
         let new = NewProduct::parse(body).map_err(Error::Validation)?;
         let product = repo::insert_product(&self.pool, &new, &self.currency).await?;
-        self.cache.invalidate(&[product.id]).await;
+        self.invalidate(&[product.id]).await;
         tracing::info!(product_id = product.id, "product created");
         Ok(product)
     }
@@ -239,7 +258,7 @@ impl ProductsService {
         let product = repo::update_product(&self.pool, id, &patch)
             .await?
             .ok_or(Error::NotFound)?;
-        self.cache.invalidate(&[id]).await;
+        self.invalidate(&[id]).await;
         Ok(product)
     }
 
@@ -248,7 +267,7 @@ impl ProductsService {
         let mut conn = self.pool.acquire().await?;
         match repo::delete_product(&mut conn, id).await? {
             Deleted::Yes => {
-                self.cache.invalidate(&[id]).await;
+                self.invalidate(&[id]).await;
                 Ok(())
             }
             Deleted::NotFound => Err(Error::NotFound),
@@ -340,8 +359,7 @@ impl ProductsService {
             .ok_or(Error::ReservationNotFound)?;
         tx.commit().await?;
         self.count("reserved");
-        self.cache
-            .invalidate(&lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
+        self.invalidate(&lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
             .await;
         Ok(Reservation {
             order_id,
@@ -382,8 +400,7 @@ impl ProductsService {
                 }
                 repo::set_status(&mut *tx, order_id, S::Expired.as_str()).await?;
                 tx.commit().await?;
-                self.cache
-                    .invalidate(&lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
+                self.invalidate(&lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
                     .await;
                 self.count("commit_refused");
                 return Err(Error::ReservationExpired);
@@ -419,8 +436,7 @@ impl ProductsService {
         repo::set_status(&mut *tx, order_id, target.as_str()).await?;
         tx.commit().await?;
         self.count(target.as_str());
-        self.cache
-            .invalidate(&lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
+        self.invalidate(&lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
             .await;
         Ok(Reservation {
             order_id,
@@ -460,8 +476,7 @@ impl ProductsService {
         for _ in &orders {
             self.count("expired");
         }
-        self.cache
-            .invalidate(&lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
+        self.invalidate(&lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
             .await;
         tracing::info!(count = orders.len(), "expired reservations released");
         Ok(orders.len())

@@ -98,7 +98,7 @@ async fn concurrent_misses_on_one_key_make_one_database_load(pool: PgPool) {
     let path = format!("/products/{id}");
     let before = sample(
         &app.metrics().await,
-        r#"products_cache_fills_total{cache="product"}"#,
+        r#"cache_fills_total{service="products",cache="product"}"#,
     );
     let reads = (0..50).map(|_| app.get(&path));
     let results = futures::future::join_all(reads).await;
@@ -109,7 +109,7 @@ async fn concurrent_misses_on_one_key_make_one_database_load(pool: PgPool) {
     );
     let after = sample(
         &app.metrics().await,
-        r#"products_cache_fills_total{cache="product"}"#,
+        r#"cache_fills_total{service="products",cache="product"}"#,
     );
     assert_eq!(
         after - before,

@@ -22,8 +22,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::{metrics::Metrics, redis::Redis};
 use axum::body::Bytes;
-use ecom_shared::{metrics::Metrics, redis::Redis};
 use futures::{
     FutureExt,
     future::{BoxFuture, Shared},
@@ -32,6 +32,7 @@ use prometheus_client::metrics::{counter::Counter, family::Family};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 struct FillLabels {
+    service: &'static str,
     cache: &'static str,
 }
 
@@ -96,7 +97,7 @@ impl Cache {
     pub fn new(redis: Arc<Redis>, metrics: Arc<Metrics>, ttl: Duration) -> Self {
         let fills = Family::<FillLabels, Counter>::default();
         metrics.register(
-            "products_cache_fills",
+            "cache_fills",
             "database loads made on cache misses",
             fills.clone(),
         );
@@ -114,22 +115,34 @@ impl Cache {
         }
     }
 
-    pub fn product_slot(&self, id: i64) -> Slot {
+    fn version_key(&self, namespace: &str, entity: &str, id: &str) -> String {
+        self.redis.key(&[namespace, "ver", entity, id])
+    }
+
+    /// One entity (`namespace`/`entity`/`id`, e.g. `products`/`product`/`42`), with its own
+    /// version: invalidated by [`Cache::invalidate`] naming it.
+    pub fn entity_slot(&self, namespace: &str, entity: &'static str, id: i64) -> Slot {
         let id = id.to_string();
         Slot {
-            name: "product",
-            version_key: self.redis.key(&["products", "ver", "product", &id]),
-            data_prefix: self.redis.key(&["products", "product", &id, ""]),
+            name: entity,
+            version_key: self.version_key(namespace, entity, &id),
+            data_prefix: self.redis.key(&[namespace, entity, &id, ""]),
             data_suffix: String::new(),
         }
     }
 
-    /// `fingerprint` identifies the page (its normalised query).
-    pub fn listing_slot(&self, fingerprint: &str) -> Slot {
+    /// One member (e.g. a listing page, by `fingerprint`) of a collection sharing one version:
+    /// invalidated all at once by [`Cache::invalidate`] naming the collection.
+    pub fn collection_slot(
+        &self,
+        namespace: &str,
+        collection: &'static str,
+        fingerprint: &str,
+    ) -> Slot {
         Slot {
-            name: "listing",
-            version_key: self.redis.key(&["products", "ver", "listings"]),
-            data_prefix: self.redis.key(&["products", "listing", ""]),
+            name: collection,
+            version_key: self.version_key(namespace, collection, "all"),
+            data_prefix: self.redis.key(&[namespace, collection, ""]),
             data_suffix: format!(":{fingerprint}"),
         }
     }
@@ -170,7 +183,10 @@ impl Cache {
                     let fut = load();
                     let fills = self
                         .fills
-                        .get_or_create(&FillLabels { cache: slot.name })
+                        .get_or_create(&FillLabels {
+                            service: self.metrics.service,
+                            cache: slot.name,
+                        })
                         .clone();
                     let (redis, local, ttl) = (self.redis.clone(), self.local.clone(), self.ttl);
                     async move {
@@ -202,17 +218,25 @@ impl Cache {
         result
     }
 
-    /// After a committed write: the products' cached values and every listing page are stale.
-    pub async fn invalidate(&self, product_ids: &[i64]) {
+    /// After a committed write: these entities' cached values, and every member of these
+    /// collections, are stale. O(1) per name: one `INCR` each, in one round trip.
+    pub async fn invalidate(
+        &self,
+        namespace: &str,
+        entities: &[(&str, i64)],
+        collections: &[&str],
+    ) {
         let mut pipe = redis::pipe();
-        for id in product_ids {
+        for (entity, id) in entities {
             pipe.cmd("INCR")
-                .arg(self.product_slot(*id).version_key)
+                .arg(self.version_key(namespace, entity, &id.to_string()))
                 .ignore();
         }
-        pipe.cmd("INCR")
-            .arg(self.redis.key(&["products", "ver", "listings"]))
-            .ignore();
+        for collection in collections {
+            pipe.cmd("INCR")
+                .arg(self.version_key(namespace, collection, "all"))
+                .ignore();
+        }
         let result = async {
             let mut conn = self.redis.conn().await?;
             pipe.query_async::<()>(&mut conn).await
