@@ -29,6 +29,13 @@ pub const SERVICES: &[ServiceDef] = &[
         database: true,
         env: &[("ECOM_SEED_DEMO", "true")],
     },
+    ServiceDef {
+        name: "orders",
+        http_port: 8003,
+        grpc_port: Some(50053),
+        database: true,
+        env: &[],
+    },
 ];
 
 impl ServiceDef {

@@ -29,6 +29,8 @@ struct Ports {
     grpc: u16,
     products_http: u16,
     products_grpc: u16,
+    orders_http: u16,
+    orders_grpc: u16,
     pg: u16,
     redis: u16,
 }
@@ -56,6 +58,8 @@ fn start(dir: &Path, ports: &Ports, fresh: bool) -> Up {
         .env("ECOM_USERS_GRPC_PORT", ports.grpc.to_string())
         .env("ECOM_PRODUCTS_HTTP_PORT", ports.products_http.to_string())
         .env("ECOM_PRODUCTS_GRPC_PORT", ports.products_grpc.to_string())
+        .env("ECOM_ORDERS_HTTP_PORT", ports.orders_http.to_string())
+        .env("ECOM_ORDERS_GRPC_PORT", ports.orders_grpc.to_string())
         .env("ECOM_PG_PORT", ports.pg.to_string())
         .env("ECOM_REDIS_PORT", ports.redis.to_string())
         .env("ECOM_LOG_FORMAT", "json")
@@ -154,6 +158,8 @@ impl Up {
             ports.grpc,
             ports.products_http,
             ports.products_grpc,
+            ports.orders_http,
+            ports.orders_grpc,
             ports.pg,
             ports.redis,
         ] {
@@ -184,6 +190,8 @@ async fn up_runs_the_platform_and_ctrl_c_stops_everything() {
         grpc: free_port(),
         products_http: free_port(),
         products_grpc: free_port(),
+        orders_http: free_port(),
+        orders_grpc: free_port(),
         pg: free_port(),
         redis: free_port(),
     };
@@ -293,6 +301,33 @@ async fn up_runs_the_platform_and_ctrl_c_stops_everything() {
     .await
     .expect("create");
     assert_eq!(refused.status().as_u16(), 403);
+
+    // Orders: a checkout through the real services reserves stock in Products over gRPC.
+    let widget: Value = created.json().await.expect("json");
+    let orders = format!("http://127.0.0.1:{}", ports.orders_http);
+    let order = client
+        .post(format!("{orders}/orders"))
+        .bearer_auth(tokens["access_token"].as_str().expect("token"))
+        .header("Idempotency-Key", "e2e-1")
+        .json(&json!({"items": [{"product_id": widget["id"], "quantity": 2}]}))
+        .send()
+        .await
+        .expect("order");
+    assert_eq!(order.status().as_u16(), 201);
+    let order: Value = order.json().await.expect("json");
+    assert_eq!(
+        (order["status"].as_str(), order["total"].as_str()),
+        (Some("pending_payment"), Some("24.68"))
+    );
+    let after: Value = client
+        .get(format!("{shop}/products/{}", widget["id"]))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(after["stock"], 1, "3 in stock, 2 reserved");
     up.interrupt(&ports).await;
 
     // A second `up` reuses the data.

@@ -18,5 +18,12 @@ pub mod products {
     }
 }
 
+/// `ecom.orders.v1`
+pub mod orders {
+    pub mod v1 {
+        tonic::include_proto!("ecom.orders.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ecom_descriptor");

@@ -1,0 +1,78 @@
+//! The Orders service's one error type, mapped once to HTTP and once to gRPC.
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use ecom_shared::{ApiError, FieldError, auth::AuthError};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid input")]
+    Validation(Vec<FieldError>),
+    /// Missing, or not the caller's: the same answer, so ids cannot be probed.
+    #[error("order not found")]
+    NotFound,
+    #[error("not enough stock: {0}")]
+    InsufficientStock(String),
+    #[error("this idempotency key was used with another request")]
+    IdempotencyConflict,
+    #[error("{0}")]
+    InvalidState(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{0} unavailable")]
+    Unavailable(&'static str),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn field(field: &str, message: &str) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                tracing::warn!(error = %e, "database unavailable");
+                Self::Unavailable("database")
+            }
+            _ => Self::Internal(e.into()),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Validation(errors) => ApiError::validation(errors),
+            Error::NotFound => ApiError::not_found("order"),
+            Error::InsufficientStock(detail) => ApiError::conflict("insufficient_stock", detail),
+            Error::IdempotencyConflict => ApiError::conflict(
+                "idempotency_conflict",
+                "this Idempotency-Key was already used with a different request",
+            ),
+            Error::InvalidState(why) => ApiError::new(StatusCode::CONFLICT, "invalid_state", why),
+            Error::Auth(a) => a.into(),
+            Error::Unavailable(what) => ApiError::unavailable(what),
+            Error::Internal(cause) => ApiError::internal(&format!("{cause:#}")),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        ApiError::from(e).to_status()
+    }
+}

@@ -1,0 +1,65 @@
+//! The gRPC adapter (`ecom.orders.v1.OrderService`).
+
+use std::sync::Arc;
+
+use ecom_proto::orders::v1::{self as pb, GetOrderRequest, order_service_server::OrderService};
+use ecom_shared::auth::{JwtVerifier, grpc_user};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    domain::{Order, OrderStatus},
+    service::OrdersService,
+};
+
+pub struct OrdersGrpc {
+    pub orders: Arc<OrdersService>,
+    pub verifier: Arc<JwtVerifier>,
+}
+
+fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn order_pb(o: Order) -> pb::Order {
+    use pb::OrderStatus as S;
+    pb::Order {
+        id: o.id,
+        user_id: o.user_id,
+        status: match o.status {
+            OrderStatus::PendingPayment => S::PendingPayment,
+            OrderStatus::Paid => S::Paid,
+            OrderStatus::Cancelled => S::Cancelled,
+            OrderStatus::Refunded => S::Refunded,
+        } as i32,
+        items: o
+            .items
+            .into_iter()
+            .map(|i| pb::OrderItem {
+                product_id: i.product_id,
+                name: i.name,
+                unit_price: i.unit_price.to_string(),
+                quantity: i.quantity,
+                line_total: i.line_total.to_string(),
+            })
+            .collect(),
+        total: o.total.to_string(),
+        currency: o.currency,
+        created_at: Some(timestamp(o.created_at)),
+        updated_at: Some(timestamp(o.updated_at)),
+    }
+}
+
+#[tonic::async_trait]
+impl OrderService for OrdersGrpc {
+    async fn get_order(
+        &self,
+        request: Request<GetOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let caller = grpc_user(&self.verifier, &request).await?;
+        let order = self.orders.get(caller, request.into_inner().id).await?;
+        Ok(Response::new(order_pb(order)))
+    }
+}

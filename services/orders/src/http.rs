@@ -1,0 +1,164 @@
+//! The REST adapter: translates HTTP to [`OrdersService`] calls and back.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{FromRef, State},
+    http::{HeaderMap, StatusCode, header},
+    response::IntoResponse,
+};
+use ecom_shared::{
+    ApiError, AppJson, AppPath, AppQuery,
+    auth::{CurrentUser, JwtVerifier, bearer},
+    error::{ErrorBody, positive_id},
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    domain::Order,
+    service::{Created, OrdersService},
+};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub orders: Arc<OrdersService>,
+    pub verifier: Arc<JwtVerifier>,
+}
+
+impl FromRef<AppState> for Arc<JwtVerifier> {
+    fn from_ref(s: &AppState) -> Self {
+        s.verifier.clone()
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderList {
+    pub items: Vec<Order>,
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A checkout (documentation of the body; parsing reports every bad field).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateOrder {
+    pub items: Vec<CreateOrderItem>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateOrderItem {
+    pub product_id: i64,
+    /// 1..=1000.
+    pub quantity: i64,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// 1..=100, default 20.
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+    /// Admins only: one user's orders.
+    pub user_id: Option<i64>,
+}
+
+type HttpResult<T> = Result<T, ApiError>;
+
+/// The caller's bearer token, forwarded to Products so it can check identity itself.
+fn token(headers: &HeaderMap) -> &str {
+    bearer(
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    )
+    .unwrap_or_default()
+}
+
+/// Check out: reserves the stock and creates an order awaiting payment. Send an
+/// `Idempotency-Key` to make retries safe: the same key and body return the same order.
+#[utoipa::path(post, path = "/orders", tag = "orders", request_body = CreateOrder,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1..255 visible ASCII characters")),
+    security(("bearer" = [])),
+    responses((status = 201, body = Order), (status = 200, body = Order, description = "replayed by Idempotency-Key"),
+              (status = 409, body = ErrorBody, description = "insufficient_stock or idempotency_conflict"),
+              (status = 422, body = ErrorBody)))]
+async fn create_order(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    headers: HeaderMap,
+    AppJson(body): AppJson<serde_json::Value>,
+) -> HttpResult<impl IntoResponse> {
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    Ok(
+        match s.orders.create(user, token(&headers), key, &body).await? {
+            Created::New(order) => (StatusCode::CREATED, AppJson(order)),
+            Created::Replayed(order) => (StatusCode::OK, AppJson(order)),
+        },
+    )
+}
+
+/// The caller's orders, newest first (admins: everyone's, or `user_id`'s).
+#[utoipa::path(get, path = "/orders", tag = "orders", params(ListQuery), security(("bearer" = [])),
+    responses((status = 200, body = OrderList), (status = 401, body = ErrorBody)))]
+async fn list_orders(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    AppQuery(q): AppQuery<ListQuery>,
+) -> HttpResult<AppJson<OrderList>> {
+    let (items, total, limit, offset) = s.orders.list(user, q.user_id, q.limit, q.offset).await?;
+    Ok(AppJson(OrderList {
+        items,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// One order: the owner's or, for an admin, anyone's. Anyone else gets 404.
+#[utoipa::path(get, path = "/orders/{id}", tag = "orders", params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Order), (status = 404, body = ErrorBody)))]
+async fn get_order(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    AppPath(id): AppPath<i64>,
+) -> HttpResult<AppJson<Order>> {
+    Ok(AppJson(s.orders.get(user, positive_id("id", id)?).await?))
+}
+
+/// Cancel an order awaiting payment; its stock is released.
+#[utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders", params(("id" = i64, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = Order), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn cancel_order(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    headers: HeaderMap,
+    AppPath(id): AppPath<i64>,
+) -> HttpResult<AppJson<Order>> {
+    Ok(AppJson(
+        s.orders
+            .cancel(user, token(&headers), positive_id("id", id)?)
+            .await?,
+    ))
+}
+
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "ecom Orders",
+    description = "Checkout and the order lifecycle."
+))]
+struct ApiDoc;
+
+pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
+    let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(create_order, list_orders))
+        .routes(routes!(get_order))
+        .routes(routes!(cancel_order))
+        .with_state(state)
+        .split_for_parts();
+    ecom_shared::http::add_security(&mut openapi, None);
+    (router, openapi)
+}

@@ -1,0 +1,182 @@
+//! The ecom Orders service: checkout that reserves stock over gRPC, Stripe-style idempotency
+//! keys, the order lifecycle and an order cache; REST on 8003 and gRPC on 50053.
+//!
+//! Same layout as every service: `domain`, `service` (the core), `repo` (SQL), `products` (the
+//! gRPC client it depends on), `http` and `grpc` adapters, `Application` the wiring.
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod products;
+pub mod repo;
+pub mod service;
+
+use std::{sync::Arc, time::Duration};
+
+use ecom_proto::orders::v1::order_service_server::OrderServiceServer;
+use ecom_shared::{
+    auth::JwtVerifier, cache::Cache, health::Readiness, metrics::Metrics, redis::Redis,
+};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::config::Config;
+use crate::{products::ProductsClient, service::OrdersService};
+
+/// The embedded migrations (also run by `orders migrate`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+const SWEEP_BATCH: i64 = 200;
+
+pub struct Application {
+    http: TcpListener,
+    grpc: TcpListener,
+    router: axum::Router,
+    grpc_routes: tonic::service::Routes,
+    metrics: Arc<Metrics>,
+    orders: Arc<OrdersService>,
+    sweep_interval: Duration,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool =
+            ecom_shared::db::connect(&config.common.database_url, 20, Duration::from_secs(30))
+                .await?;
+        let verifier = Arc::new(JwtVerifier::remote(config.common.jwks_url.clone()));
+        Self::build_with(config, pool, verifier).await
+    }
+
+    /// Builds on an existing pool and token verifier (tests bring their own of both).
+    pub async fn build_with(
+        config: Config,
+        pool: PgPool,
+        verifier: Arc<JwtVerifier>,
+    ) -> anyhow::Result<Self> {
+        if config.common.run_migrations {
+            MIGRATOR.run(&pool).await?;
+        }
+        let metrics = Metrics::new(config::SPEC.name);
+        let redis = Arc::new(Redis::new(
+            &config.common.redis_url,
+            &config.common.redis_prefix,
+        )?);
+        let channel = ecom_shared::grpc::channel(
+            &config.products_grpc_url,
+            metrics.clone(),
+            Duration::from_secs(3),
+        )?;
+        let products = ProductsClient::new(channel);
+        let cache = Cache::new(redis.clone(), metrics.clone(), config.cache_ttl);
+        let orders = Arc::new(OrdersService::new(
+            pool.clone(),
+            products.clone(),
+            cache,
+            &metrics,
+            config.reservation_ttl,
+        ));
+        let state = http::AppState {
+            orders: orders.clone(),
+            verifier: verifier.clone(),
+        };
+        let (api, openapi) = http::router(state);
+        let readiness = {
+            let products = products.clone();
+            Readiness::database_and_redis(pool, redis).check("products", move || {
+                let products = products.clone();
+                async move { products.get(&[]).await.is_ok() }
+            })
+        };
+        let router = ecom_shared::http::finish_router(api, openapi, metrics.clone(), readiness);
+        let mut routes = tonic::service::Routes::builder();
+        routes.add_service(
+            OrderServiceServer::new(grpc::OrdersGrpc {
+                orders: orders.clone(),
+                verifier,
+            })
+            .max_decoding_message_size(ecom_shared::grpc::MAX_MESSAGE_BYTES),
+        );
+        let c = &config.common;
+        let http = ecom_shared::http::bind(c.bind, c.http_port).await?;
+        let grpc = ecom_shared::http::bind(c.bind, c.grpc_port).await?;
+        Ok(Self {
+            http,
+            grpc,
+            router,
+            grpc_routes: routes.routes(),
+            metrics,
+            orders,
+            sweep_interval: config.sweep_interval,
+        })
+    }
+
+    pub fn http_port(&self) -> u16 {
+        self.http.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    pub fn grpc_port(&self) -> u16 {
+        self.grpc.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    /// Serves HTTP and gRPC and runs the expiry sweeper until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(
+            http = self.http_port(),
+            grpc = self.grpc_port(),
+            "orders service listening"
+        );
+        let sweeper = {
+            let (orders, shutdown, every) =
+                (self.orders.clone(), shutdown.clone(), self.sweep_interval);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut rounds: u64 = 0;
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        _ = tick.tick() => {
+                            loop {
+                                match orders.sweep_expired(SWEEP_BATCH).await {
+                                    Ok(n) if n as i64 == SWEEP_BATCH && !shutdown.is_cancelled() => continue,
+                                    Ok(_) => break,
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "order sweep failed");
+                                        break;
+                                    }
+                                }
+                            }
+                            rounds += 1;
+                            if rounds % 720 == 1
+                                && let Err(e) = orders.purge_keys().await
+                            {
+                                tracing::warn!(error = %e, "idempotency key purge failed");
+                            }
+                        }
+                    }
+                }
+            })
+        };
+        let served = ecom_shared::grpc::serve_all(
+            ecom_shared::grpc::Servers {
+                http: self.http,
+                router: self.router,
+                grpc: self.grpc,
+                routes: self.grpc_routes,
+                service_names: &["ecom.orders.v1.OrderService"],
+                descriptors: &[ecom_proto::FILE_DESCRIPTOR_SET],
+                metrics: self.metrics,
+            },
+            shutdown.clone(),
+        )
+        .await;
+        shutdown.cancel();
+        let _ = sweeper.await;
+        served?;
+        tracing::info!("orders service stopped");
+        Ok(())
+    }
+}

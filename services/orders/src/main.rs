@@ -1,0 +1,26 @@
+//! `orders`: run the Orders service, or `orders migrate` to apply its migrations and exit.
+
+use orders::{Application, Config, MIGRATOR};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    ecom_shared::telemetry::init("orders");
+    let config = Config::from_env().inspect_err(|e| tracing::error!("{e:#}"))?;
+    if std::env::args().nth(1).as_deref() == Some("migrate") {
+        ecom_shared::db::ensure_database(&config.common.database_url).await?;
+        let pool = ecom_shared::db::connect(
+            &config.common.database_url,
+            2,
+            std::time::Duration::from_secs(30),
+        )
+        .await?;
+        MIGRATOR.run(&pool).await?;
+        tracing::info!("migrations applied");
+        return Ok(());
+    }
+    let shutdown = ecom_shared::shutdown::token_on_signal();
+    let app = Application::build(config)
+        .await
+        .inspect_err(|e| tracing::error!("{e:#}"))?;
+    app.run(shutdown).await
+}

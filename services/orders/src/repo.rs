@@ -1,0 +1,279 @@
+//! Every SQL statement of the Orders service, checked at compile time.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::{PgConnection, PgExecutor};
+
+use crate::domain::{Order, OrderItem, OrderStatus};
+
+struct OrderRow {
+    id: i64,
+    user_id: i64,
+    status: String,
+    total: Decimal,
+    currency: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+fn assemble(row: OrderRow, items: Vec<OrderItem>) -> sqlx::Result<Order> {
+    let status = OrderStatus::parse(&row.status).ok_or_else(|| {
+        sqlx::Error::Decode(format!("unknown order status {}", row.status).into())
+    })?;
+    Ok(Order {
+        id: row.id,
+        user_id: row.user_id,
+        status,
+        items,
+        total: row.total,
+        currency: row.currency,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    })
+}
+
+/// Takes the next order id (the reservation is keyed by it before the row exists).
+pub async fn next_order_id(e: impl PgExecutor<'_>) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(r#"SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS "id!""#)
+        .fetch_one(e)
+        .await
+}
+
+pub async fn insert_order(conn: &mut PgConnection, order: &Order) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO orders (id, user_id, status, total, currency, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        order.id,
+        order.user_id,
+        order.status.as_str(),
+        order.total,
+        order.currency,
+        order.created_at,
+    )
+    .execute(&mut *conn)
+    .await?;
+    let ids: Vec<i64> = order.items.iter().map(|i| i.product_id).collect();
+    let names: Vec<String> = order.items.iter().map(|i| i.name.clone()).collect();
+    let prices: Vec<Decimal> = order.items.iter().map(|i| i.unit_price).collect();
+    let qty: Vec<i64> = order.items.iter().map(|i| i.quantity).collect();
+    let totals: Vec<Decimal> = order.items.iter().map(|i| i.line_total).collect();
+    sqlx::query!(
+        "INSERT INTO order_items (order_id, product_id, name, unit_price, quantity, line_total)
+         SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::numeric[], $5::bigint[], $6::numeric[])",
+        order.id,
+        &ids,
+        &names,
+        &prices,
+        &qty,
+        &totals,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn items(conn: &mut PgConnection, order_id: i64) -> sqlx::Result<Vec<OrderItem>> {
+    sqlx::query_as!(
+        OrderItem,
+        "SELECT product_id, name, unit_price, quantity, line_total
+           FROM order_items WHERE order_id = $1 ORDER BY product_id",
+        order_id
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn get_order(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Order>> {
+    let row = sqlx::query_as!(
+        OrderRow,
+        "SELECT id, user_id, status, total, currency, created_at, updated_at FROM orders WHERE id = $1",
+        id
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some(row) => {
+            let items = items(conn, row.id).await?;
+            assemble(row, items).map(Some)
+        }
+        None => Ok(None),
+    }
+}
+
+/// A page of orders (one user's, or everyone's) and the count.
+pub async fn list_orders(
+    conn: &mut PgConnection,
+    user_id: Option<i64>,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<(Vec<Order>, i64)> {
+    let rows = sqlx::query_as!(
+        OrderRow,
+        "SELECT id, user_id, status, total, currency, created_at, updated_at FROM orders
+          WHERE ($1::bigint IS NULL OR user_id = $1)
+          ORDER BY id DESC LIMIT $2 OFFSET $3",
+        user_id,
+        limit,
+        offset
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let total = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM orders WHERE ($1::bigint IS NULL OR user_id = $1)"#,
+        user_id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let all_items = sqlx::query!(
+        "SELECT order_id, product_id, name, unit_price, quantity, line_total
+           FROM order_items WHERE order_id = ANY($1) ORDER BY order_id, product_id",
+        &ids
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut orders = Vec::with_capacity(rows.len());
+    for row in rows {
+        let items = all_items
+            .iter()
+            .filter(|i| i.order_id == row.id)
+            .map(|i| OrderItem {
+                product_id: i.product_id,
+                name: i.name.clone(),
+                unit_price: i.unit_price,
+                quantity: i.quantity,
+                line_total: i.line_total,
+            })
+            .collect();
+        orders.push(assemble(row, items)?);
+    }
+    Ok((orders, total))
+}
+
+/// Moves an order from `from` to `to` if it is still in `from` (the state machine's guard,
+/// enforced by the database: two concurrent transitions cannot both succeed).
+pub async fn transition(
+    e: impl PgExecutor<'_>,
+    id: i64,
+    from: OrderStatus,
+    to: OrderStatus,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "UPDATE orders SET status = $3, updated_at = now() WHERE id = $1 AND status = $2",
+        id,
+        from.as_str(),
+        to.as_str()
+    )
+    .execute(e)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Cancels unpaid orders older than `ttl_seconds`; replicas skip each other's rows.
+pub async fn cancel_expired(
+    e: impl PgExecutor<'_>,
+    ttl_seconds: i64,
+    batch: i64,
+) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar!(
+        "UPDATE orders SET status = 'cancelled', updated_at = now()
+          WHERE id IN (SELECT id FROM orders
+                        WHERE status = 'pending_payment'
+                          AND created_at < now() - make_interval(secs => $1::bigint)
+                        ORDER BY created_at LIMIT $2
+                        FOR UPDATE SKIP LOCKED)
+        RETURNING id",
+        ttl_seconds,
+        batch
+    )
+    .fetch_all(e)
+    .await
+}
+
+/// What an idempotency key already holds.
+pub struct KeyRow {
+    pub request_hash: Vec<u8>,
+    pub order_id: Option<i64>,
+    pub expired: bool,
+}
+
+/// Claims `(user, key)` for a request. `None`: claimed now; `Some`: it existed.
+pub async fn claim_key(
+    conn: &mut PgConnection,
+    user_id: i64,
+    key: &str,
+    hash: &[u8],
+) -> sqlx::Result<Option<KeyRow>> {
+    let claimed = sqlx::query_scalar!(
+        "INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES ($1, $2, $3)
+         ON CONFLICT (user_id, key) DO NOTHING RETURNING user_id",
+        user_id,
+        key,
+        hash
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if claimed.is_some() {
+        return Ok(None);
+    }
+    read_key(conn, user_id, key).await
+}
+
+pub async fn read_key(
+    conn: &mut PgConnection,
+    user_id: i64,
+    key: &str,
+) -> sqlx::Result<Option<KeyRow>> {
+    sqlx::query_as!(
+        KeyRow,
+        r#"SELECT request_hash, order_id, created_at < now() - interval '24 hours' AS "expired!"
+             FROM idempotency_keys WHERE user_id = $1 AND key = $2"#,
+        user_id,
+        key
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Forgets a key: one that expired, or one whose request failed (so a retry can run again).
+pub async fn drop_key(
+    e: impl PgExecutor<'_>,
+    user_id: i64,
+    key: &str,
+    only_unfinished: bool,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND (NOT $3 OR order_id IS NULL)",
+        user_id,
+        key,
+        only_unfinished
+    )
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+pub async fn finish_key(
+    e: impl PgExecutor<'_>,
+    user_id: i64,
+    key: &str,
+    order_id: i64,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE idempotency_keys SET order_id = $3 WHERE user_id = $1 AND key = $2",
+        user_id,
+        key,
+        order_id
+    )
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+pub async fn purge_keys(e: impl PgExecutor<'_>) -> sqlx::Result<u64> {
+    let done =
+        sqlx::query!("DELETE FROM idempotency_keys WHERE created_at < now() - interval '24 hours'")
+            .execute(e)
+            .await?;
+    Ok(done.rows_affected())
+}

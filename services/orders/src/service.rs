@@ -1,0 +1,359 @@
+//! The Orders domain core: checkout, the order lifecycle, idempotency. Adapters only translate.
+
+use std::{str::FromStr, sync::Arc, time::Duration};
+
+use chrono::Utc;
+use ecom_shared::{FieldError, auth::CurrentUser, cache::Cache, metrics::Metrics};
+use prometheus_client::metrics::{counter::Counter, family::Family};
+use rust_decimal::Decimal;
+use sqlx::PgPool;
+
+use crate::{
+    domain::{self, Line, Order, OrderItem, OrderStatus},
+    error::{Error, Result},
+    products::ProductsClient,
+    repo,
+};
+
+const NAMESPACE: &str = "orders";
+/// A cache load's error when the database is down (errors cross the single flight as text).
+const UNAVAILABLE: &str = "database unavailable";
+
+fn load_error(e: sqlx::Error) -> String {
+    match Error::from(e) {
+        Error::Unavailable(_) => UNAVAILABLE.to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// How long a duplicate request waits for the first one holding its idempotency key.
+const KEY_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct TransitionLabels {
+    from: &'static str,
+    to: &'static str,
+}
+
+/// The result of a checkout: a new order, or the one an idempotency key already made.
+pub enum Created {
+    New(Order),
+    Replayed(Order),
+}
+
+pub struct OrdersService {
+    pool: PgPool,
+    products: ProductsClient,
+    cache: Cache,
+    reservation_ttl: Duration,
+    created: Counter,
+    transitions: Family<TransitionLabels, Counter>,
+}
+
+impl OrdersService {
+    pub fn new(
+        pool: PgPool,
+        products: ProductsClient,
+        cache: Cache,
+        metrics: &Arc<Metrics>,
+        reservation_ttl: Duration,
+    ) -> Self {
+        let created = Counter::default();
+        metrics.register("orders_created", "orders created", created.clone());
+        let transitions = Family::<TransitionLabels, Counter>::default();
+        metrics.register(
+            "order_transitions",
+            "order state changes",
+            transitions.clone(),
+        );
+        Self {
+            pool,
+            products,
+            cache,
+            reservation_ttl,
+            created,
+            transitions,
+        }
+    }
+
+    fn count_transition(&self, from: OrderStatus, to: OrderStatus) {
+        self.transitions
+            .get_or_create(&TransitionLabels {
+                from: from.as_str(),
+                to: to.as_str(),
+            })
+            .inc();
+    }
+
+    /// Checkout: validate, price from the catalogue, reserve the stock (keyed by the order id),
+    /// store the order `pending_payment`. If anything fails after the reservation, it is released.
+    /// With an idempotency key, a repeat returns the first order; another body under the same
+    /// key is refused.
+    #[tracing::instrument(skip_all, fields(user_id = user.id))]
+    pub async fn create(
+        &self,
+        user: CurrentUser,
+        token: &str,
+        key: Option<&str>,
+        body: &serde_json::Value,
+    ) -> Result<Created> {
+        let items = body.get("items").unwrap_or(&serde_json::Value::Null);
+        let lines = domain::parse_items(items).map_err(Error::Validation)?;
+        let key = key
+            .map(domain::parse_key)
+            .transpose()
+            .map_err(|e| Error::Validation(vec![e]))?;
+        if let Some(key) = &key
+            && let Some(order) = self
+                .claim_key(user.id, key, &domain::fingerprint(&lines))
+                .await?
+        {
+            return Ok(Created::Replayed(order));
+        }
+        let result = self.checkout(user, token, &lines, key.as_deref()).await;
+        if result.is_err()
+            && let Some(key) = &key
+        {
+            // Let a retry with the same key run again.
+            if let Err(e) = repo::drop_key(&self.pool, user.id, key, true).await {
+                tracing::warn!(error = %e, "could not release an idempotency key");
+            }
+        }
+        result.map(Created::New)
+    }
+
+    /// `Some(order)`: the key already produced this order. `None`: the key is ours now.
+    async fn claim_key(&self, user_id: i64, key: &str, hash: &[u8]) -> Result<Option<Order>> {
+        let deadline = tokio::time::Instant::now() + KEY_WAIT;
+        loop {
+            let mut conn = self.pool.acquire().await?;
+            let Some(existing) = repo::claim_key(&mut conn, user_id, key, hash).await? else {
+                return Ok(None);
+            };
+            if existing.expired {
+                repo::drop_key(&mut *conn, user_id, key, false).await?;
+                continue;
+            }
+            if existing.request_hash != hash {
+                return Err(Error::IdempotencyConflict);
+            }
+            if let Some(order_id) = existing.order_id {
+                return repo::get_order(&mut conn, order_id)
+                    .await?
+                    .map(Some)
+                    .ok_or(Error::NotFound);
+            }
+            // The first request with this key is still running: wait for its outcome.
+            drop(conn);
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::InvalidState(
+                    "a request with this Idempotency-Key is still in progress".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn checkout(
+        &self,
+        user: CurrentUser,
+        token: &str,
+        lines: &[Line],
+        key: Option<&str>,
+    ) -> Result<Order> {
+        let ids: Vec<i64> = lines.iter().map(|l| l.product_id).collect();
+        let catalogue = self.products.get(&ids).await?;
+        let mut errors = Vec::new();
+        let mut items = Vec::with_capacity(lines.len());
+        let mut currency = None;
+        for (i, line) in lines.iter().enumerate() {
+            let Some(p) = catalogue.iter().find(|p| p.id == line.product_id) else {
+                errors.push(FieldError::new(
+                    format!("items[{i}].product_id"),
+                    "no such product",
+                ));
+                continue;
+            };
+            let unit_price = Decimal::from_str(&p.price).map_err(|e| {
+                Error::Internal(anyhow::anyhow!(
+                    "product {} has price {:?}: {e}",
+                    p.id,
+                    p.price
+                ))
+            })?;
+            currency.get_or_insert_with(|| p.currency.clone());
+            items.push(OrderItem {
+                product_id: p.id,
+                name: p.name.clone(),
+                unit_price,
+                quantity: line.quantity,
+                line_total: unit_price * Decimal::from(line.quantity),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(Error::Validation(errors));
+        }
+        let total: Decimal = items.iter().map(|i| i.line_total).sum();
+        if total > domain::max_amount() || items.iter().any(|i| i.line_total > domain::max_amount())
+        {
+            return Err(Error::field("items", "the order total is too large"));
+        }
+        let order_id = repo::next_order_id(&self.pool).await?;
+        self.products
+            .reserve(token, order_id, lines, self.reservation_ttl)
+            .await?;
+        let now = Utc::now();
+        let order = Order {
+            id: order_id,
+            user_id: user.id,
+            status: OrderStatus::PendingPayment,
+            items,
+            total,
+            currency: currency.unwrap_or_else(|| "USD".to_owned()),
+            created_at: now,
+            updated_at: now,
+        };
+        let stored = async {
+            let mut tx = self.pool.begin().await?;
+            repo::insert_order(&mut tx, &order).await?;
+            if let Some(key) = key {
+                repo::finish_key(&mut *tx, user.id, key, order_id).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        if let Err(e) = stored {
+            // Compensation: nothing may stay held for an order that does not exist.
+            if let Err(release) = self.products.release(token, order_id).await {
+                tracing::error!(order_id, error = %release, "could not release the reservation of a failed order; it expires on its own");
+            }
+            return Err(e);
+        }
+        // A read of this id before it existed may have cached "not found".
+        self.invalidate(order_id).await;
+        self.created.inc();
+        tracing::info!(order_id, total = %order.total, "order created");
+        Ok(order)
+    }
+
+    /// One order, from the cache when it is there; another user's order is "not found".
+    pub async fn get(&self, caller: CurrentUser, id: i64) -> Result<Order> {
+        let pool = self.pool.clone();
+        let json = self
+            .cache
+            .get_or_load(
+                self.cache.entity_slot(NAMESPACE, "order", id),
+                move || async move {
+                    let mut conn = pool.acquire().await.map_err(load_error)?;
+                    let order = repo::get_order(&mut conn, id).await.map_err(load_error)?;
+                    serde_json::to_string(&order)
+                        .map(Some)
+                        .map_err(|e| e.to_string())
+                },
+            )
+            .await
+            .map_err(|e| {
+                if e == UNAVAILABLE {
+                    Error::Unavailable("database")
+                } else {
+                    Error::Internal(anyhow::anyhow!(e))
+                }
+            })?;
+        let order: Option<Order> = match json {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Internal(e.into()))?,
+            None => None,
+        };
+        order
+            .filter(|o| caller.is_admin() || o.user_id == caller.id)
+            .ok_or(Error::NotFound)
+    }
+
+    /// The caller's orders (an admin: everyone's, or one user's with `user_id`).
+    pub async fn list(
+        &self,
+        caller: CurrentUser,
+        user_id: Option<i64>,
+        limit: Option<i64>,
+        offset: Option<i64>,
+    ) -> Result<(Vec<Order>, i64, i64, i64)> {
+        let mut errors = Vec::new();
+        let limit = limit.unwrap_or(20);
+        if !(1..=100).contains(&limit) {
+            errors.push(FieldError::new("limit", "must be between 1 and 100"));
+        }
+        let offset = offset.unwrap_or(0);
+        if offset < 0 {
+            errors.push(FieldError::new("offset", "must be 0 or more"));
+        }
+        if !errors.is_empty() {
+            return Err(Error::Validation(errors));
+        }
+        let owner = if caller.is_admin() {
+            user_id
+        } else {
+            Some(caller.id)
+        };
+        let mut conn = self.pool.acquire().await?;
+        let (orders, total) = repo::list_orders(&mut conn, owner, limit, offset).await?;
+        Ok((orders, total, limit, offset))
+    }
+
+    /// Cancels an unpaid order and gives its stock back.
+    #[tracing::instrument(skip_all, fields(order_id = id))]
+    pub async fn cancel(&self, caller: CurrentUser, token: &str, id: i64) -> Result<Order> {
+        let order = self.get(caller, id).await?;
+        // The state change first: if the order was paid meanwhile, this fails and the stock
+        // stays committed to it.
+        if !repo::transition(
+            &self.pool,
+            id,
+            OrderStatus::PendingPayment,
+            OrderStatus::Cancelled,
+        )
+        .await?
+        {
+            let mut conn = self.pool.acquire().await?;
+            let now = repo::get_order(&mut conn, id)
+                .await?
+                .ok_or(Error::NotFound)?;
+            self.invalidate(id).await;
+            return Err(Error::InvalidState(format!(
+                "an order that is {} cannot be cancelled",
+                now.status.as_str()
+            )));
+        }
+        self.count_transition(order.status, OrderStatus::Cancelled);
+        self.invalidate(id).await;
+        if let Err(e) = self.products.release(token, id).await {
+            tracing::warn!(order_id = id, error = %e, "release failed; the reservation expires on its own");
+        }
+        self.get(caller, id).await
+    }
+
+    async fn invalidate(&self, id: i64) {
+        self.cache
+            .invalidate(NAMESPACE, &[("order", id)], &[])
+            .await;
+    }
+
+    /// Cancels unpaid orders older than the reservation lifetime. Their reservations have the
+    /// same lifetime, so Products' own sweeper releases the stock at the same moment.
+    pub async fn sweep_expired(&self, batch: i64) -> Result<usize> {
+        let ttl = i64::try_from(self.reservation_ttl.as_secs()).unwrap_or(i64::MAX);
+        let cancelled = repo::cancel_expired(&self.pool, ttl, batch).await?;
+        for id in &cancelled {
+            self.count_transition(OrderStatus::PendingPayment, OrderStatus::Cancelled);
+            self.invalidate(*id).await;
+        }
+        if !cancelled.is_empty() {
+            tracing::info!(count = cancelled.len(), "unpaid orders cancelled");
+        }
+        Ok(cancelled.len())
+    }
+
+    /// Housekeeping: idempotency keys live 24 hours.
+    pub async fn purge_keys(&self) -> Result<u64> {
+        Ok(repo::purge_keys(&self.pool).await?)
+    }
+}

@@ -1,0 +1,284 @@
+use std::{collections::HashMap, sync::Arc};
+
+use ecom_shared::{auth::JwtVerifier, config::EnvReader};
+use jsonwebtoken::{
+    Algorithm, EncodingKey, Header,
+    jwk::{Jwk, JwkSet},
+};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::{
+    Connection, PgConnection, PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+use tokio_util::sync::CancellationToken;
+
+/// The key standing in for the Users service: both services verify with the real code path.
+fn test_key() -> (EncodingKey, Jwk) {
+    let mut der = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    der.extend_from_slice(&[42u8; 32]);
+    let key = EncodingKey::from_ed_der(&der);
+    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA).expect("jwk");
+    jwk.common.key_id = Some("test-key".into());
+    (key, jwk)
+}
+
+fn verifier() -> Arc<JwtVerifier> {
+    let (_, jwk) = test_key();
+    Arc::new(JwtVerifier::new(Arc::new(move || {
+        let set = JwkSet {
+            keys: vec![jwk.clone()],
+        };
+        Box::pin(async move { Ok(set) })
+    })))
+}
+
+pub fn token(user_id: i64, role: &str) -> String {
+    let (key, _) = test_key();
+    let now = chrono::Utc::now().timestamp();
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some("test-key".into());
+    let claims = json!({"sub": user_id.to_string(), "role": role, "iat": now, "exp": now + 600, "jti": "j", "typ": "access"});
+    jsonwebtoken::encode(&header, &claims, &key).expect("token")
+}
+
+pub fn admin() -> String {
+    token(1, "admin")
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub grpc_url: String,
+    pub products_base: String,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn redis_url() -> String {
+    std::env::var("ECOM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn vars(pairs: &[(&str, &str)], overrides: &[(&str, &str)]) -> EnvReader {
+    let mut vars: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    vars.insert("ECOM_REDIS_URL".into(), redis_url());
+    vars.insert(
+        "ECOM_REDIS_PREFIX".into(),
+        format!("test-{}", uuid::Uuid::new_v4()),
+    );
+    for (k, v) in overrides {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    EnvReader::from_map(vars)
+}
+
+/// A second database beside the test's own, for the Products service (each service has its own).
+async fn products_database(pool: &PgPool) -> PgPool {
+    let options: PgConnectOptions = (*pool.connect_options()).clone();
+    // PostgreSQL truncates names at 63 bytes, and the test database's name is that long
+    // already: derive a short, unique one.
+    let test_db = options.get_database().expect("database name").to_owned();
+    let name = format!(
+        "ecom_test_products_{}",
+        &test_db[test_db.len().saturating_sub(24)..]
+    );
+    let mut admin = PgConnection::connect_with(&options.clone().database("postgres"))
+        .await
+        .expect("connect");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("drop");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut admin)
+        .await
+        .expect("create");
+    PgPoolOptions::new()
+        .max_connections(20)
+        .connect_with(options.database(&name))
+        .await
+        .expect("products pool")
+}
+
+pub async fn spawn_app(pool: PgPool) -> TestApp {
+    spawn_app_with(pool, &[], &[]).await
+}
+
+/// Products first (with `products_env`), then Orders pointed at it (with `orders_env`).
+pub async fn spawn_app_with(
+    pool: PgPool,
+    orders_env: &[(&str, &str)],
+    products_env: &[(&str, &str)],
+) -> TestApp {
+    ecom_shared::telemetry::init_for_tests();
+    let shutdown = CancellationToken::new();
+    let products_pool = products_database(&pool).await;
+    let products_config = products::Config::read(vars(
+        &[
+            ("ECOM_ENV", "test"),
+            ("ECOM_BIND_ADDRESS", "127.0.0.1"),
+            ("ECOM_PRODUCTS_HTTP_PORT", "0"),
+            ("ECOM_PRODUCTS_GRPC_PORT", "0"),
+            ("ECOM_RESERVATION_SWEEP_MS", "100"),
+        ],
+        products_env,
+    ))
+    .expect("products config");
+    let products_app =
+        products::Application::build_with(products_config, products_pool, verifier())
+            .await
+            .expect("products");
+    let products_base = format!("http://127.0.0.1:{}", products_app.http_port());
+    let products_grpc = format!("http://127.0.0.1:{}", products_app.grpc_port());
+    tokio::spawn(products_app.run(shutdown.clone()));
+
+    let mut orders_vars = vec![
+        ("ECOM_ENV", "test"),
+        ("ECOM_BIND_ADDRESS", "127.0.0.1"),
+        ("ECOM_ORDERS_HTTP_PORT", "0"),
+        ("ECOM_ORDERS_GRPC_PORT", "0"),
+        ("ECOM_ORDER_SWEEP_MS", "100"),
+    ];
+    orders_vars.push(("ECOM_PRODUCTS_GRPC_URL", &products_grpc));
+    let config = orders::Config::read(vars(&orders_vars, orders_env)).expect("orders config");
+    let app = orders::Application::build_with(config, pool.clone(), verifier())
+        .await
+        .expect("orders");
+    let base = format!("http://127.0.0.1:{}", app.http_port());
+    let grpc_url = format!("http://127.0.0.1:{}", app.grpc_port());
+    tokio::spawn(app.run(shutdown.clone()));
+    TestApp {
+        base,
+        grpc_url,
+        products_base,
+        client: reqwest::Client::new(),
+        pool,
+
+        shutdown,
+    }
+}
+
+pub async fn parts(r: reqwest::Response) -> (StatusCode, Value) {
+    let status = r.status();
+    let text = r.text().await.expect("body");
+    (
+        status,
+        if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        },
+    )
+}
+
+#[track_caller]
+pub fn assert_error(got: &(StatusCode, Value), status: StatusCode, code: &str) {
+    assert_eq!(got.0, status, "body: {}", got.1);
+    assert_eq!(got.1["code"], code, "body: {}", got.1);
+}
+
+impl TestApp {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        token: &str,
+        key: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        parts(req.send().await.expect("request")).await
+    }
+
+    /// `POST /orders` as `token` with `items` [(product, quantity)].
+    pub async fn order(
+        &self,
+        token: &str,
+        items: &[(i64, i64)],
+        key: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let items: Vec<Value> = items
+            .iter()
+            .map(|(p, q)| json!({"product_id": p, "quantity": q}))
+            .collect();
+        self.send(
+            Method::POST,
+            "/orders",
+            Some(&json!({"items": items})),
+            token,
+            key,
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.send(Method::GET, path, None, token, None).await
+    }
+
+    /// Creates a product in the Products service and returns its id.
+    pub async fn product(&self, name: &str, price: &str, stock: i64) -> i64 {
+        let res = self
+            .client
+            .post(format!("{}/products", self.products_base))
+            .bearer_auth(admin())
+            .json(&json!({"name": name, "price": price, "stock": stock}))
+            .send()
+            .await
+            .expect("create product");
+        let (status, body) = parts(res).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_i64().expect("id")
+    }
+
+    /// What Products says can still be bought.
+    pub async fn stock(&self, product_id: i64) -> i64 {
+        let res = self
+            .client
+            .get(format!("{}/products/{product_id}", self.products_base))
+            .send()
+            .await
+            .expect("get");
+        parts(res).await.1["stock"].as_i64().expect("stock")
+    }
+
+    pub async fn order_count(&self) -> i64 {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM orders")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count")
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+}

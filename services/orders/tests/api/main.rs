@@ -1,0 +1,6 @@
+//! Black-box tests of the Orders service, with a real Products service on real gRPC, each on
+//! its own fresh PostgreSQL database, and real Redis.
+
+mod checkout;
+mod helpers;
+mod lifecycle;
