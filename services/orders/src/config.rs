@@ -20,6 +20,9 @@ pub struct Config {
     /// How often the sweeper looks for expired unpaid orders.
     pub sweep_interval: Duration,
     pub cache_ttl: Duration,
+    /// Test-only fault injection (`ECOM_FAULT=orders.after_reserve`: fail every checkout right
+    /// after its stock is reserved, to exercise the compensation). Refused in production.
+    pub fault: Option<String>,
 }
 
 impl Config {
@@ -45,6 +48,10 @@ impl Config {
         if !(1..=86_400).contains(&cache_ttl) {
             env.error("ECOM_CACHE_TTL_SECONDS must be between 1 and 86400");
         }
+        let fault = env.raw("ECOM_FAULT");
+        if fault.is_some() && common.env.is_production() {
+            env.error("ECOM_FAULT is for tests and is refused when ECOM_ENV=production");
+        }
         env.finish()?;
         Ok(Self {
             common,
@@ -52,6 +59,7 @@ impl Config {
             reservation_ttl: Duration::from_secs(ttl),
             sweep_interval: Duration::from_millis(sweep_ms),
             cache_ttl: Duration::from_secs(cache_ttl),
+            fault,
         })
     }
 }

@@ -71,13 +71,16 @@ impl Application {
         )?;
         let products = ProductsClient::new(channel);
         let cache = Cache::new(redis.clone(), metrics.clone(), config.cache_ttl);
-        let orders = Arc::new(OrdersService::new(
-            pool.clone(),
-            products.clone(),
-            cache,
-            &metrics,
-            config.reservation_ttl,
-        ));
+        let orders = Arc::new(
+            OrdersService::new(
+                pool.clone(),
+                products.clone(),
+                cache,
+                &metrics,
+                config.reservation_ttl,
+            )
+            .with_fault(config.fault.as_deref()),
+        );
         let state = http::AppState {
             orders: orders.clone(),
             verifier: verifier.clone(),

@@ -46,6 +46,7 @@ pub struct OrdersService {
     products: ProductsClient,
     cache: Cache,
     reservation_ttl: Duration,
+    fault_after_reserve: bool,
     created: Counter,
     transitions: Family<TransitionLabels, Counter>,
 }
@@ -71,9 +72,16 @@ impl OrdersService {
             products,
             cache,
             reservation_ttl,
+            fault_after_reserve: false,
             created,
             transitions,
         }
+    }
+
+    /// Injects the test-only fault named by `ECOM_FAULT` (see `Config::fault`).
+    pub fn with_fault(mut self, fault: Option<&str>) -> Self {
+        self.fault_after_reserve = fault == Some("orders.after_reserve");
+        self
     }
 
     fn count_transition(&self, from: OrderStatus, to: OrderStatus) {
@@ -214,6 +222,11 @@ impl OrdersService {
             updated_at: now,
         };
         let stored = async {
+            if self.fault_after_reserve {
+                return Err(Error::Internal(anyhow::anyhow!(
+                    "injected fault: orders.after_reserve"
+                )));
+            }
             let mut tx = self.pool.begin().await?;
             repo::insert_order(&mut tx, &order).await?;
             if let Some(key) = key {

@@ -196,3 +196,28 @@ async fn a_hundred_buyers_for_the_last_ten_units(pool: PgPool) {
         .expect("sum");
     assert_eq!(total, Decimal::new(5000, 2));
 }
+
+#[sqlx::test(migrator = "orders::MIGRATOR")]
+async fn a_failure_after_the_reservation_releases_it(pool: PgPool) {
+    let app = spawn_app_with(pool, &[("ECOM_FAULT", "orders.after_reserve")], &[]).await;
+    let mug = app.product("Mug", "1.00", 5).await;
+    let alice = token(7, "user");
+    let got = app.order(&alice, &[(mug, 5)], Some("will-fail")).await;
+    assert_error(&got, StatusCode::INTERNAL_SERVER_ERROR, "internal_error");
+    assert!(
+        !got.1.to_string().contains("injected"),
+        "no internal detail reaches the client: {}",
+        got.1
+    );
+    assert_eq!(
+        app.stock(mug).await,
+        5,
+        "the compensation released the reservation"
+    );
+    assert_eq!(app.order_count().await, 0);
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
+        .fetch_one(&app.pool)
+        .await
+        .expect("keys");
+    assert_eq!(keys, 0, "the key is free for a retry");
+}
