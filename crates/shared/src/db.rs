@@ -74,3 +74,12 @@ pub async fn ping(pool: &PgPool) -> bool {
         Ok(Ok(_))
     )
 }
+
+/// `<service> migrate`: creates the database when missing and applies the migrations.
+pub async fn migrate(url: &str, migrator: &sqlx::migrate::Migrator) -> anyhow::Result<()> {
+    ensure_database(url).await?;
+    let pool = connect(url, 2, Duration::from_secs(30)).await?;
+    migrator.run(&pool).await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}

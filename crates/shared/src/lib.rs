@@ -15,6 +15,9 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod redis;
 pub mod shutdown;
+pub mod tasks;
 pub mod telemetry;
 
 pub use error::{ApiError, AppJson, AppPath, AppQuery, FieldError};
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -131,38 +131,29 @@ impl Application {
             grpc = self.grpc_port(),
             "orders service listening"
         );
-        let sweeper = {
-            let (orders, shutdown, every) =
-                (self.orders.clone(), shutdown.clone(), self.sweep_interval);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                let mut rounds: u64 = 0;
-                loop {
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        _ = tick.tick() => {
-                            loop {
-                                match orders.sweep_expired(SWEEP_BATCH).await {
-                                    Ok(n) if n as i64 == SWEEP_BATCH && !shutdown.is_cancelled() => continue,
-                                    Ok(_) => break,
-                                    Err(e) => {
-                                        tracing::warn!(error = %e, "order sweep failed");
-                                        break;
-                                    }
-                                }
-                            }
-                            rounds += 1;
-                            if rounds % 720 == 1
-                                && let Err(e) = orders.purge_keys().await
-                            {
-                                tracing::warn!(error = %e, "idempotency key purge failed");
-                            }
-                        }
-                    }
+        let orders = self.orders.clone();
+        let sweeper = ecom_shared::tasks::spawn_periodic(
+            "order-sweeper",
+            self.sweep_interval,
+            shutdown.clone(),
+            move || {
+                let orders = orders.clone();
+                async move {
+                    while orders.sweep_expired(SWEEP_BATCH).await? as i64 == SWEEP_BATCH {}
+                    Ok(())
                 }
-            })
-        };
+            },
+        );
+        let orders = self.orders.clone();
+        let purge = ecom_shared::tasks::spawn_periodic(
+            "idempotency-key-purge",
+            Duration::from_secs(3600),
+            shutdown.clone(),
+            move || {
+                let orders = orders.clone();
+                async move { orders.purge_keys().await.map(|_| ()).map_err(Into::into) }
+            },
+        );
         let served = ecom_shared::grpc::serve_all(
             ecom_shared::grpc::Servers {
                 http: self.http,
@@ -177,7 +168,7 @@ impl Application {
         )
         .await;
         shutdown.cancel();
-        let _ = sweeper.await;
+        let _ = tokio::join!(sweeper, purge);
         served?;
         tracing::info!("orders service stopped");
         Ok(())

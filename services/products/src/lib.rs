@@ -125,32 +125,20 @@ impl Application {
             grpc = self.grpc_port(),
             "products service listening"
         );
-        let sweeper = {
-            let (products, shutdown, every) =
-                (self.products.clone(), shutdown.clone(), self.sweep_interval);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        _ = tick.tick() => {
-                            // Drain in batches; stop early on shutdown.
-                            loop {
-                                match products.sweep_expired(SWEEP_BATCH).await {
-                                    Ok(n) if n as i64 == SWEEP_BATCH && !shutdown.is_cancelled() => continue,
-                                    Ok(_) => break,
-                                    Err(e) => {
-                                        tracing::warn!(error = %e, "reservation sweep failed");
-                                        break;
-                                    }
-                                }
-                            }
-                        }
-                    }
+        let products = self.products.clone();
+        let sweeper = ecom_shared::tasks::spawn_periodic(
+            "reservation-sweeper",
+            self.sweep_interval,
+            shutdown.clone(),
+            move || {
+                let products = products.clone();
+                // Drain in batches: a backlog is cleared in one tick.
+                async move {
+                    while products.sweep_expired(SWEEP_BATCH).await? as i64 == SWEEP_BATCH {}
+                    Ok(())
                 }
-            })
-        };
+            },
+        );
         let served = ecom_shared::grpc::serve_all(
             ecom_shared::grpc::Servers {
                 http: self.http,

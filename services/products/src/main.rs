@@ -7,16 +7,7 @@ async fn main() -> anyhow::Result<()> {
     ecom_shared::telemetry::init("products");
     let config = Config::from_env().inspect_err(|e| tracing::error!("{e:#}"))?;
     if std::env::args().nth(1).as_deref() == Some("migrate") {
-        ecom_shared::db::ensure_database(&config.common.database_url).await?;
-        let pool = ecom_shared::db::connect(
-            &config.common.database_url,
-            2,
-            std::time::Duration::from_secs(30),
-        )
-        .await?;
-        MIGRATOR.run(&pool).await?;
-        tracing::info!("migrations applied");
-        return Ok(());
+        return ecom_shared::db::migrate(&config.common.database_url, &MIGRATOR).await;
     }
     let shutdown = ecom_shared::shutdown::token_on_signal();
     let app = Application::build(config)

@@ -155,23 +155,18 @@ impl Application {
             grpc = self.grpc_port(),
             "users service listening"
         );
-        let housekeeping = {
-            let (users, shutdown) = (self.users.clone(), shutdown.clone());
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        _ = tick.tick() => {
-                            if let Err(e) = users.maintenance().await {
-                                tracing::warn!(error = %e, "maintenance failed");
-                            }
-                        }
-                    }
-                }
-            })
-        };
+        // Key rotation and refresh-token housekeeping, on every replica (each step is safe to
+        // run concurrently: rotation takes an advisory lock).
+        let users = self.users.clone();
+        let housekeeping = ecom_shared::tasks::spawn_periodic(
+            "maintenance",
+            MAINTENANCE_EVERY,
+            shutdown.clone(),
+            move || {
+                let users = users.clone();
+                async move { users.maintenance().await }
+            },
+        );
         let served = ecom_shared::grpc::serve_all(
             ecom_shared::grpc::Servers {
                 http: self.http,

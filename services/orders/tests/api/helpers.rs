@@ -1,10 +1,6 @@
-use std::{collections::HashMap, sync::Arc};
+use std::collections::HashMap;
 
-use ecom_shared::{auth::JwtVerifier, config::EnvReader};
-use jsonwebtoken::{
-    Algorithm, EncodingKey, Header,
-    jwk::{Jwk, JwkSet},
-};
+use ecom_shared::config::EnvReader;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::{
@@ -13,41 +9,7 @@ use sqlx::{
 };
 use tokio_util::sync::CancellationToken;
 
-/// The key standing in for the Users service: both services verify with the real code path.
-fn test_key() -> (EncodingKey, Jwk) {
-    let mut der = vec![
-        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
-        0x20,
-    ];
-    der.extend_from_slice(&[42u8; 32]);
-    let key = EncodingKey::from_ed_der(&der);
-    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA).expect("jwk");
-    jwk.common.key_id = Some("test-key".into());
-    (key, jwk)
-}
-
-fn verifier() -> Arc<JwtVerifier> {
-    let (_, jwk) = test_key();
-    Arc::new(JwtVerifier::new(Arc::new(move || {
-        let set = JwkSet {
-            keys: vec![jwk.clone()],
-        };
-        Box::pin(async move { Ok(set) })
-    })))
-}
-
-pub fn token(user_id: i64, role: &str) -> String {
-    let (key, _) = test_key();
-    let now = chrono::Utc::now().timestamp();
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = Some("test-key".into());
-    let claims = json!({"sub": user_id.to_string(), "role": role, "iat": now, "exp": now + 600, "jti": "j", "typ": "access"});
-    jsonwebtoken::encode(&header, &claims, &key).expect("token")
-}
-
-pub fn admin() -> String {
-    token(1, "admin")
-}
+pub use ecom_shared::testing::{admin, assert_error, parts, token, verifier};
 
 pub struct TestApp {
     pub base: String,
@@ -170,25 +132,6 @@ pub async fn spawn_app_with(
 
         shutdown,
     }
-}
-
-pub async fn parts(r: reqwest::Response) -> (StatusCode, Value) {
-    let status = r.status();
-    let text = r.text().await.expect("body");
-    (
-        status,
-        if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        },
-    )
-}
-
-#[track_caller]
-pub fn assert_error(got: &(StatusCode, Value), status: StatusCode, code: &str) {
-    assert_eq!(got.0, status, "body: {}", got.1);
-    assert_eq!(got.1["code"], code, "body: {}", got.1);
 }
 
 impl TestApp {

@@ -1,42 +1,14 @@
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
 use ecom_proto::products::v1::product_service_client::ProductServiceClient;
-use ecom_shared::{auth::JwtVerifier, config::EnvReader};
-use jsonwebtoken::{
-    Algorithm, EncodingKey, Header,
-    jwk::{Jwk, JwkSet},
-};
+use ecom_shared::config::EnvReader;
 use products::{Application, Config};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-/// A signing key standing in for the Users service (the verifier code path is the real one).
-fn test_key() -> (EncodingKey, Jwk) {
-    let mut der = vec![
-        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
-        0x20,
-    ];
-    der.extend_from_slice(&[42u8; 32]);
-    let key = EncodingKey::from_ed_der(&der);
-    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA).expect("jwk");
-    jwk.common.key_id = Some("test-key".into());
-    (key, jwk)
-}
-
-pub fn token(user_id: i64, role: &str) -> String {
-    let (key, _) = test_key();
-    let now = chrono::Utc::now().timestamp();
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = Some("test-key".into());
-    let claims = json!({"sub": user_id.to_string(), "role": role, "iat": now, "exp": now + 600, "jti": "j", "typ": "access"});
-    jsonwebtoken::encode(&header, &claims, &key).expect("token")
-}
-
-pub fn admin() -> String {
-    token(1, "admin")
-}
+pub use ecom_shared::testing::{admin, assert_error, parts, sample, token};
 
 pub struct TestApp {
     pub base: String,
@@ -79,14 +51,7 @@ pub async fn spawn_app_with(pool: PgPool, overrides: &[(&str, &str)]) -> TestApp
         vars.insert((*k).to_owned(), (*v).to_owned());
     }
     let config = Config::read(EnvReader::from_map(vars)).expect("config");
-    let (_, jwk) = test_key();
-    let verifier = Arc::new(JwtVerifier::new(Arc::new(move || {
-        let set = JwkSet {
-            keys: vec![jwk.clone()],
-        };
-        Box::pin(async move { Ok(set) })
-    })));
-    let app = Application::build_with(config, pool.clone(), verifier)
+    let app = Application::build_with(config, pool.clone(), ecom_shared::testing::verifier())
         .await
         .expect("app");
     let base = format!("http://127.0.0.1:{}", app.http_port());
@@ -100,25 +65,6 @@ pub async fn spawn_app_with(pool: PgPool, overrides: &[(&str, &str)]) -> TestApp
         pool,
         shutdown,
     }
-}
-
-pub async fn parts(r: reqwest::Response) -> (StatusCode, Value) {
-    let status = r.status();
-    let text = r.text().await.expect("body");
-    (
-        status,
-        if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        },
-    )
-}
-
-#[track_caller]
-pub fn assert_error(got: &(StatusCode, Value), status: StatusCode, code: &str) {
-    assert_eq!(got.0, status, "body: {}", got.1);
-    assert_eq!(got.1["code"], code, "body: {}", got.1);
 }
 
 impl TestApp {
@@ -200,14 +146,4 @@ impl TestApp {
 /// A gRPC request carrying a user's token.
 pub fn authed<T>(msg: T) -> tonic::Request<T> {
     ecom_shared::auth::with_bearer(tonic::Request::new(msg), &token(7, "user"))
-}
-
-/// The value of one metric sample line, 0 when absent.
-pub fn sample(metrics: &str, prefix: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }

@@ -1,11 +1,13 @@
 use std::collections::HashMap;
 
 use ecom_shared::config::EnvReader;
-use reqwest::{Response, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use users::{Application, Config};
+
+pub use ecom_shared::testing::{assert_error, parts};
 
 pub struct TestApp {
     pub base: String,
@@ -75,20 +77,6 @@ impl Drop for TestApp {
             h.abort();
         }
     }
-}
-
-/// A response's status and JSON body (Null when empty).
-pub async fn parts(r: Response) -> (StatusCode, Value) {
-    let status = r.status();
-    let text = r.text().await.expect("body");
-    (
-        status,
-        if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        },
-    )
 }
 
 impl TestApp {
@@ -196,14 +184,6 @@ impl TestApp {
             .await
             .expect("text")
     }
-}
-
-/// Asserts an error body's status and stable code.
-#[track_caller]
-pub fn assert_error(got: &(StatusCode, Value), status: StatusCode, code: &str) {
-    assert_eq!(got.0, status, "body: {}", got.1);
-    assert_eq!(got.1["code"], code, "body: {}", got.1);
-    assert!(got.1["detail"].is_string(), "body: {}", got.1);
 }
 
 impl TestApp {

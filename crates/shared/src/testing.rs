@@ -1,0 +1,88 @@
+//! Helpers for the services' black-box tests (feature `testing`): a signing key standing in
+//! for the Users service, tokens signed with it, and response assertions.
+//!
+//! The verifier built here runs the production verification code; only the key source differs.
+
+use std::sync::Arc;
+
+use jsonwebtoken::{
+    Algorithm, EncodingKey, Header,
+    jwk::{Jwk, JwkSet},
+};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::auth::JwtVerifier;
+
+const KID: &str = "test-key";
+
+fn key() -> (EncodingKey, Jwk) {
+    // PKCS#8 v1 Ed25519 prefix followed by a fixed seed.
+    let mut der = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    der.extend_from_slice(&[42u8; 32]);
+    let key = EncodingKey::from_ed_der(&der);
+    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA).expect("test jwk");
+    jwk.common.key_id = Some(KID.into());
+    (key, jwk)
+}
+
+/// A verifier that trusts the test key (as services trust the Users JWKS).
+pub fn verifier() -> Arc<JwtVerifier> {
+    let (_, jwk) = key();
+    Arc::new(JwtVerifier::new(Arc::new(move || {
+        let set = JwkSet {
+            keys: vec![jwk.clone()],
+        };
+        Box::pin(async move { Ok(set) })
+    })))
+}
+
+/// An access token for `user_id` with `role` (`user` or `admin`), valid for 10 minutes.
+pub fn token(user_id: i64, role: &str) -> String {
+    let (key, _) = key();
+    let now = chrono::Utc::now().timestamp();
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(KID.into());
+    let claims = json!({"sub": user_id.to_string(), "role": role, "iat": now, "exp": now + 600, "jti": "t", "typ": "access"});
+    jsonwebtoken::encode(&header, &claims, &key).expect("test token")
+}
+
+/// An admin's token.
+pub fn admin() -> String {
+    token(1, "admin")
+}
+
+/// A response's status and JSON body (`Null` when empty, a string when not JSON).
+pub async fn parts(r: reqwest::Response) -> (StatusCode, Value) {
+    let status = r.status();
+    let text = r.text().await.expect("body");
+    (
+        status,
+        if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        },
+    )
+}
+
+/// Asserts an error response's status and stable `code` (and that it explains itself).
+#[track_caller]
+pub fn assert_error(got: &(StatusCode, Value), status: StatusCode, code: &str) {
+    assert_eq!(got.0, status, "body: {}", got.1);
+    assert_eq!(got.1["code"], code, "body: {}", got.1);
+    assert!(got.1["detail"].is_string(), "body: {}", got.1);
+}
+
+/// The value of the first metric sample line starting with `prefix` (0 when absent).
+pub fn sample(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
