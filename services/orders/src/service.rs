@@ -2,7 +2,7 @@
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use ecom_shared::{FieldError, auth::CurrentUser, cache::Cache, metrics::Metrics};
 use prometheus_client::metrics::{counter::Counter, family::Family};
 use rust_decimal::Decimal;
@@ -210,7 +210,8 @@ impl OrdersService {
         self.products
             .reserve(token, order_id, lines, self.reservation_ttl)
             .await?;
-        let now = Utc::now();
+        // Microseconds, as PostgreSQL stores them: a replay shows the very same timestamps.
+        let now = Utc::now().trunc_subsecs(6);
         let order = Order {
             id: order_id,
             user_id: user.id,
