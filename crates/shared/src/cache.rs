@@ -11,7 +11,9 @@
 //!
 //! The value itself comes from this process's memory when it holds that exact versioned key (the
 //! hot path: one tiny Redis round trip, no copy of the body), else from Redis, else from the
-//! database through a single flight per key (N concurrent misses make one load).
+//! database through a single flight per key (N concurrent misses make one load). Concurrent
+//! readers of one version key share a `GET`, but only one sent after all of them arrived (see
+//! [`VersionReads`]), so batching never weakens the guarantee above.
 //!
 //! Redis down: reads fall through to PostgreSQL (counted as misses), writes skip the cache.
 
@@ -29,6 +31,7 @@ use futures::{
     future::{BoxFuture, Shared},
 };
 use prometheus_client::metrics::{counter::Counter, family::Family};
+use tokio::sync::oneshot;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 struct FillLabels {
@@ -85,6 +88,7 @@ impl Local {
 
 pub struct Cache {
     redis: Arc<Redis>,
+    versions: Arc<VersionReads>,
     metrics: Arc<Metrics>,
     ttl: Duration,
     local: Arc<Local>,
@@ -103,6 +107,7 @@ impl Cache {
         );
         Self {
             redis,
+            versions: Arc::new(VersionReads::default()),
             metrics,
             ttl,
             // Memory only bridges the time between versions; Redis holds the long TTL.
@@ -153,7 +158,7 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<String>, String>> + Send + 'static,
     {
-        let data_key = match version(&self.redis, &slot).await {
+        let data_key = match self.versions.read(&self.redis, &slot.version_key).await {
             Ok(v) => Some(slot.data_key(&v)),
             Err(e) => {
                 tracing::debug!(error = %e, "cache unavailable, reading through");
@@ -250,13 +255,70 @@ impl Cache {
     }
 }
 
-/// The slot's current version ("0" before the first write).
-async fn version(redis: &Redis, slot: &Slot) -> redis::RedisResult<String> {
+/// Someone waiting for a version (errors travel as text: `RedisError` is not `Clone`).
+type Waiter = oneshot::Sender<Result<String, String>>;
+
+/// Version reads, batched per key without ever serving a stale version.
+///
+/// Under load many requests want the same version key at once. Each request joins the *next*
+/// `GET` of its key, never one already in flight: a batch's `GET` is sent only after every member
+/// arrived, so it sees every write that completed before any member's request began, exactly as
+/// one `GET` per request would. While a `GET` runs, new arrivals gather for the following one.
+#[derive(Default)]
+struct VersionReads {
+    batches: std::sync::Mutex<HashMap<String, Vec<Waiter>>>,
+}
+
+impl VersionReads {
+    /// The key's current version ("0" before the first write).
+    async fn read(self: &Arc<Self>, redis: &Arc<Redis>, key: &str) -> Result<String, String> {
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut batches = self.batches.lock().unwrap_or_else(PoisonError::into_inner);
+            match batches.get_mut(key) {
+                // A reader is running for this key: wait for the next round.
+                Some(waiting) => {
+                    waiting.push(tx);
+                    false
+                }
+                None => {
+                    batches.insert(key.to_owned(), vec![tx]);
+                    true
+                }
+            }
+        };
+        if start {
+            tokio::spawn(self.clone().drive(redis.clone(), key.to_owned()));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("version read abandoned".to_owned()))
+    }
+
+    /// Serves rounds of waiters for `key` until a round finds nobody waiting.
+    async fn drive(self: Arc<Self>, redis: Arc<Redis>, key: String) {
+        loop {
+            let round = {
+                let mut batches = self.batches.lock().unwrap_or_else(PoisonError::into_inner);
+                match batches.get_mut(&key) {
+                    Some(waiting) if !waiting.is_empty() => std::mem::take(waiting),
+                    _ => {
+                        batches.remove(&key);
+                        return;
+                    }
+                }
+            };
+            // Every member of `round` arrived before this GET is sent.
+            let result = version(&redis, &key).await.map_err(|e| e.to_string());
+            for waiter in round {
+                let _ = waiter.send(result.clone());
+            }
+        }
+    }
+}
+
+async fn version(redis: &Redis, key: &str) -> redis::RedisResult<String> {
     let mut conn = redis.conn().await?;
-    let v: Option<String> = redis::cmd("GET")
-        .arg(&slot.version_key)
-        .query_async(&mut conn)
-        .await?;
+    let v: Option<String> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
     Ok(v.unwrap_or_else(|| "0".to_owned()))
 }
 
@@ -277,5 +339,62 @@ async fn store(redis: &Redis, key: &str, value: &Bytes, ttl: Duration) {
         .arg(ttl.as_secs().max(1));
     if let Err(e) = set.query_async::<()>(&mut conn).await {
         tracing::debug!(error = %e, "cache store failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    fn redis() -> Arc<Redis> {
+        let url = std::env::var("ECOM_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        Arc::new(Redis::new(&url, &format!("test-{}", uuid::Uuid::new_v4())).expect("redis"))
+    }
+
+    /// The batching must never hand a reader a version read that began before the reader did:
+    /// under a constant load of concurrent reads, every read that starts after a write returned
+    /// sees that write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batched_version_reads_never_miss_a_completed_write() {
+        let redis = redis();
+        let reads = Arc::new(VersionReads::default());
+        let key = redis.key(&["ver", "hot"]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let load: Vec<_> = (0..32)
+            .map(|_| {
+                let (redis, reads, key, stop) =
+                    (redis.clone(), reads.clone(), key.clone(), stop.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        reads.read(&redis, &key).await.expect("read");
+                    }
+                })
+            })
+            .collect();
+        let mut conn = redis.conn().await.expect("conn");
+        for _ in 0..300 {
+            let written: i64 = redis::cmd("INCR")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .expect("incr");
+            let seen: i64 = reads
+                .read(&redis, &key)
+                .await
+                .expect("read")
+                .parse()
+                .expect("number");
+            assert!(
+                seen >= written,
+                "read {seen} after write {written} returned"
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+        for task in load {
+            task.await.expect("load task");
+        }
     }
 }
