@@ -83,3 +83,16 @@ pub async fn migrate(url: &str, migrator: &sqlx::migrate::Migrator) -> anyhow::R
     tracing::info!("migrations applied");
     Ok(())
 }
+
+/// Whether a database error means "the database cannot be reached" (answer 503 and retry later)
+/// rather than a bug (answer an opaque 500).
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    let down = matches!(
+        e,
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
+    );
+    if down {
+        tracing::warn!(error = %e, "database unavailable");
+    }
+    down
+}

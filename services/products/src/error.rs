@@ -38,12 +38,10 @@ pub enum Error {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                tracing::warn!(error = %e, "database unavailable");
-                Self::Unavailable("database")
-            }
-            _ => Self::Internal(e.into()),
+        if ecom_shared::db::is_unavailable(&e) {
+            Self::Unavailable("database")
+        } else {
+            Self::Internal(e.into())
         }
     }
 }
