@@ -157,6 +157,9 @@ impl UsersService {
         let mut errors = Vec::new();
         if email.trim().is_empty() {
             errors.push(FieldError::new("email", "is required"));
+        } else if email.len() > 254 {
+            // Also bounds the rate limiter's Redis key.
+            errors.push(FieldError::new("email", "must be at most 254 characters"));
         }
         let password = collect(&mut errors, "password", Password::parse_any(password));
         let Some(password) = password.filter(|_| errors.is_empty()) else {

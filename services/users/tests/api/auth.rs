@@ -117,6 +117,14 @@ async fn wrong_password_and_unknown_email_get_the_same_answer(pool: PgPool) {
         .post("/auth/login", &json!({"email": "", "password": ""}), None)
         .await;
     assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+    let huge = app
+        .post(
+            "/auth/login",
+            &json!({"email": format!("{}@example.com", "a".repeat(5000)), "password": "x"}),
+            None,
+        )
+        .await;
+    assert_error(&huge, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
 }
 
 #[sqlx::test(migrator = "users::MIGRATOR")]
