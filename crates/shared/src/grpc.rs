@@ -119,3 +119,35 @@ pub async fn serve_all(s: Servers, shutdown: CancellationToken) -> anyhow::Resul
     h?;
     g
 }
+
+impl Servers {
+    /// Binds both listeners where the configuration says (port 0 picks free ports: tests).
+    pub async fn bind(
+        common: &crate::config::CommonConfig,
+        router: axum::Router,
+        routes: Routes,
+        service_names: &'static [&'static str],
+        descriptors: &'static [&'static [u8]],
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let http = crate::http::bind(common.bind, common.http_port).await?;
+        let grpc = crate::http::bind(common.bind, common.grpc_port).await?;
+        Ok(Self {
+            http,
+            router,
+            grpc,
+            routes,
+            service_names,
+            descriptors,
+            metrics,
+        })
+    }
+
+    pub fn http_port(&self) -> u16 {
+        self.http.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    pub fn grpc_port(&self) -> u16 {
+        self.grpc.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+}

@@ -20,7 +20,6 @@ use ecom_shared::{
     auth::JwtVerifier, cache::Cache, health::Readiness, metrics::Metrics, redis::Redis,
 };
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::Config;
@@ -33,11 +32,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 const SWEEP_BATCH: i64 = 200;
 
 pub struct Application {
-    http: TcpListener,
-    grpc: TcpListener,
-    router: axum::Router,
-    grpc_routes: tonic::service::Routes,
-    metrics: Arc<Metrics>,
+    servers: ecom_shared::grpc::Servers,
     products: Arc<ProductsService>,
     sweep_interval: Duration,
 }
@@ -92,26 +87,28 @@ impl Application {
             })
             .max_decoding_message_size(ecom_shared::grpc::MAX_MESSAGE_BYTES),
         );
-        let c = &config.common;
-        let http = ecom_shared::http::bind(c.bind, c.http_port).await?;
-        let grpc = ecom_shared::http::bind(c.bind, c.grpc_port).await?;
-        Ok(Self {
-            http,
-            grpc,
+        let servers = ecom_shared::grpc::Servers::bind(
+            &config.common,
             router,
-            grpc_routes: routes.routes(),
+            routes.routes(),
+            &["ecom.products.v1.ProductService"],
+            &[ecom_proto::FILE_DESCRIPTOR_SET],
             metrics,
+        )
+        .await?;
+        Ok(Self {
+            servers,
             products,
             sweep_interval: config.sweep_interval,
         })
     }
 
     pub fn http_port(&self) -> u16 {
-        self.http.local_addr().map(|a| a.port()).unwrap_or_default()
+        self.servers.http_port()
     }
 
     pub fn grpc_port(&self) -> u16 {
-        self.grpc.local_addr().map(|a| a.port()).unwrap_or_default()
+        self.servers.grpc_port()
     }
 
     pub fn service(&self) -> Arc<ProductsService> {
@@ -139,19 +136,7 @@ impl Application {
                 }
             },
         );
-        let served = ecom_shared::grpc::serve_all(
-            ecom_shared::grpc::Servers {
-                http: self.http,
-                router: self.router,
-                grpc: self.grpc,
-                routes: self.grpc_routes,
-                service_names: &["ecom.products.v1.ProductService"],
-                descriptors: &[ecom_proto::FILE_DESCRIPTOR_SET],
-                metrics: self.metrics,
-            },
-            shutdown.clone(),
-        )
-        .await;
+        let served = ecom_shared::grpc::serve_all(self.servers, shutdown.clone()).await;
         shutdown.cancel();
         let _ = sweeper.await;
         served?;

@@ -22,7 +22,6 @@ use ecom_shared::{
     ratelimit::RateLimiter, redis::Redis,
 };
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::Config;
@@ -36,11 +35,7 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 
 /// A built service: listeners bound, dependencies connected, ready to run.
 pub struct Application {
-    http: TcpListener,
-    grpc: TcpListener,
-    router: axum::Router,
-    grpc_routes: tonic::service::Routes,
-    metrics: Arc<Metrics>,
+    servers: ecom_shared::grpc::Servers,
     users: Arc<UsersService>,
 }
 
@@ -118,30 +113,29 @@ impl Application {
             })
             .max_decoding_message_size(ecom_shared::grpc::MAX_MESSAGE_BYTES),
         );
-        let c = &config.common;
-        let http = ecom_shared::http::bind(c.bind, c.http_port).await?;
-        let grpc = ecom_shared::http::bind(c.bind, c.grpc_port).await?;
-        Ok(Self {
-            http,
-            grpc,
+        let servers = ecom_shared::grpc::Servers::bind(
+            &config.common,
             router,
-            grpc_routes: routes.routes(),
+            routes.routes(),
+            &["ecom.users.v1.UserService"],
+            &[ecom_proto::FILE_DESCRIPTOR_SET],
             metrics,
-            users,
-        })
+        )
+        .await?;
+        Ok(Self { servers, users })
     }
 
     pub fn http_port(&self) -> u16 {
-        self.http.local_addr().map(|a| a.port()).unwrap_or_default()
+        self.servers.http_port()
     }
 
     pub fn grpc_port(&self) -> u16 {
-        self.grpc.local_addr().map(|a| a.port()).unwrap_or_default()
+        self.servers.grpc_port()
     }
 
     /// The router alone, for in-process tests (`Router::oneshot`).
     pub fn router(&self) -> axum::Router {
-        self.router.clone()
+        self.servers.router.clone()
     }
 
     pub fn service(&self) -> Arc<UsersService> {
@@ -167,19 +161,7 @@ impl Application {
                 async move { users.maintenance().await }
             },
         );
-        let served = ecom_shared::grpc::serve_all(
-            ecom_shared::grpc::Servers {
-                http: self.http,
-                router: self.router,
-                grpc: self.grpc,
-                routes: self.grpc_routes,
-                service_names: &["ecom.users.v1.UserService"],
-                descriptors: &[ecom_proto::FILE_DESCRIPTOR_SET],
-                metrics: self.metrics,
-            },
-            shutdown.clone(),
-        )
-        .await;
+        let served = ecom_shared::grpc::serve_all(self.servers, shutdown.clone()).await;
         shutdown.cancel();
         let _ = housekeeping.await;
         served?;
