@@ -314,6 +314,33 @@ pub fn positive_id(field: &str, id: i64) -> Result<i64, ApiError> {
     }
 }
 
+/// The adapters every service's error enum needs, written once: database errors become
+/// `Unavailable("database")` (cannot reach it: 503) or `Internal` (a bug: opaque 500), and the
+/// enum renders over HTTP through its `From<Error> for ApiError` mapping. The enum must have
+/// `Unavailable(&'static str)` and `Internal(anyhow::Error)` variants.
+#[macro_export]
+macro_rules! service_error {
+    ($error:ty) => {
+        impl From<$crate::reexports::sqlx::Error> for $error {
+            fn from(e: $crate::reexports::sqlx::Error) -> Self {
+                if $crate::db::is_unavailable(&e) {
+                    Self::Unavailable("database")
+                } else {
+                    Self::Internal(e.into())
+                }
+            }
+        }
+
+        impl $crate::reexports::axum::response::IntoResponse for $error {
+            fn into_response(self) -> $crate::reexports::axum::response::Response {
+                $crate::reexports::axum::response::IntoResponse::into_response(
+                    $crate::ApiError::from(self),
+                )
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,5 +19,12 @@ pub mod tasks;
 pub mod telemetry;
 
 pub use error::{ApiError, AppJson, AppPath, AppQuery, FieldError};
+
+/// Crates the exported macros name, so services need not import them for the macros' sake.
+#[doc(hidden)]
+pub mod reexports {
+    pub use axum;
+    pub use sqlx;
+}
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,6 +1,5 @@
 //! The Users service's one error type, mapped once to HTTP (status + code) and once to gRPC.
 
-use axum::response::{IntoResponse, Response};
 use ecom_shared::{ApiError, FieldError, auth::AuthError};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -36,16 +35,6 @@ impl Error {
     }
 }
 
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
-        if ecom_shared::db::is_unavailable(&e) {
-            Self::Unavailable("database")
-        } else {
-            Self::Internal(e.into())
-        }
-    }
-}
-
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         use axum::http::StatusCode;
@@ -72,11 +61,7 @@ impl From<Error> for ApiError {
     }
 }
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        ApiError::from(self).into_response()
-    }
-}
+ecom_shared::service_error!(Error);
 
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
