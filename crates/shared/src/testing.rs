@@ -86,3 +86,18 @@ pub fn sample(metrics: &str, prefix: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// Sends `req` with an optional JSON body and bearer token; returns status and JSON body.
+pub async fn send(
+    mut req: reqwest::RequestBuilder,
+    body: Option<&Value>,
+    token: Option<&str>,
+) -> (StatusCode, Value) {
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    parts(req.send().await.expect("request")).await
+}

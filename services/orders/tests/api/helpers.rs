@@ -143,17 +143,11 @@ impl TestApp {
         token: &str,
         key: Option<&str>,
     ) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(k) = key {
             req = req.header("Idempotency-Key", k);
         }
-        parts(req.send().await.expect("request")).await
+        ecom_shared::testing::send(req, body, Some(token)).await
     }
 
     /// `POST /orders` as `token` with `items` [(product, quantity)].

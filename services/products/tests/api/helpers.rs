@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-pub use ecom_shared::testing::{admin, assert_error, parts, sample, token};
+pub use ecom_shared::testing::{admin, assert_error, sample, token};
 
 pub struct TestApp {
     pub base: String,
@@ -79,14 +79,7 @@ impl TestApp {
         body: Option<&Value>,
         token: Option<&str>,
     ) -> (StatusCode, Value) {
-        let mut req = self.client.request(method, self.url(path));
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        parts(req.send().await.expect("request")).await
+        ecom_shared::testing::send(self.client.request(method, self.url(path)), body, token).await
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {

@@ -92,14 +92,7 @@ impl TestApp {
         body: Option<&Value>,
         token: Option<&str>,
     ) -> (StatusCode, Value) {
-        let mut req = self.client.request(method, self.url(path));
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        parts(req.send().await.expect("request")).await
+        ecom_shared::testing::send(self.client.request(method, self.url(path)), body, token).await
     }
 
     pub async fn post(&self, path: &str, body: &Value, token: Option<&str>) -> (StatusCode, Value) {
