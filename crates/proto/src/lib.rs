@@ -25,5 +25,12 @@ pub mod orders {
     }
 }
 
+/// `ecom.payments.v1`
+pub mod payments {
+    pub mod v1 {
+        tonic::include_proto!("ecom.payments.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ecom_descriptor");

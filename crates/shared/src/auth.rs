@@ -66,12 +66,34 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// The `role` claim of an access token: a user's role, or `service` for a token the Users
+/// service issued to another service (see [`ServiceTokens`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClaimRole {
+    User,
+    Admin,
+    Service,
+}
+
+impl From<Role> for ClaimRole {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::User => Self::User,
+            Role::Admin => Self::Admin,
+        }
+    }
+}
+
+/// The `sub` of a service token: `service:<name>`.
+pub const SERVICE_SUBJECT_PREFIX: &str = "service:";
+
 /// The claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccessClaims {
-    /// The user id, as a string (JWT convention).
+    /// The user id, as a string (JWT convention); `service:<name>` for a service.
     pub sub: String,
-    pub role: Role,
+    pub role: ClaimRole,
     pub exp: i64,
     pub iat: i64,
     pub jti: String,
@@ -89,6 +111,29 @@ pub struct CurrentUser {
 impl CurrentUser {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
+    }
+}
+
+/// Who made a gRPC call: an end user (their token forwarded), or one of the platform's services
+/// acting on its own (a relay, a sweeper) with a service token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    User(CurrentUser),
+    Service(String),
+}
+
+impl Caller {
+    /// True for the named service only.
+    pub fn is_service(&self, name: &str) -> bool {
+        matches!(self, Self::Service(s) if s == name)
+    }
+
+    /// The end user, if this is one.
+    pub fn user(&self) -> Option<CurrentUser> {
+        match self {
+            Self::User(u) => Some(*u),
+            Self::Service(_) => None,
+        }
     }
 }
 
@@ -239,8 +284,17 @@ impl JwtVerifier {
             .ok_or(AuthError::Invalid)
     }
 
-    /// Verifies a compact JWT and returns the caller.
+    /// Verifies a compact JWT of an end user. Service tokens are refused: a service acts as
+    /// itself only where [`Self::verify_caller`] is used.
     pub async fn verify(&self, token: &str) -> Result<CurrentUser, AuthError> {
+        match self.verify_caller(token).await? {
+            Caller::User(user) => Ok(user),
+            Caller::Service(_) => Err(AuthError::Invalid),
+        }
+    }
+
+    /// Verifies a compact JWT and returns the caller, a user or a service.
+    pub async fn verify_caller(&self, token: &str) -> Result<Caller, AuthError> {
         let header = decode_header(token).map_err(|_| AuthError::Invalid)?;
         if !ALLOWED_ALGORITHMS.contains(&header.alg) {
             return Err(AuthError::Invalid);
@@ -262,16 +316,25 @@ impl JwtVerifier {
         if claims.typ != ACCESS_TOKEN_TYPE {
             return Err(AuthError::Invalid);
         }
+        let role = match claims.role {
+            ClaimRole::User => Role::User,
+            ClaimRole::Admin => Role::Admin,
+            ClaimRole::Service => {
+                let name = claims
+                    .sub
+                    .strip_prefix(SERVICE_SUBJECT_PREFIX)
+                    .filter(|n| valid_service_name(n))
+                    .ok_or(AuthError::Invalid)?;
+                return Ok(Caller::Service(name.to_owned()));
+            }
+        };
         let id = claims
             .sub
             .parse::<i64>()
             .ok()
             .filter(|id| *id > 0)
             .ok_or(AuthError::Invalid)?;
-        Ok(CurrentUser {
-            id,
-            role: claims.role,
-        })
+        Ok(Caller::User(CurrentUser { id, role }))
     }
 
     /// Verifies the bearer token of an `Authorization` header value.
@@ -279,6 +342,14 @@ impl JwtVerifier {
         let token = bearer(value).ok_or(AuthError::Missing)?;
         self.verify(token).await
     }
+}
+
+/// A service name as it appears in a service token: 1 to 32 of `a-z`, `0-9`, `-`.
+pub fn valid_service_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// The token of a `Bearer <token>` header value (scheme case-insensitive).
@@ -381,6 +452,22 @@ pub async fn grpc_user<T>(
         .get("authorization")
         .and_then(|v| v.to_str().ok());
     Ok(verifier.verify_bearer(value).await?)
+}
+
+/// gRPC: the caller of a request, an end user or a service.
+pub async fn grpc_caller<T>(
+    verifier: &JwtVerifier,
+    request: &tonic::Request<T>,
+) -> Result<Caller, tonic::Status> {
+    if let Some(user) = request.extensions().get::<CurrentUser>() {
+        return Ok(Caller::User(*user));
+    }
+    let value = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    let token = bearer(value).ok_or(AuthError::Missing)?;
+    Ok(verifier.verify_caller(token).await?)
 }
 
 /// A client interceptor that forwards the end user's access token on every call made with it

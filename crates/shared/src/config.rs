@@ -176,6 +176,34 @@ pub struct CommonConfig {
     pub trusted_proxies: Vec<IpAddr>,
     pub access_token_ttl: Duration,
     pub run_migrations: bool,
+    /// The Users gRPC server (service tokens, users).
+    pub users_grpc_url: String,
+    /// Shared by the platform's services to obtain service tokens from Users
+    /// (`ECOM_SERVICE_SECRET`); refused in production when left at the development default.
+    pub service_secret: Secret,
+}
+
+/// The development default of `ECOM_SERVICE_SECRET`; refused when `ECOM_ENV=production`.
+pub const DEV_SERVICE_SECRET: &str = "ecom-development-service-secret";
+
+/// A secret setting: never printed, not even by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 impl CommonConfig {
@@ -229,6 +257,16 @@ impl CommonConfig {
             env.error("ECOM_ACCESS_TOKEN_TTL_SECONDS must be between 30 and 86400");
         }
         let run_migrations = env.parse("ECOM_MIGRATE", true);
+        let users_grpc_url = env.string("ECOM_USERS_GRPC_URL", "http://127.0.0.1:50051");
+        if url::Url::parse(&users_grpc_url).is_err() {
+            env.error("ECOM_USERS_GRPC_URL is not a URL");
+        }
+        let service_secret = env.string("ECOM_SERVICE_SECRET", DEV_SERVICE_SECRET);
+        if environment.is_production()
+            && (service_secret == DEV_SERVICE_SECRET || service_secret.len() < 32)
+        {
+            env.error("ECOM_SERVICE_SECRET must be set to a secret of at least 32 characters when ECOM_ENV=production");
+        }
         Self {
             service: spec.name,
             env: environment,
@@ -242,6 +280,8 @@ impl CommonConfig {
             trusted_proxies,
             access_token_ttl: Duration::from_secs(ttl),
             run_migrations,
+            users_grpc_url,
+            service_secret: Secret::new(service_secret),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod http;
 pub mod metrics;
 pub mod ratelimit;
 pub mod redis;
+pub mod service_tokens;
 pub mod shutdown;
 pub mod tasks;
 pub mod telemetry;

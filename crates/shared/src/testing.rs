@@ -50,6 +50,16 @@ pub fn token(user_id: i64, role: &str) -> String {
     jsonwebtoken::encode(&header, &claims, &key).expect("test token")
 }
 
+/// A service token for `service` (as the Users service issues them), valid for 10 minutes.
+pub fn service_token(service: &str) -> String {
+    let (key, _) = key();
+    let now = chrono::Utc::now().timestamp();
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(KID.into());
+    let claims = json!({"sub": format!("service:{service}"), "role": "service", "iat": now, "exp": now + 600, "jti": "s", "typ": "access"});
+    jsonwebtoken::encode(&header, &claims, &key).expect("test token")
+}
+
 /// An admin's token.
 pub fn admin() -> String {
     token(1, "admin")
@@ -100,4 +110,40 @@ pub async fn send(
         req = req.bearer_auth(t);
     }
     parts(req.send().await.expect("request")).await
+}
+
+/// A fresh database beside a `#[sqlx::test]` database, for another service of the same test
+/// (each service has its own database). Named after the test's own, so parallel tests never
+/// share one; dropped and recreated if a previous run left it behind.
+pub async fn sibling_database(pool: &sqlx::PgPool, service: &str) -> sqlx::PgPool {
+    use sqlx::{
+        Connection, PgConnection,
+        postgres::{PgConnectOptions, PgPoolOptions},
+    };
+    let options: PgConnectOptions = (*pool.connect_options()).clone();
+    // PostgreSQL truncates names at 63 bytes, and the test database's name is that long
+    // already: derive a short, unique one.
+    let test_db = options.get_database().expect("database name").to_owned();
+    let name = format!(
+        "ecom_test_{service}_{}",
+        &test_db[test_db.len().saturating_sub(24)..]
+    );
+    let mut admin = PgConnection::connect_with(&options.clone().database("postgres"))
+        .await
+        .expect("connect");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("drop");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut admin)
+        .await
+        .expect("create");
+    PgPoolOptions::new()
+        .max_connections(20)
+        .connect_with(options.database(&name))
+        .await
+        .expect("sibling pool")
 }

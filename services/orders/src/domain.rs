@@ -69,6 +69,9 @@ pub struct Order {
     pub currency: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The payment that paid the order (null until paid).
+    #[serde(default)]
+    pub payment_id: Option<i64>,
 }
 
 /// The most units of one product in one order, and lines in one order.

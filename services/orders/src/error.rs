@@ -18,6 +18,11 @@ pub enum Error {
     IdempotencyConflict,
     #[error("{0}")]
     InvalidState(String),
+    /// What the call needed no longer exists (a cancelled order, an expired reservation).
+    #[error("{0}")]
+    Gone(String),
+    #[error("not allowed")]
+    Forbidden,
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error("{0} unavailable")]
@@ -43,6 +48,8 @@ impl From<Error> for ApiError {
                 "this Idempotency-Key was already used with a different request",
             ),
             Error::InvalidState(why) => ApiError::new(StatusCode::CONFLICT, "invalid_state", why),
+            Error::Gone(why) => ApiError::new(StatusCode::GONE, "order_cancelled", why),
+            Error::Forbidden => ApiError::forbidden(),
             Error::Auth(a) => a.into(),
             Error::Unavailable(what) => ApiError::unavailable(what),
             Error::Internal(cause) => ApiError::internal(&format!("{cause:#}")),

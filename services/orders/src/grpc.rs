@@ -2,8 +2,11 @@
 
 use std::sync::Arc;
 
-use ecom_proto::orders::v1::{self as pb, GetOrderRequest, order_service_server::OrderService};
-use ecom_shared::auth::{JwtVerifier, grpc_user};
+use ecom_proto::orders::v1::{
+    self as pb, GetOrderRequest, MarkPaidRequest, MarkRefundedRequest,
+    order_service_server::OrderService,
+};
+use ecom_shared::auth::{JwtVerifier, grpc_caller};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -49,6 +52,7 @@ fn order_pb(o: Order) -> pb::Order {
         currency: o.currency,
         created_at: Some(timestamp(o.created_at)),
         updated_at: Some(timestamp(o.updated_at)),
+        payment_id: o.payment_id.unwrap_or(0),
     }
 }
 
@@ -58,8 +62,37 @@ impl OrderService for OrdersGrpc {
         &self,
         request: Request<GetOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
-        let caller = grpc_user(&self.verifier, &request).await?;
-        let order = self.orders.get(caller, request.into_inner().id).await?;
+        let caller = grpc_caller(&self.verifier, &request).await?;
+        let order = self
+            .orders
+            .get_for(&caller, request.into_inner().id)
+            .await?;
+        Ok(Response::new(order_pb(order)))
+    }
+
+    async fn mark_paid(
+        &self,
+        request: Request<MarkPaidRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let caller = grpc_caller(&self.verifier, &request).await?;
+        let r = request.into_inner();
+        let order = self
+            .orders
+            .mark_paid(&caller, r.order_id, r.payment_id)
+            .await?;
+        Ok(Response::new(order_pb(order)))
+    }
+
+    async fn mark_refunded(
+        &self,
+        request: Request<MarkRefundedRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let caller = grpc_caller(&self.verifier, &request).await?;
+        let r = request.into_inner();
+        let order = self
+            .orders
+            .mark_refunded(&caller, r.order_id, r.payment_id)
+            .await?;
         Ok(Response::new(order_pb(order)))
     }
 }

@@ -18,6 +18,7 @@ use std::{sync::Arc, time::Duration};
 use ecom_proto::orders::v1::order_service_server::OrderServiceServer;
 use ecom_shared::{
     auth::JwtVerifier, cache::Cache, health::Readiness, metrics::Metrics, redis::Redis,
+    service_tokens::ServiceTokens,
 };
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -42,14 +43,24 @@ impl Application {
             ecom_shared::db::connect(&config.common.database_url, 20, Duration::from_secs(30))
                 .await?;
         let verifier = Arc::new(JwtVerifier::remote(config.common.jwks_url.clone()));
-        Self::build_with(config, pool, verifier).await
+        let tokens = Arc::new(ServiceTokens::from_users(
+            ecom_shared::grpc::channel(
+                &config.common.users_grpc_url,
+                Metrics::new(config::SPEC.name),
+                Duration::from_secs(3),
+            )?,
+            config::SPEC.name,
+            config.common.service_secret.clone(),
+        ));
+        Self::build_with(config, pool, verifier, tokens).await
     }
 
-    /// Builds on an existing pool and token verifier (tests bring their own of both).
+    /// Builds on an existing pool, token verifier and service identity (tests bring their own).
     pub async fn build_with(
         config: Config,
         pool: PgPool,
         verifier: Arc<JwtVerifier>,
+        tokens: Arc<ServiceTokens>,
     ) -> anyhow::Result<Self> {
         if config.common.run_migrations {
             MIGRATOR.run(&pool).await?;
@@ -70,6 +81,7 @@ impl Application {
             OrdersService::new(
                 pool.clone(),
                 products.clone(),
+                tokens,
                 cache,
                 &metrics,
                 config.reservation_ttl,

@@ -32,6 +32,7 @@ fn to_error(s: Status) -> Error {
         Code::NotFound => Error::field("items", s.message()),
         Code::InvalidArgument => Error::field("items", s.message()),
         Code::Unauthenticated => Error::Auth(ecom_shared::auth::AuthError::Invalid),
+        Code::Aborted => Error::Gone(s.message().to_owned()),
         Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled => {
             tracing::warn!(code = ?s.code(), message = s.message(), "products unavailable");
             Error::Unavailable("products")
@@ -98,6 +99,25 @@ impl ProductsClient {
             };
             let req = with_bearer(Request::new(req), token);
             async move { c.reserve_stock(req).await.map(|_| ()) }
+        })
+        .await
+    }
+
+    /// Turns the order's held stock into sold stock (as this service). `Error::Gone` when the
+    /// reservation expired or was released.
+    pub async fn commit(&self, token: &str, order_id: i64) -> Result<(), Error> {
+        self.retry(|mut c| {
+            let req = with_bearer(Request::new(ReservationRef { order_id }), token);
+            async move { c.commit_reservation(req).await.map(|_| ()) }
+        })
+        .await
+    }
+
+    /// Puts the order's sold stock back on hand (a refund; as this service).
+    pub async fn return_stock(&self, token: &str, order_id: i64) -> Result<(), Error> {
+        self.retry(|mut c| {
+            let req = with_bearer(Request::new(ReservationRef { order_id }), token);
+            async move { c.return_stock(req).await.map(|_| ()) }
         })
         .await
     }

@@ -14,6 +14,7 @@ struct OrderRow {
     currency: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    payment_id: Option<i64>,
 }
 
 fn assemble(row: OrderRow, items: Vec<OrderItem>) -> sqlx::Result<Order> {
@@ -29,6 +30,7 @@ fn assemble(row: OrderRow, items: Vec<OrderItem>) -> sqlx::Result<Order> {
         currency: row.currency,
         created_at: row.created_at,
         updated_at: row.updated_at,
+        payment_id: row.payment_id,
     })
 }
 
@@ -86,7 +88,7 @@ async fn items(conn: &mut PgConnection, order_id: i64) -> sqlx::Result<Vec<Order
 pub async fn get_order(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Order>> {
     let row = sqlx::query_as!(
         OrderRow,
-        "SELECT id, user_id, status, total, currency, created_at, updated_at FROM orders WHERE id = $1",
+        "SELECT id, user_id, status, total, currency, created_at, updated_at, payment_id FROM orders WHERE id = $1",
         id
     )
     .fetch_optional(&mut *conn)
@@ -109,7 +111,7 @@ pub async fn list_orders(
 ) -> sqlx::Result<(Vec<Order>, i64)> {
     let rows = sqlx::query_as!(
         OrderRow,
-        "SELECT id, user_id, status, total, currency, created_at, updated_at FROM orders
+        "SELECT id, user_id, status, total, currency, created_at, updated_at, payment_id FROM orders
           WHERE ($1::bigint IS NULL OR user_id = $1)
           ORDER BY id DESC LIMIT $2 OFFSET $3",
         user_id,
@@ -163,6 +165,39 @@ pub async fn transition(
         id,
         from.as_str(),
         to.as_str()
+    )
+    .execute(e)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// An order's state and payment, locked until the transaction ends: payment and refund
+/// transitions hold it while they talk to Products, so a cancel or the sweeper waits for them.
+pub async fn lock_order(
+    conn: &mut PgConnection,
+    id: i64,
+) -> sqlx::Result<Option<(OrderStatus, Option<i64>)>> {
+    let row = sqlx::query!(
+        "SELECT status, payment_id FROM orders WHERE id = $1 FOR UPDATE",
+        id
+    )
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| {
+        OrderStatus::parse(&r.status)
+            .map(|s| (s, r.payment_id))
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown order status {}", r.status).into()))
+    })
+    .transpose()
+}
+
+/// `pending_payment` → `paid` by `payment_id`.
+pub async fn set_paid(e: impl PgExecutor<'_>, id: i64, payment_id: i64) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "UPDATE orders SET status = 'paid', payment_id = $2, updated_at = now()
+          WHERE id = $1 AND status = 'pending_payment'",
+        id,
+        payment_id
     )
     .execute(e)
     .await?;

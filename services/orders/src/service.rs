@@ -3,7 +3,13 @@
 use std::{str::FromStr, sync::Arc, time::Duration};
 
 use chrono::{SubsecRound, Utc};
-use ecom_shared::{FieldError, auth::CurrentUser, cache::Cache, metrics::Metrics};
+use ecom_shared::{
+    FieldError,
+    auth::{Caller, CurrentUser},
+    cache::Cache,
+    metrics::Metrics,
+    service_tokens::ServiceTokens,
+};
 use prometheus_client::metrics::{counter::Counter, family::Family};
 use rust_decimal::Decimal;
 use sqlx::PgPool;
@@ -44,6 +50,8 @@ pub enum Created {
 pub struct OrdersService {
     pool: PgPool,
     products: ProductsClient,
+    /// This service's own identity, for the calls no user makes (commit, return, sweeper).
+    tokens: Arc<ServiceTokens>,
     cache: Cache,
     reservation_ttl: Duration,
     fault_after_reserve: bool,
@@ -55,6 +63,7 @@ impl OrdersService {
     pub fn new(
         pool: PgPool,
         products: ProductsClient,
+        tokens: Arc<ServiceTokens>,
         cache: Cache,
         metrics: &Arc<Metrics>,
         reservation_ttl: Duration,
@@ -70,6 +79,7 @@ impl OrdersService {
         Self {
             pool,
             products,
+            tokens,
             cache,
             reservation_ttl,
             fault_after_reserve: false,
@@ -221,6 +231,7 @@ impl OrdersService {
             currency: currency.unwrap_or_else(|| "USD".to_owned()),
             created_at: now,
             updated_at: now,
+            payment_id: None,
         };
         let stored = async {
             if self.fault_after_reserve {
@@ -251,8 +262,23 @@ impl OrdersService {
         Ok(order)
     }
 
+    /// One order for a gRPC caller: a user sees their own (an admin all), a service all.
+    pub async fn get_for(&self, caller: &Caller, id: i64) -> Result<Order> {
+        match caller {
+            Caller::User(user) => self.get(*user, id).await,
+            Caller::Service(_) => self.load(id).await?.ok_or(Error::NotFound),
+        }
+    }
+
     /// One order, from the cache when it is there; another user's order is "not found".
     pub async fn get(&self, caller: CurrentUser, id: i64) -> Result<Order> {
+        self.load(id)
+            .await?
+            .filter(|o| caller.is_admin() || o.user_id == caller.id)
+            .ok_or(Error::NotFound)
+    }
+
+    async fn load(&self, id: i64) -> Result<Option<Order>> {
         let pool = self.pool.clone();
         let json = self
             .cache
@@ -274,13 +300,10 @@ impl OrdersService {
                     Error::Internal(anyhow::anyhow!(e))
                 }
             })?;
-        let order: Option<Order> = match json {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Internal(e.into()))?,
-            None => None,
-        };
-        order
-            .filter(|o| caller.is_admin() || o.user_id == caller.id)
-            .ok_or(Error::NotFound)
+        match json {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Internal(e.into())),
+            None => Ok(None),
+        }
     }
 
     /// The caller's orders (an admin: everyone's, or one user's with `user_id`).
@@ -345,20 +368,138 @@ impl OrdersService {
         self.get(caller, id).await
     }
 
+    /// A succeeded payment (the Payments service only): commits the order's reservation and
+    /// marks it paid, once. The order row stays locked meanwhile, so a cancel or the sweeper
+    /// cannot slip in between the commit and the state change.
+    #[tracing::instrument(skip_all, fields(order_id, payment_id))]
+    pub async fn mark_paid(
+        &self,
+        caller: &Caller,
+        order_id: i64,
+        payment_id: i64,
+    ) -> Result<Order> {
+        if !caller.is_service("payments") {
+            return Err(Error::Forbidden);
+        }
+        let mut tx = self.pool.begin().await?;
+        let (status, paid_by) = repo::lock_order(&mut tx, order_id)
+            .await?
+            .ok_or(Error::NotFound)?;
+        match status {
+            OrderStatus::Paid | OrderStatus::Refunded if paid_by == Some(payment_id) => {
+                drop(tx);
+                return self.load(order_id).await?.ok_or(Error::NotFound);
+            }
+            OrderStatus::Paid | OrderStatus::Refunded => {
+                return Err(Error::Gone("the order was paid by another payment".into()));
+            }
+            OrderStatus::Cancelled => {
+                return Err(Error::Gone("the order was cancelled".into()));
+            }
+            OrderStatus::PendingPayment => {}
+        }
+        let token = self.tokens.token().await.map_err(|e| {
+            tracing::warn!(error = %e, "no service token");
+            Error::Unavailable("users (service token)")
+        })?;
+        match self.products.commit(&token, order_id).await {
+            Ok(()) => {
+                repo::set_paid(&mut *tx, order_id, payment_id).await?;
+                tx.commit().await?;
+                self.count_transition(OrderStatus::PendingPayment, OrderStatus::Paid);
+                self.invalidate(order_id).await;
+                tracing::info!(order_id, payment_id, "order paid");
+                self.load(order_id).await?.ok_or(Error::NotFound)
+            }
+            Err(Error::Gone(why)) => {
+                // The reservation expired before the payment landed: the order cannot be
+                // fulfilled, so it ends cancelled and the caller refunds.
+                repo::transition(
+                    &mut *tx,
+                    order_id,
+                    OrderStatus::PendingPayment,
+                    OrderStatus::Cancelled,
+                )
+                .await?;
+                tx.commit().await?;
+                self.count_transition(OrderStatus::PendingPayment, OrderStatus::Cancelled);
+                self.invalidate(order_id).await;
+                tracing::warn!(
+                    order_id,
+                    payment_id,
+                    "payment landed after the reservation expired; order cancelled"
+                );
+                Err(Error::Gone(why))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A refunded payment (the Payments service only): returns the stock and marks the order
+    /// refunded, once.
+    #[tracing::instrument(skip_all, fields(order_id, payment_id))]
+    pub async fn mark_refunded(
+        &self,
+        caller: &Caller,
+        order_id: i64,
+        payment_id: i64,
+    ) -> Result<Order> {
+        if !caller.is_service("payments") {
+            return Err(Error::Forbidden);
+        }
+        let mut tx = self.pool.begin().await?;
+        let (status, paid_by) = repo::lock_order(&mut tx, order_id)
+            .await?
+            .ok_or(Error::NotFound)?;
+        if paid_by != Some(payment_id) {
+            return Err(Error::Gone("the order was not paid by this payment".into()));
+        }
+        if status == OrderStatus::Refunded {
+            drop(tx);
+            return self.load(order_id).await?.ok_or(Error::NotFound);
+        }
+        let token = self.tokens.token().await.map_err(|e| {
+            tracing::warn!(error = %e, "no service token");
+            Error::Unavailable("users (service token)")
+        })?;
+        self.products.return_stock(&token, order_id).await?;
+        repo::transition(&mut *tx, order_id, OrderStatus::Paid, OrderStatus::Refunded).await?;
+        tx.commit().await?;
+        self.count_transition(OrderStatus::Paid, OrderStatus::Refunded);
+        self.invalidate(order_id).await;
+        tracing::info!(order_id, payment_id, "order refunded");
+        self.load(order_id).await?.ok_or(Error::NotFound)
+    }
+
     async fn invalidate(&self, id: i64) {
         self.cache
             .invalidate(NAMESPACE, &[("order", id)], &[])
             .await;
     }
 
-    /// Cancels unpaid orders older than the reservation lifetime. Their reservations have the
-    /// same lifetime, so Products' own sweeper releases the stock at the same moment.
+    /// Cancels unpaid orders older than the reservation lifetime and releases their stock as
+    /// this service. Products expires the reservations on its own too (the safety net when
+    /// this release fails).
     pub async fn sweep_expired(&self, batch: i64) -> Result<usize> {
         let ttl = i64::try_from(self.reservation_ttl.as_secs()).unwrap_or(i64::MAX);
         let cancelled = repo::cancel_expired(&self.pool, ttl, batch).await?;
+        let token = if cancelled.is_empty() {
+            None
+        } else {
+            self.tokens
+                .token()
+                .await
+                .inspect_err(|e| tracing::warn!(error = %e, "no service token; Products expires the reservations itself"))
+                .ok()
+        };
         for id in &cancelled {
             self.count_transition(OrderStatus::PendingPayment, OrderStatus::Cancelled);
             self.invalidate(*id).await;
+            if let Some(token) = &token
+                && let Err(e) = self.products.release(token, *id).await
+            {
+                tracing::warn!(order_id = id, error = %e, "release failed; the reservation expires on its own");
+            }
         }
         if !cancelled.is_empty() {
             tracing::info!(count = cancelled.len(), "unpaid orders cancelled");

@@ -6,8 +6,21 @@ use ecom_proto::products::v1::{
     self as pb, GetProductsRequest, GetProductsResponse, ReservationRef, ReserveStockRequest,
     product_service_server::ProductService,
 };
-use ecom_shared::auth::{JwtVerifier, grpc_user};
+use ecom_shared::{
+    ApiError,
+    auth::{JwtVerifier, grpc_caller},
+};
 use tonic::{Request, Response, Status};
+
+/// Committing and returning stock move money's counterpart: only the Orders service, acting as
+/// itself after a payment, may do it; a user's token is refused.
+async fn orders_service<T>(verifier: &JwtVerifier, request: &Request<T>) -> Result<(), Status> {
+    if grpc_caller(verifier, request).await?.is_service("orders") {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden().to_status())
+    }
+}
 
 use crate::{
     domain::Product,
@@ -80,7 +93,7 @@ impl ProductService for ProductsGrpc {
         &self,
         request: Request<ReserveStockRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
-        grpc_user(&self.verifier, &request).await?;
+        grpc_caller(&self.verifier, &request).await?;
         let r = request.into_inner();
         let lines: Vec<(i64, i64)> = r.lines.iter().map(|l| (l.product_id, l.quantity)).collect();
         let reservation = self
@@ -94,7 +107,7 @@ impl ProductService for ProductsGrpc {
         &self,
         request: Request<ReservationRef>,
     ) -> Result<Response<pb::Reservation>, Status> {
-        grpc_user(&self.verifier, &request).await?;
+        grpc_caller(&self.verifier, &request).await?;
         Ok(Response::new(reservation_pb(
             self.products.release(request.into_inner().order_id).await?,
         )))
@@ -104,7 +117,7 @@ impl ProductService for ProductsGrpc {
         &self,
         request: Request<ReservationRef>,
     ) -> Result<Response<pb::Reservation>, Status> {
-        grpc_user(&self.verifier, &request).await?;
+        orders_service(&self.verifier, &request).await?;
         Ok(Response::new(reservation_pb(
             self.products.commit(request.into_inner().order_id).await?,
         )))
@@ -114,7 +127,7 @@ impl ProductService for ProductsGrpc {
         &self,
         request: Request<ReservationRef>,
     ) -> Result<Response<pb::Reservation>, Status> {
-        grpc_user(&self.verifier, &request).await?;
+        orders_service(&self.verifier, &request).await?;
         Ok(Response::new(reservation_pb(
             self.products
                 .return_stock(request.into_inner().order_id)

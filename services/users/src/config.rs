@@ -97,10 +97,12 @@ mod tests {
     fn production_refuses_development_secrets() {
         let err = read(&[("ECOM_ENV", "production")]).expect_err("dev password in production");
         assert!(err.to_string().contains("ECOM_ADMIN_PASSWORD"));
+        assert!(err.to_string().contains("ECOM_SERVICE_SECRET"));
         assert!(
             read(&[
                 ("ECOM_ENV", "production"),
-                ("ECOM_ADMIN_PASSWORD", "a-long-real-secret")
+                ("ECOM_ADMIN_PASSWORD", "a-long-real-secret"),
+                ("ECOM_SERVICE_SECRET", "0123456789abcdef0123456789abcdef"),
             ])
             .is_ok()
         );
@@ -111,5 +113,6 @@ mod tests {
     fn debug_output_hides_the_admin_password() {
         let c = read(&[]).expect("defaults");
         assert!(!format!("{c:?}").contains(DEV_ADMIN_PASSWORD));
+        assert!(!format!("{c:?}").contains(ecom_shared::config::DEV_SERVICE_SECRET));
     }
 }

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use ecom_proto::users::v1::{
-    self as pb, GetUserRequest, GetUsersRequest, GetUsersResponse, user_service_server::UserService,
+    self as pb, GetUserRequest, GetUsersRequest, GetUsersResponse, IssueServiceTokenRequest,
+    ServiceToken, user_service_server::UserService,
 };
 use ecom_shared::auth::{JwtVerifier, grpc_user};
 use tonic::{Request, Response, Status};
@@ -67,6 +68,21 @@ impl UserService for UsersGrpc {
         users.sort_by_key(|u| ids.iter().position(|i| *i == u.id));
         Ok(Response::new(GetUsersResponse {
             users: users.into_iter().map(to_pb).collect(),
+        }))
+    }
+
+    async fn issue_service_token(
+        &self,
+        request: Request<IssueServiceTokenRequest>,
+    ) -> Result<Response<ServiceToken>, Status> {
+        let req = request.into_inner();
+        let (access_token, ttl) = self
+            .users
+            .issue_service_token(&req.service, &req.secret)
+            .await?;
+        Ok(Response::new(ServiceToken {
+            access_token,
+            expires_in: u32::try_from(ttl).unwrap_or(u32::MAX),
         }))
     }
 }

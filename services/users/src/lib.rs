@@ -74,6 +74,7 @@ impl Application {
             RateLimiter::new("login", config.login_rate),
             metrics.clone(),
             config.refresh_token_ttl,
+            config.common.service_secret.clone(),
         ));
         users
             .bootstrap_admin(&config.admin_email, &config.admin_password)

@@ -6,11 +6,13 @@ use std::{sync::Arc, time::Duration};
 use chrono::Utc;
 use ecom_shared::{
     FieldError,
-    auth::CurrentUser,
+    auth::{AuthError, CurrentUser},
+    config::Secret,
     metrics::Metrics,
     ratelimit::{Decision, RateLimiter},
     redis::Redis,
 };
+use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -59,6 +61,7 @@ pub struct UsersService {
     login_limiter: RateLimiter,
     metrics: Arc<Metrics>,
     refresh_ttl: Duration,
+    service_secret: Secret,
 }
 
 fn required<'a>(errors: &mut Vec<FieldError>, field: &str, v: Option<&'a str>) -> Option<&'a str> {
@@ -79,6 +82,10 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 impl UsersService {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the service's dependencies, wired once in lib.rs"
+    )]
     pub fn new(
         pool: PgPool,
         hasher: Arc<Hasher>,
@@ -87,6 +94,7 @@ impl UsersService {
         login_limiter: RateLimiter,
         metrics: Arc<Metrics>,
         refresh_ttl: Duration,
+        service_secret: Secret,
     ) -> Self {
         Self {
             pool,
@@ -96,7 +104,28 @@ impl UsersService {
             login_limiter,
             metrics,
             refresh_ttl,
+            service_secret,
         }
+    }
+
+    /// A service token for one of the platform's services, given the shared service secret.
+    /// The comparison takes the same time wherever the secrets differ.
+    pub async fn issue_service_token(&self, service: &str, secret: &str) -> Result<(String, u64)> {
+        let expected = Sha256::digest(self.service_secret.expose().as_bytes());
+        let given = Sha256::digest(secret.as_bytes());
+        let same = expected
+            .iter()
+            .zip(given.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+        if !same {
+            tracing::warn!(service, "service token refused: wrong secret");
+            return Err(Error::Auth(AuthError::Invalid));
+        }
+        if !ecom_shared::auth::valid_service_name(service) {
+            return Err(Error::field("service", "1 to 32 of a-z, 0-9 and -"));
+        }
+        Ok(self.keys.issue_service(service).await?)
     }
 
     pub fn pool(&self) -> &PgPool {

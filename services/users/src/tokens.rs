@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::Utc;
-use ecom_shared::auth::{ACCESS_TOKEN_TYPE, AccessClaims, Role};
+use ecom_shared::auth::{ACCESS_TOKEN_TYPE, AccessClaims, ClaimRole, Role, SERVICE_SUBJECT_PREFIX};
 use jsonwebtoken::{
     Algorithm, EncodingKey, Header,
     jwk::{Jwk, JwkSet, PublicKeyUse},
@@ -168,6 +168,19 @@ impl KeyStore {
 
     /// Signs an access token for a user; returns the token and its lifetime in seconds.
     pub async fn issue_access(&self, user_id: i64, role: Role) -> anyhow::Result<(String, u64)> {
+        self.sign(user_id.to_string(), role.into()).await
+    }
+
+    /// Signs a service token (`role: service`, `sub: service:<name>`).
+    pub async fn issue_service(&self, service: &str) -> anyhow::Result<(String, u64)> {
+        self.sign(
+            format!("{SERVICE_SUBJECT_PREFIX}{service}"),
+            ClaimRole::Service,
+        )
+        .await
+    }
+
+    async fn sign(&self, sub: String, role: ClaimRole) -> anyhow::Result<(String, u64)> {
         let keys = self.keys.read().await.clone();
         let signer = keys
             .signer
@@ -176,7 +189,7 @@ impl KeyStore {
         let now = Utc::now().timestamp();
         let ttl = self.access_ttl.as_secs();
         let claims = AccessClaims {
-            sub: user_id.to_string(),
+            sub,
             role,
             iat: now,
             exp: now + i64::try_from(ttl)?,

@@ -3,10 +3,7 @@ use std::collections::HashMap;
 use ecom_shared::config::EnvReader;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sqlx::{
-    Connection, PgConnection, PgPool,
-    postgres::{PgConnectOptions, PgPoolOptions},
-};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 pub use ecom_shared::testing::{admin, assert_error, parts, token, verifier};
@@ -46,36 +43,6 @@ fn vars(pairs: &[(&str, &str)], overrides: &[(&str, &str)]) -> EnvReader {
     EnvReader::from_map(vars)
 }
 
-/// A second database beside the test's own, for the Products service (each service has its own).
-async fn products_database(pool: &PgPool) -> PgPool {
-    let options: PgConnectOptions = (*pool.connect_options()).clone();
-    // PostgreSQL truncates names at 63 bytes, and the test database's name is that long
-    // already: derive a short, unique one.
-    let test_db = options.get_database().expect("database name").to_owned();
-    let name = format!(
-        "ecom_test_products_{}",
-        &test_db[test_db.len().saturating_sub(24)..]
-    );
-    let mut admin = PgConnection::connect_with(&options.clone().database("postgres"))
-        .await
-        .expect("connect");
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    .expect("drop");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut admin)
-        .await
-        .expect("create");
-    PgPoolOptions::new()
-        .max_connections(20)
-        .connect_with(options.database(&name))
-        .await
-        .expect("products pool")
-}
-
 pub async fn spawn_app(pool: PgPool) -> TestApp {
     spawn_app_with(pool, &[], &[]).await
 }
@@ -88,7 +55,7 @@ pub async fn spawn_app_with(
 ) -> TestApp {
     ecom_shared::telemetry::init_for_tests();
     let shutdown = CancellationToken::new();
-    let products_pool = products_database(&pool).await;
+    let products_pool = ecom_shared::testing::sibling_database(&pool, "products").await;
     let products_config = products::Config::read(vars(
         &[
             ("ECOM_ENV", "test"),
@@ -117,9 +84,16 @@ pub async fn spawn_app_with(
     ];
     orders_vars.push(("ECOM_PRODUCTS_GRPC_URL", &products_grpc));
     let config = orders::Config::read(vars(&orders_vars, orders_env)).expect("orders config");
-    let app = orders::Application::build_with(config, pool.clone(), verifier())
-        .await
-        .expect("orders");
+    let app = orders::Application::build_with(
+        config,
+        pool.clone(),
+        verifier(),
+        std::sync::Arc::new(ecom_shared::service_tokens::ServiceTokens::fixed(
+            ecom_shared::testing::service_token("orders"),
+        )),
+    )
+    .await
+    .expect("orders");
     let base = format!("http://127.0.0.1:{}", app.http_port());
     let grpc_url = format!("http://127.0.0.1:{}", app.grpc_port());
     tokio::spawn(app.run(shutdown.clone()));

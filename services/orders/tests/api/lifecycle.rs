@@ -3,11 +3,14 @@
 use std::time::{Duration, Instant};
 
 use ecom_proto::orders::v1::{
-    GetOrderRequest, OrderStatus, order_service_client::OrderServiceClient,
+    GetOrderRequest, MarkPaidRequest, MarkRefundedRequest, OrderStatus,
+    order_service_client::OrderServiceClient,
 };
+use ecom_shared::{auth::with_bearer, testing::service_token};
 use reqwest::{Method, StatusCode};
 use sqlx::PgPool;
 use tonic::Code;
+use tonic::Request;
 
 use crate::helpers::*;
 
@@ -144,7 +147,13 @@ async fn cancelling_releases_the_stock_once(pool: PgPool) {
 
 #[sqlx::test(migrator = "orders::MIGRATOR")]
 async fn unpaid_orders_expire_and_their_stock_comes_back(pool: PgPool) {
-    let app = spawn_app_with(pool, &[("ECOM_RESERVATION_TTL_SECONDS", "1")], &[]).await;
+    // Products' own expiry sweep is off: the Orders sweeper releases the stock, as itself.
+    let app = spawn_app_with(
+        pool,
+        &[("ECOM_RESERVATION_TTL_SECONDS", "1")],
+        &[("ECOM_RESERVATION_SWEEP_MS", "600000")],
+    )
+    .await;
     let mug = app.product("Mug", "1.00", 3).await;
     let alice = token(7, "user");
     let (_, order) = app.order(&alice, &[(mug, 3)], None).await;
@@ -181,4 +190,176 @@ async fn with_products_down_checkout_is_503_and_readiness_says_so(pool: PgPool) 
         (StatusCode::SERVICE_UNAVAILABLE, Some("down"))
     );
     assert_eq!(app.order_count().await, 0);
+}
+
+fn paid(order_id: i64, payment_id: i64, token: &str) -> Request<MarkPaidRequest> {
+    with_bearer(
+        Request::new(MarkPaidRequest {
+            order_id,
+            payment_id,
+        }),
+        token,
+    )
+}
+
+fn refunded(order_id: i64, payment_id: i64, token: &str) -> Request<MarkRefundedRequest> {
+    with_bearer(
+        Request::new(MarkRefundedRequest {
+            order_id,
+            payment_id,
+        }),
+        token,
+    )
+}
+
+#[sqlx::test(migrator = "orders::MIGRATOR")]
+async fn payments_mark_orders_paid_and_refunded_exactly_once(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mug = app.product("Mug", "2.50", 5).await;
+    let alice = token(7, "user");
+    let (_, order) = app.order(&alice, &[(mug, 2)], None).await;
+    let id = order["id"].as_i64().expect("id");
+    let mut grpc = OrderServiceClient::connect(app.grpc_url.clone())
+        .await
+        .expect("connect");
+    let payments = service_token("payments");
+
+    // Only the Payments service may say an order is paid.
+    for who in [alice.clone(), admin(), service_token("orders")] {
+        let denied = grpc
+            .mark_paid(paid(id, 77, &who))
+            .await
+            .expect_err("not payments");
+        assert_eq!(denied.code(), Code::PermissionDenied);
+    }
+    assert_eq!(
+        app.get(&format!("/orders/{id}"), &alice).await.1["status"],
+        "pending_payment"
+    );
+
+    // Delivered twice (a relay retry): one effect.
+    for _ in 0..2 {
+        let order = grpc
+            .mark_paid(paid(id, 77, &payments))
+            .await
+            .expect("mark paid")
+            .into_inner();
+        assert_eq!((order.status(), order.payment_id), (OrderStatus::Paid, 77));
+    }
+    let (_, body) = app.get(&format!("/orders/{id}"), &alice).await;
+    assert_eq!(
+        (body["status"].as_str(), body["payment_id"].as_i64()),
+        (Some("paid"), Some(77))
+    );
+    assert_eq!(
+        app.stock(mug).await,
+        3,
+        "the reservation is committed, once"
+    );
+    let m = app.metrics().await;
+    assert!(
+        m.contains(r#"order_transitions_total{from="pending_payment",to="paid"} 1"#),
+        "{m}"
+    );
+    // A paid order cannot be cancelled, and another payment cannot pay it again.
+    let got = app
+        .send(
+            Method::POST,
+            &format!("/orders/{id}/cancel"),
+            None,
+            &alice,
+            None,
+        )
+        .await;
+    assert_error(&got, StatusCode::CONFLICT, "invalid_state");
+    let other = grpc
+        .mark_paid(paid(id, 78, &payments))
+        .await
+        .expect_err("paid by 77");
+    assert_eq!(
+        other.code(),
+        Code::Aborted,
+        "the caller must refund payment 78"
+    );
+    let wrong = grpc
+        .mark_refunded(refunded(id, 78, &payments))
+        .await
+        .expect_err("78 never paid it");
+    assert_eq!(wrong.code(), Code::Aborted);
+
+    // Refunded twice: the stock comes back once.
+    for _ in 0..2 {
+        let order = grpc
+            .mark_refunded(refunded(id, 77, &payments))
+            .await
+            .expect("mark refunded")
+            .into_inner();
+        assert_eq!(order.status(), OrderStatus::Refunded);
+    }
+    assert_eq!(app.stock(mug).await, 5);
+    assert_eq!(
+        app.get(&format!("/orders/{id}"), &alice).await.1["status"],
+        "refunded"
+    );
+    // A late duplicate of the payment changes nothing.
+    let late = grpc
+        .mark_paid(paid(id, 77, &payments))
+        .await
+        .expect("idempotent");
+    assert_eq!(late.into_inner().status(), OrderStatus::Refunded);
+    assert_eq!(app.stock(mug).await, 5);
+
+    // A cancelled order refuses payment: the caller refunds.
+    let (_, order) = app.order(&alice, &[(mug, 1)], None).await;
+    let id2 = order["id"].as_i64().expect("id");
+    app.send(
+        Method::POST,
+        &format!("/orders/{id2}/cancel"),
+        None,
+        &alice,
+        None,
+    )
+    .await;
+    let refused = grpc
+        .mark_paid(paid(id2, 79, &payments))
+        .await
+        .expect_err("cancelled");
+    assert_eq!(refused.code(), Code::Aborted);
+    assert_eq!(app.stock(mug).await, 5);
+}
+
+#[sqlx::test(migrator = "orders::MIGRATOR")]
+async fn a_payment_after_the_reservation_expired_cancels_the_order(pool: PgPool) {
+    // The Orders sweeper is slow; Products expires the hold first.
+    let app = spawn_app_with(
+        pool,
+        &[
+            ("ECOM_RESERVATION_TTL_SECONDS", "1"),
+            ("ECOM_ORDER_SWEEP_MS", "600000"),
+        ],
+        &[],
+    )
+    .await;
+    let mug = app.product("Mug", "1.00", 2).await;
+    let alice = token(7, "user");
+    let (_, order) = app.order(&alice, &[(mug, 2)], None).await;
+    let id = order["id"].as_i64().expect("id");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.stock(mug).await != 2 {
+        assert!(Instant::now() < deadline, "the reservation did not expire");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut grpc = OrderServiceClient::connect(app.grpc_url.clone())
+        .await
+        .expect("connect");
+    let late = grpc
+        .mark_paid(paid(id, 5, &service_token("payments")))
+        .await
+        .expect_err("too late");
+    assert_eq!(late.code(), Code::Aborted);
+    assert_eq!(
+        app.get(&format!("/orders/{id}"), &alice).await.1["status"],
+        "cancelled"
+    );
+    assert_eq!(app.stock(mug).await, 2, "nothing was sold");
 }

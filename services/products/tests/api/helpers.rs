@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-pub use ecom_shared::testing::{admin, assert_error, sample, token};
+pub use ecom_shared::testing::{admin, assert_error, sample, service_token, token};
 
 pub struct TestApp {
     pub base: String,

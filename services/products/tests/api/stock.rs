@@ -28,6 +28,14 @@ fn order(order_id: i64) -> Request<ReservationRef> {
     authed(ReservationRef { order_id })
 }
 
+/// Commit and return are the Orders service's alone (a service token).
+fn as_orders(order_id: i64) -> Request<ReservationRef> {
+    ecom_shared::auth::with_bearer(
+        Request::new(ReservationRef { order_id }),
+        &ecom_shared::testing::service_token("orders"),
+    )
+}
+
 #[sqlx::test(migrator = "products::MIGRATOR")]
 async fn get_products_answers_in_the_order_asked(pool: PgPool) {
     let app = spawn_app(pool).await;
@@ -163,13 +171,31 @@ async fn release_commit_and_return_follow_the_state_machine(pool: PgPool) {
         .await
         .expect("reserve");
     let committed = grpc
-        .commit_reservation(order(1))
+        .commit_reservation(as_orders(1))
         .await
         .expect("commit")
         .into_inner();
     assert_eq!(committed.status(), ReservationStatus::Committed);
+    // A user (or another service) cannot commit or return stock.
+    for token in [token(7, "user"), admin(), service_token("payments")] {
+        let req =
+            ecom_shared::auth::with_bearer(Request::new(ReservationRef { order_id: 1 }), &token);
+        assert_eq!(
+            grpc.commit_reservation(req)
+                .await
+                .expect_err("not orders")
+                .code(),
+            Code::PermissionDenied
+        );
+        let req =
+            ecom_shared::auth::with_bearer(Request::new(ReservationRef { order_id: 1 }), &token);
+        assert_eq!(
+            grpc.return_stock(req).await.expect_err("not orders").code(),
+            Code::PermissionDenied
+        );
+    }
     assert_eq!(
-        grpc.commit_reservation(order(1))
+        grpc.commit_reservation(as_orders(1))
             .await
             .expect("idempotent")
             .into_inner()
@@ -191,7 +217,7 @@ async fn release_commit_and_return_follow_the_state_machine(pool: PgPool) {
         Code::FailedPrecondition
     );
     assert_eq!(
-        grpc.return_stock(order(1))
+        grpc.return_stock(as_orders(1))
             .await
             .expect("return")
             .into_inner()
@@ -199,7 +225,7 @@ async fn release_commit_and_return_follow_the_state_machine(pool: PgPool) {
         ReservationStatus::Returned
     );
     assert_eq!(
-        grpc.return_stock(order(1))
+        grpc.return_stock(as_orders(1))
             .await
             .expect("idempotent")
             .into_inner()
@@ -221,7 +247,7 @@ async fn release_commit_and_return_follow_the_state_machine(pool: PgPool) {
         .expect("idempotent");
     assert_eq!(app.stock_of(a).await, 10);
     let late = grpc
-        .commit_reservation(order(2))
+        .commit_reservation(as_orders(2))
         .await
         .expect_err("released");
     assert_eq!(
@@ -236,7 +262,7 @@ async fn release_commit_and_return_follow_the_state_machine(pool: PgPool) {
         Some("reservation_expired")
     );
     assert_eq!(
-        grpc.commit_reservation(order(99))
+        grpc.commit_reservation(as_orders(99))
             .await
             .expect_err("none")
             .code(),
@@ -349,7 +375,7 @@ async fn expired_reservations_are_swept_and_cannot_be_committed(pool: PgPool) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let late = grpc
-        .commit_reservation(order(1))
+        .commit_reservation(as_orders(1))
         .await
         .expect_err("expired");
     assert_eq!(late.code(), Code::Aborted);
@@ -375,7 +401,7 @@ async fn committing_after_expiry_but_before_the_sweep_refuses_and_frees_the_stoc
         .await
         .expect("age it");
     assert_eq!(
-        grpc.commit_reservation(order(5))
+        grpc.commit_reservation(as_orders(5))
             .await
             .expect_err("expired")
             .code(),

@@ -162,3 +162,49 @@ async fn grpc_health_and_reflection_answer(pool: PgPool) {
         "{client_metrics}"
     );
 }
+
+#[sqlx::test(migrator = "users::MIGRATOR")]
+async fn services_get_tokens_for_the_shared_secret_only_and_users_endpoints_refuse_them(
+    pool: PgPool,
+) {
+    let app = spawn_app(pool).await;
+    let (alice, _, _) = app.user("alice@example.com").await;
+    let metrics = ecom_shared::metrics::Metrics::new("test-client");
+    let channel =
+        ecom_shared::grpc::channel(&app.grpc_url, metrics, std::time::Duration::from_secs(5))
+            .expect("channel");
+
+    let wrong = ecom_shared::service_tokens::ServiceTokens::from_users(
+        channel.clone(),
+        "payments",
+        ecom_shared::config::Secret::new("not-the-secret"),
+    );
+    let refused = wrong.token().await.expect_err("wrong secret");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
+    let tokens = ecom_shared::service_tokens::ServiceTokens::from_users(
+        channel.clone(),
+        "payments",
+        ecom_shared::config::Secret::new(ecom_shared::config::DEV_SERVICE_SECRET),
+    );
+    let token = tokens.token().await.expect("service token");
+    assert_eq!(tokens.token().await.expect("cached"), token, "cached");
+
+    // Verified against the real JWKS: a service, not a user.
+    let verifier = ecom_shared::auth::JwtVerifier::remote(app.url("/.well-known/jwks.json"));
+    assert_eq!(
+        verifier.verify_caller(&token).await,
+        Ok(ecom_shared::auth::Caller::Service("payments".into()))
+    );
+    assert!(verifier.verify(&token).await.is_err(), "not a user token");
+
+    // User endpoints refuse it, over HTTP and gRPC.
+    let me = app.get("/users/me", Some(&token)).await;
+    ecom_shared::testing::assert_error(&me, reqwest::StatusCode::UNAUTHORIZED, "invalid_token");
+    let mut client = UserServiceClient::new(channel);
+    let denied = client
+        .get_user(authed(GetUserRequest { id: alice }, &token))
+        .await
+        .expect_err("a service token is not a user");
+    assert_eq!(denied.code(), Code::Unauthenticated);
+}

@@ -1,0 +1,89 @@
+//! Service identity: a service acting on its own (the Payments outbox relay, the Orders sweeper)
+//! calls its peers with a short-lived token the Users service issues for the shared service
+//! secret. The token is an ordinary access token (`role: service`, `sub: service:<name>`), signed
+//! with the same keys, so every service verifies it the same way; user endpoints refuse it.
+
+use std::time::{Duration, Instant};
+
+use ecom_proto::users::v1::{IssueServiceTokenRequest, user_service_client::UserServiceClient};
+use tokio::sync::Mutex;
+
+use crate::{auth::with_bearer, config::Secret, grpc::GrpcChannel};
+
+enum Source {
+    Users {
+        client: Box<UserServiceClient<GrpcChannel>>,
+        service: String,
+        secret: Secret,
+    },
+    Fixed(String),
+}
+
+/// This service's own token, fetched from Users and cached until shortly before it expires.
+pub struct ServiceTokens {
+    source: Source,
+    cached: Mutex<Option<(String, Instant)>>,
+}
+
+impl ServiceTokens {
+    /// Tokens for `service` from the Users gRPC server on `channel`.
+    pub fn from_users(channel: GrpcChannel, service: &str, secret: Secret) -> Self {
+        Self {
+            source: Source::Users {
+                client: Box::new(UserServiceClient::new(channel)),
+                service: service.to_owned(),
+                secret,
+            },
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// Always the same token (tests sign one with the test key).
+    pub fn fixed(token: String) -> Self {
+        Self {
+            source: Source::Fixed(token),
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// A valid token: the cached one, or a new one (one fetch at a time).
+    pub async fn token(&self) -> Result<String, tonic::Status> {
+        let (client, service, secret) = match &self.source {
+            Source::Fixed(t) => return Ok(t.clone()),
+            Source::Users {
+                client,
+                service,
+                secret,
+            } => (client, service, secret),
+        };
+        let mut cached = self.cached.lock().await;
+        if let Some((token, until)) = cached.as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(token.clone());
+        }
+        let reply = (**client)
+            .clone()
+            .issue_service_token(IssueServiceTokenRequest {
+                service: service.clone(),
+                secret: secret.expose().to_owned(),
+            })
+            .await?
+            .into_inner();
+        // Renew when 80% of the lifetime has passed, so a token in flight never expires.
+        let lifetime = Duration::from_secs(u64::from(reply.expires_in)).mul_f64(0.8);
+        *cached = Some((reply.access_token.clone(), Instant::now() + lifetime));
+        Ok(reply.access_token)
+    }
+
+    /// Forgets the cached token (after a peer refused it, e.g. the key was rotated away).
+    pub async fn invalidate(&self) {
+        *self.cached.lock().await = None;
+    }
+
+    /// `message` as a request carrying this service's token.
+    pub async fn request<T>(&self, message: T) -> Result<tonic::Request<T>, tonic::Status> {
+        let token = self.token().await?;
+        Ok(with_bearer(tonic::Request::new(message), &token))
+    }
+}
