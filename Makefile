@@ -11,7 +11,7 @@ PROFILE ?= release
 PROFILE_DIR := $(if $(filter dev test,$(PROFILE)),debug,$(PROFILE))
 ECOMCTL_DEBUG := $(CARGO_TARGET_DIR)/debug/ecomctl
 # Each service's database for `sqlx-prepare` (one database per service, see FIELD-NOTES).
-SQLX_SERVICES := users products orders
+SQLX_SERVICES := users products orders payments
 SQLX_SERVER ?= postgres://postgres@127.0.0.1:5432
 
 # Python linters for deploy files live in a venv outside the clone.

@@ -1,0 +1,72 @@
+//! The Payments service's one error type, mapped once to HTTP and once to gRPC.
+
+use axum::http::StatusCode;
+use ecom_shared::{ApiError, FieldError, auth::AuthError};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid input")]
+    Validation(Vec<FieldError>),
+    /// The card itself is unusable (Luhn, expiry, CVC): nothing was stored.
+    #[error("invalid card")]
+    InvalidCard(Vec<FieldError>),
+    /// Missing, or not the caller's: the same answer, so ids cannot be probed.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("this idempotency key was used with another request")]
+    IdempotencyConflict,
+    #[error("a request with this Idempotency-Key is still in progress")]
+    KeyInUse,
+    #[error("{0}")]
+    InvalidState(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{0} unavailable")]
+    Unavailable(&'static str),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn field(field: &str, message: &str) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Validation(errors) => ApiError::validation(errors),
+            Error::InvalidCard(errors) => {
+                let mut e = ApiError::validation(errors);
+                e.code = "invalid_card";
+                e.detail =
+                    "the card was refused before any charge: check number, expiry and CVC".into();
+                e
+            }
+            Error::NotFound(what) => ApiError::not_found(what),
+            Error::IdempotencyConflict => ApiError::conflict(
+                "idempotency_conflict",
+                "this Idempotency-Key was already used with a different request",
+            ),
+            Error::KeyInUse => ApiError::conflict(
+                "idempotency_key_in_use",
+                "a request with this Idempotency-Key is still in progress; retry shortly",
+            ),
+            Error::InvalidState(why) => ApiError::new(StatusCode::CONFLICT, "invalid_state", why),
+            Error::Auth(a) => a.into(),
+            Error::Unavailable(what) => ApiError::unavailable(what),
+            Error::Internal(cause) => ApiError::internal(&format!("{cause:#}")),
+        }
+    }
+}
+
+ecom_shared::service_error!(Error);
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        ApiError::from(e).to_status()
+    }
+}

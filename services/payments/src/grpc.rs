@@ -1,0 +1,76 @@
+//! The gRPC adapter (`ecom.payments.v1.PaymentService`).
+
+use std::sync::Arc;
+
+use ecom_proto::payments::v1::{
+    self as pb, GetPaymentRequest, ListPaymentsRequest, ListPaymentsResponse,
+    payment_service_server::PaymentService,
+};
+use ecom_shared::auth::{JwtVerifier, grpc_caller};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    domain::{Payment, PaymentStatus},
+    service::PaymentsService,
+};
+
+pub struct PaymentsGrpc {
+    pub payments: Arc<PaymentsService>,
+    pub verifier: Arc<JwtVerifier>,
+}
+
+fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn payment_pb(p: Payment) -> pb::Payment {
+    use pb::PaymentStatus as S;
+    pb::Payment {
+        id: p.id,
+        order_id: p.order_id,
+        user_id: p.user_id,
+        amount: p.amount.to_string(),
+        currency: p.currency,
+        status: match p.status {
+            PaymentStatus::Processing => S::Processing,
+            PaymentStatus::Succeeded => S::Succeeded,
+            PaymentStatus::Failed => S::Failed,
+            PaymentStatus::Refunded => S::Refunded,
+        } as i32,
+        failure_code: p.failure_code.unwrap_or_default(),
+        card_brand: p.card.brand,
+        card_last4: p.card.last4,
+        created_at: Some(timestamp(p.created_at)),
+        updated_at: Some(timestamp(p.updated_at)),
+    }
+}
+
+#[tonic::async_trait]
+impl PaymentService for PaymentsGrpc {
+    async fn get_payment(
+        &self,
+        request: Request<GetPaymentRequest>,
+    ) -> Result<Response<pb::Payment>, Status> {
+        let caller = grpc_caller(&self.verifier, &request).await?;
+        let payment = self
+            .payments
+            .get_for(&caller, request.into_inner().id)
+            .await?;
+        Ok(Response::new(payment_pb(payment)))
+    }
+
+    async fn list_payments(
+        &self,
+        request: Request<ListPaymentsRequest>,
+    ) -> Result<Response<ListPaymentsResponse>, Status> {
+        let caller = grpc_caller(&self.verifier, &request).await?;
+        let ids = request.into_inner().order_ids;
+        let payments = self.payments.of_orders(&caller, &ids).await?;
+        Ok(Response::new(ListPaymentsResponse {
+            payments: payments.into_iter().map(payment_pb).collect(),
+        }))
+    }
+}

@@ -1,0 +1,188 @@
+//! The ecom Payments service: an emulated card processor, charges that happen once per order,
+//! a transactional outbox with a relay that tells Orders, refunds; REST on 8004 and gRPC on
+//! 50054.
+//!
+//! Same layout as every service: `domain` and `card` (pure), `service` (the core), `repo`
+//! (SQL), `orders` (the gRPC client it depends on), `http` and `grpc` adapters, `Application`
+//! the wiring.
+
+pub mod card;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod orders;
+pub mod repo;
+pub mod service;
+
+use std::{sync::Arc, time::Duration};
+
+use ecom_proto::payments::v1::payment_service_server::PaymentServiceServer;
+use ecom_shared::{
+    auth::JwtVerifier, health::Readiness, metrics::Metrics, service_tokens::ServiceTokens,
+};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::config::Config;
+use crate::{orders::OrdersClient, service::PaymentsService};
+
+/// The embedded migrations (also run by `payments migrate`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+const RELAY_BATCH: i64 = 200;
+
+pub struct Application {
+    servers: ecom_shared::grpc::Servers,
+    payments: Arc<PaymentsService>,
+    relay_interval: Duration,
+    stuck_after: Duration,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool =
+            ecom_shared::db::connect(&config.common.database_url, 20, Duration::from_secs(30))
+                .await?;
+        let verifier = Arc::new(JwtVerifier::remote(config.common.jwks_url.clone()));
+        let tokens = Arc::new(ServiceTokens::from_users(
+            ecom_shared::grpc::channel(
+                &config.common.users_grpc_url,
+                Metrics::new(config::SPEC.name),
+                Duration::from_secs(3),
+            )?,
+            config::SPEC.name,
+            config.common.service_secret.clone(),
+        ));
+        Self::build_with(config, pool, verifier, tokens).await
+    }
+
+    /// Builds on an existing pool, token verifier and service identity (tests bring their own).
+    pub async fn build_with(
+        config: Config,
+        pool: PgPool,
+        verifier: Arc<JwtVerifier>,
+        tokens: Arc<ServiceTokens>,
+    ) -> anyhow::Result<Self> {
+        if config.common.run_migrations {
+            MIGRATOR.run(&pool).await?;
+        }
+        let metrics = Metrics::new(config::SPEC.name);
+        let channel = ecom_shared::grpc::channel(
+            &config.orders_grpc_url,
+            metrics.clone(),
+            Duration::from_secs(5),
+        )?;
+        let payments = Arc::new(PaymentsService::new(
+            pool.clone(),
+            OrdersClient::new(channel),
+            tokens,
+            &metrics,
+            service::Settings {
+                latency: config.processor_latency,
+                grace: config.relay_grace,
+                stuck_after: config.stuck_after,
+                fault: config.fault.clone(),
+            },
+        ));
+        let state = http::AppState {
+            payments: payments.clone(),
+            verifier: verifier.clone(),
+        };
+        let (api, openapi) = http::router(state);
+        // Payments keeps nothing in Redis: its readiness is its database and Orders.
+        let readiness = {
+            let payments = payments.clone();
+            Readiness::new()
+                .check("database", move || {
+                    let pool = pool.clone();
+                    async move { ecom_shared::db::ping(&pool).await }
+                })
+                .check("orders", move || {
+                    let payments = payments.clone();
+                    async move { payments.orders_up().await }
+                })
+        };
+        let router = ecom_shared::http::finish_router(api, openapi, metrics.clone(), readiness);
+        let mut routes = tonic::service::Routes::builder();
+        routes.add_service(
+            PaymentServiceServer::new(grpc::PaymentsGrpc {
+                payments: payments.clone(),
+                verifier,
+            })
+            .max_decoding_message_size(ecom_shared::grpc::MAX_MESSAGE_BYTES),
+        );
+        let servers = ecom_shared::grpc::Servers::bind(
+            &config.common,
+            router,
+            routes.routes(),
+            &["ecom.payments.v1.PaymentService"],
+            &[ecom_proto::FILE_DESCRIPTOR_SET],
+            metrics,
+        )
+        .await?;
+        Ok(Self {
+            servers,
+            payments,
+            relay_interval: config.relay_interval,
+            stuck_after: config.stuck_after,
+        })
+    }
+
+    pub fn http_port(&self) -> u16 {
+        self.servers.http_port()
+    }
+
+    pub fn grpc_port(&self) -> u16 {
+        self.servers.grpc_port()
+    }
+
+    /// Serves HTTP and gRPC and runs the outbox relay and the housekeeping until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(
+            http = self.http_port(),
+            grpc = self.grpc_port(),
+            "payments service listening"
+        );
+        let payments = self.payments.clone();
+        let relay = ecom_shared::tasks::spawn_periodic(
+            "outbox-relay",
+            self.relay_interval,
+            shutdown.clone(),
+            move || {
+                let payments = payments.clone();
+                async move {
+                    while payments.relay(RELAY_BATCH).await? as i64 == RELAY_BATCH {}
+                    Ok(())
+                }
+            },
+        );
+        let payments = self.payments.clone();
+        let stuck = ecom_shared::tasks::spawn_periodic(
+            "stuck-payments",
+            (self.stuck_after / 4).max(Duration::from_millis(250)),
+            shutdown.clone(),
+            move || {
+                let payments = payments.clone();
+                async move { payments.fail_stuck().await.map(|_| ()).map_err(Into::into) }
+            },
+        );
+        let payments = self.payments.clone();
+        let purge = ecom_shared::tasks::spawn_periodic(
+            "idempotency-key-purge",
+            Duration::from_secs(3600),
+            shutdown.clone(),
+            move || {
+                let payments = payments.clone();
+                async move { payments.purge_keys().await.map(|_| ()).map_err(Into::into) }
+            },
+        );
+        let served = ecom_shared::grpc::serve_all(self.servers, shutdown.clone()).await;
+        shutdown.cancel();
+        let _ = tokio::join!(relay, stuck, purge);
+        served?;
+        tracing::info!("payments service stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,443 @@
+//! Every SQL statement of the Payments service, checked at compile time.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::{PgConnection, PgExecutor};
+
+use crate::domain::{CardSummary, Payment, PaymentStatus};
+
+struct PaymentRow {
+    id: i64,
+    order_id: i64,
+    user_id: i64,
+    amount: Decimal,
+    currency: String,
+    status: String,
+    failure_code: Option<String>,
+    card_brand: String,
+    card_last4: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<PaymentRow> for Payment {
+    type Error = sqlx::Error;
+    fn try_from(r: PaymentRow) -> sqlx::Result<Self> {
+        let status = PaymentStatus::parse(&r.status).ok_or_else(|| {
+            sqlx::Error::Decode(format!("unknown payment status {}", r.status).into())
+        })?;
+        Ok(Payment {
+            id: r.id,
+            order_id: r.order_id,
+            user_id: r.user_id,
+            amount: r.amount,
+            currency: r.currency,
+            status,
+            failure_code: r.failure_code,
+            card: CardSummary {
+                brand: r.card_brand,
+                last4: r.card_last4,
+            },
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+/// A new payment for an order, not charged yet.
+pub struct NewPayment<'a> {
+    pub order_id: i64,
+    pub user_id: i64,
+    pub amount: Decimal,
+    pub currency: &'a str,
+    pub brand: &'a str,
+    pub last4: &'a str,
+}
+
+/// Claims the order with a `processing` payment. A unique violation means another payment of
+/// this order is being charged, succeeded or was refunded.
+pub async fn insert_processing(e: impl PgExecutor<'_>, p: &NewPayment<'_>) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        "INSERT INTO payments (order_id, user_id, amount, currency, card_brand, card_last4)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        p.order_id,
+        p.user_id,
+        p.amount,
+        p.currency,
+        p.brand,
+        p.last4
+    )
+    .fetch_one(e)
+    .await
+}
+
+/// The status of the payment that holds an order (processing, succeeded or refunded).
+pub async fn charge_of_order(
+    e: impl PgExecutor<'_>,
+    order_id: i64,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!(
+        "SELECT status FROM payments
+          WHERE order_id = $1 AND status IN ('processing', 'succeeded', 'refunded')",
+        order_id
+    )
+    .fetch_optional(e)
+    .await
+}
+
+/// `processing` → `succeeded` or `failed`.
+pub async fn settle(
+    e: impl PgExecutor<'_>,
+    id: i64,
+    status: PaymentStatus,
+    failure_code: Option<&str>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "UPDATE payments SET status = $2, failure_code = $3, updated_at = now()
+          WHERE id = $1 AND status = 'processing'",
+        id,
+        status.as_str(),
+        failure_code
+    )
+    .execute(e)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// `succeeded` → `refunded` (with a reason when the platform refunded on its own).
+pub async fn refund(e: impl PgExecutor<'_>, id: i64, reason: Option<&str>) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "UPDATE payments SET status = 'refunded', failure_code = $2, updated_at = now()
+          WHERE id = $1 AND status = 'succeeded'",
+        id,
+        reason
+    )
+    .execute(e)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A payment's status, locked until the transaction ends.
+pub async fn lock_status(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!("SELECT status FROM payments WHERE id = $1 FOR UPDATE", id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Payments interrupted while charging (the process died): the emulated processor keeps no
+/// state, so an interrupted charge never happened; they are settled as failed.
+pub async fn fail_stuck(e: impl PgExecutor<'_>, older_than_secs: i64) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar!(
+        "UPDATE payments SET status = 'failed', failure_code = 'processing_error', updated_at = now()
+          WHERE status = 'processing' AND updated_at < now() - make_interval(secs => $1::bigint)
+        RETURNING id",
+        older_than_secs
+    )
+    .fetch_all(e)
+    .await
+}
+
+pub async fn get_payment(e: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<Payment>> {
+    sqlx::query_as!(
+        PaymentRow,
+        "SELECT id, order_id, user_id, amount, currency, status, failure_code, card_brand,
+                card_last4, created_at, updated_at
+           FROM payments WHERE id = $1",
+        id
+    )
+    .fetch_optional(e)
+    .await?
+    .map(Payment::try_from)
+    .transpose()
+}
+
+/// A page of payments, newest first: optionally one user's, optionally one order's.
+pub async fn list_payments(
+    conn: &mut PgConnection,
+    user_id: Option<i64>,
+    order_id: Option<i64>,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<(Vec<Payment>, i64)> {
+    let rows = sqlx::query_as!(
+        PaymentRow,
+        "SELECT id, order_id, user_id, amount, currency, status, failure_code, card_brand,
+                card_last4, created_at, updated_at
+           FROM payments
+          WHERE ($1::bigint IS NULL OR user_id = $1) AND ($2::bigint IS NULL OR order_id = $2)
+          ORDER BY id DESC LIMIT $3 OFFSET $4",
+        user_id,
+        order_id,
+        limit,
+        offset
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let total = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM payments
+            WHERE ($1::bigint IS NULL OR user_id = $1) AND ($2::bigint IS NULL OR order_id = $2)"#,
+        user_id,
+        order_id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let payments = rows
+        .into_iter()
+        .map(Payment::try_from)
+        .collect::<sqlx::Result<_>>()?;
+    Ok((payments, total))
+}
+
+/// Every payment of these orders, newest first.
+pub async fn payments_of_orders(
+    e: impl PgExecutor<'_>,
+    order_ids: &[i64],
+) -> sqlx::Result<Vec<Payment>> {
+    sqlx::query_as!(
+        PaymentRow,
+        "SELECT id, order_id, user_id, amount, currency, status, failure_code, card_brand,
+                card_last4, created_at, updated_at
+           FROM payments WHERE order_id = ANY($1) ORDER BY id DESC",
+        order_ids
+    )
+    .fetch_all(e)
+    .await?
+    .into_iter()
+    .map(Payment::try_from)
+    .collect()
+}
+
+// ---- idempotency keys ----
+
+/// What an idempotency key already holds.
+pub struct KeyRow {
+    pub request_hash: Vec<u8>,
+    pub payment_id: Option<i64>,
+    pub expired: bool,
+    /// In flight for longer than the stuck threshold: its request died.
+    pub abandoned: bool,
+    pub locked_at: DateTime<Utc>,
+}
+
+/// Claims `(user, key)`. `None`: claimed now; `Some`: it existed.
+pub async fn claim_key(
+    conn: &mut PgConnection,
+    user_id: i64,
+    key: &str,
+    hash: &[u8],
+    stuck_secs: i64,
+) -> sqlx::Result<Option<KeyRow>> {
+    let claimed = sqlx::query_scalar!(
+        "INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES ($1, $2, $3)
+         ON CONFLICT (user_id, key) DO NOTHING RETURNING user_id",
+        user_id,
+        key,
+        hash
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if claimed.is_some() {
+        return Ok(None);
+    }
+    sqlx::query_as!(
+        KeyRow,
+        r#"SELECT request_hash, payment_id,
+                  created_at < now() - interval '24 hours' AS "expired!",
+                  locked_at < now() - make_interval(secs => $3::bigint) AS "abandoned!",
+                  locked_at
+             FROM idempotency_keys WHERE user_id = $1 AND key = $2"#,
+        user_id,
+        key,
+        stuck_secs
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Takes over an abandoned key (only if nobody else did first).
+pub async fn take_over_key(
+    e: impl PgExecutor<'_>,
+    user_id: i64,
+    key: &str,
+    seen_locked_at: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "UPDATE idempotency_keys SET locked_at = now()
+          WHERE user_id = $1 AND key = $2 AND payment_id IS NULL AND locked_at = $3",
+        user_id,
+        key,
+        seen_locked_at
+    )
+    .execute(e)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Forgets a key: one that expired, or one whose request failed before charging.
+pub async fn drop_key(
+    e: impl PgExecutor<'_>,
+    user_id: i64,
+    key: &str,
+    only_unfinished: bool,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "DELETE FROM idempotency_keys
+          WHERE user_id = $1 AND key = $2 AND (NOT $3 OR payment_id IS NULL)",
+        user_id,
+        key,
+        only_unfinished
+    )
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+pub async fn finish_key(
+    e: impl PgExecutor<'_>,
+    user_id: i64,
+    key: &str,
+    payment_id: i64,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE idempotency_keys SET payment_id = $3 WHERE user_id = $1 AND key = $2",
+        user_id,
+        key,
+        payment_id
+    )
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+pub async fn purge_keys(e: impl PgExecutor<'_>) -> sqlx::Result<u64> {
+    let done =
+        sqlx::query!("DELETE FROM idempotency_keys WHERE created_at < now() - interval '24 hours'")
+            .execute(e)
+            .await?;
+    Ok(done.rows_affected())
+}
+
+// ---- the outbox ----
+
+/// An event to deliver to Orders.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: i64,
+    pub kind: String,
+    pub payment_id: i64,
+    pub order_id: i64,
+    pub attempts: i32,
+}
+
+/// Writes an event (in the caller's transaction). The relay leaves it alone for `grace_ms`,
+/// the time the writing request has to deliver it itself.
+pub async fn insert_event(
+    e: impl PgExecutor<'_>,
+    kind: &str,
+    payment_id: i64,
+    order_id: i64,
+    grace_ms: i64,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        "INSERT INTO outbox (kind, payment_id, order_id, next_attempt_at)
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4::bigint / 1000.0))
+         RETURNING id",
+        kind,
+        payment_id,
+        order_id,
+        grace_ms
+    )
+    .fetch_one(e)
+    .await
+}
+
+/// Leases one undelivered event for a delivery attempt; `None` if delivered or leased.
+pub async fn lease_event(
+    e: impl PgExecutor<'_>,
+    id: i64,
+    lease_secs: i64,
+) -> sqlx::Result<Option<Event>> {
+    sqlx::query_as!(
+        Event,
+        "UPDATE outbox SET locked_until = now() + make_interval(secs => $2::bigint),
+                           attempts = attempts + 1
+          WHERE id = $1 AND delivered_at IS NULL
+            AND (locked_until IS NULL OR locked_until < now())
+        RETURNING id, kind, payment_id, order_id, attempts",
+        id,
+        lease_secs
+    )
+    .fetch_optional(e)
+    .await
+}
+
+/// Leases the due events, oldest first; replicas skip each other's.
+pub async fn lease_due_events(
+    e: impl PgExecutor<'_>,
+    batch: i64,
+    lease_secs: i64,
+) -> sqlx::Result<Vec<Event>> {
+    sqlx::query_as!(
+        Event,
+        "UPDATE outbox SET locked_until = now() + make_interval(secs => $2::bigint),
+                           attempts = attempts + 1
+          WHERE id IN (SELECT id FROM outbox
+                        WHERE delivered_at IS NULL AND next_attempt_at <= now()
+                          AND (locked_until IS NULL OR locked_until < now())
+                        ORDER BY id LIMIT $1
+                        FOR UPDATE SKIP LOCKED)
+        RETURNING id, kind, payment_id, order_id, attempts",
+        batch,
+        lease_secs
+    )
+    .fetch_all(e)
+    .await
+}
+
+pub async fn mark_delivered(e: impl PgExecutor<'_>, id: i64) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE outbox SET delivered_at = now(), locked_until = NULL, last_error = NULL
+          WHERE id = $1",
+        id
+    )
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+/// A failed attempt: try again after `delay_ms`.
+pub async fn reschedule(
+    e: impl PgExecutor<'_>,
+    id: i64,
+    delay_ms: i64,
+    error: &str,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE outbox SET next_attempt_at = now() + make_interval(secs => $2::bigint / 1000.0),
+                           locked_until = NULL, last_error = left($3, 500)
+          WHERE id = $1",
+        id,
+        delay_ms,
+        error
+    )
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+/// Whether the payment's success has not reached Orders yet.
+pub async fn success_undelivered(e: impl PgExecutor<'_>, payment_id: i64) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM outbox WHERE payment_id = $1
+                    AND kind = 'payment.succeeded' AND delivered_at IS NULL) AS "x!""#,
+        payment_id
+    )
+    .fetch_one(e)
+    .await
+}
+
+pub async fn pending_events(e: impl PgExecutor<'_>) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM outbox WHERE delivered_at IS NULL"#)
+        .fetch_one(e)
+        .await
+}

@@ -1,0 +1,315 @@
+use std::{collections::HashMap, sync::Arc};
+
+use ecom_shared::{config::EnvReader, service_tokens::ServiceTokens};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+pub use ecom_shared::testing::{admin, assert_error, parts, sample, token, verifier};
+
+pub const GOOD_CARD: &str = "4242424242424242";
+
+pub struct TestApp {
+    pub base: String,
+    pub grpc_url: String,
+    pub orders_base: String,
+    pub products_base: String,
+    pub client: reqwest::Client,
+    /// Payments' database.
+    pub pool: PgPool,
+    pub orders_pool: PgPool,
+    pub products_pool: PgPool,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn redis_url() -> String {
+    std::env::var("ECOM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+pub fn vars(pairs: &[(&str, &str)], overrides: &[(&str, &str)]) -> EnvReader {
+    let mut vars: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    vars.insert("ECOM_REDIS_URL".into(), redis_url());
+    vars.insert(
+        "ECOM_REDIS_PREFIX".into(),
+        format!("test-{}", uuid::Uuid::new_v4()),
+    );
+    for (k, v) in overrides {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    EnvReader::from_map(vars)
+}
+
+fn tokens(service: &str) -> Arc<ServiceTokens> {
+    Arc::new(ServiceTokens::fixed(ecom_shared::testing::service_token(
+        service,
+    )))
+}
+
+/// The environment of each service of a test platform.
+#[derive(Default)]
+pub struct Env<'a> {
+    pub payments: &'a [(&'a str, &'a str)],
+    pub orders: &'a [(&'a str, &'a str)],
+    pub products: &'a [(&'a str, &'a str)],
+}
+
+pub async fn spawn_app(pool: PgPool) -> TestApp {
+    spawn_app_with(pool, Env::default()).await
+}
+
+/// Products, Orders, then Payments, each on its own database and wired over gRPC.
+pub async fn spawn_app_with(pool: PgPool, env: Env<'_>) -> TestApp {
+    ecom_shared::telemetry::init_for_tests();
+    let shutdown = CancellationToken::new();
+    let products_pool = ecom_shared::testing::sibling_database(&pool, "products").await;
+    let orders_pool = ecom_shared::testing::sibling_database(&pool, "orders").await;
+
+    let config = products::Config::read(vars(
+        &[
+            ("ECOM_ENV", "test"),
+            ("ECOM_BIND_ADDRESS", "127.0.0.1"),
+            ("ECOM_PRODUCTS_HTTP_PORT", "0"),
+            ("ECOM_PRODUCTS_GRPC_PORT", "0"),
+            ("ECOM_RESERVATION_SWEEP_MS", "100"),
+        ],
+        env.products,
+    ))
+    .expect("products config");
+    let products = products::Application::build_with(config, products_pool.clone(), verifier())
+        .await
+        .expect("products");
+    let products_base = format!("http://127.0.0.1:{}", products.http_port());
+    let products_grpc = format!("http://127.0.0.1:{}", products.grpc_port());
+    tokio::spawn(products.run(shutdown.clone()));
+
+    let config = orders::Config::read(vars(
+        &[
+            ("ECOM_ENV", "test"),
+            ("ECOM_BIND_ADDRESS", "127.0.0.1"),
+            ("ECOM_ORDERS_HTTP_PORT", "0"),
+            ("ECOM_ORDERS_GRPC_PORT", "0"),
+            ("ECOM_ORDER_SWEEP_MS", "100"),
+            ("ECOM_PRODUCTS_GRPC_URL", &products_grpc),
+        ],
+        env.orders,
+    ))
+    .expect("orders config");
+    let orders =
+        orders::Application::build_with(config, orders_pool.clone(), verifier(), tokens("orders"))
+            .await
+            .expect("orders");
+    let orders_base = format!("http://127.0.0.1:{}", orders.http_port());
+    let orders_grpc = format!("http://127.0.0.1:{}", orders.grpc_port());
+    tokio::spawn(orders.run(shutdown.clone()));
+
+    let config = payments::Config::read(vars(
+        &[
+            ("ECOM_ENV", "test"),
+            ("ECOM_BIND_ADDRESS", "127.0.0.1"),
+            ("ECOM_PAYMENTS_HTTP_PORT", "0"),
+            ("ECOM_PAYMENTS_GRPC_PORT", "0"),
+            ("ECOM_OUTBOX_POLL_MS", "50"),
+            ("ECOM_OUTBOX_GRACE_MS", "200"),
+            ("ECOM_ORDERS_GRPC_URL", &orders_grpc),
+        ],
+        env.payments,
+    ))
+    .expect("payments config");
+    let app =
+        payments::Application::build_with(config, pool.clone(), verifier(), tokens("payments"))
+            .await
+            .expect("payments");
+    let base = format!("http://127.0.0.1:{}", app.http_port());
+    let grpc_url = format!("http://127.0.0.1:{}", app.grpc_port());
+    tokio::spawn(app.run(shutdown.clone()));
+    TestApp {
+        base,
+        grpc_url,
+        orders_base,
+        products_base,
+        client: reqwest::Client::new(),
+        pool,
+        orders_pool,
+        products_pool,
+        shutdown,
+    }
+}
+
+pub fn card(number: &str) -> Value {
+    json!({"number": number, "exp_month": 12, "exp_year": 2040, "cvc": "123"})
+}
+
+impl TestApp {
+    async fn call(
+        &self,
+        method: Method,
+        url: String,
+        body: Option<&Value>,
+        token: &str,
+        key: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, url);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        ecom_shared::testing::send(req, body, Some(token)).await
+    }
+
+    /// A request to the Payments service.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        token: &str,
+        key: Option<&str>,
+    ) -> (StatusCode, Value) {
+        self.call(method, format!("{}{path}", self.base), body, token, key)
+            .await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.send(Method::GET, path, None, token, None).await
+    }
+
+    /// `POST /payments` for `order_id` with `card`.
+    pub async fn pay(
+        &self,
+        token: &str,
+        order_id: i64,
+        card: &Value,
+        key: Option<&str>,
+    ) -> (StatusCode, Value) {
+        self.send(
+            Method::POST,
+            "/payments",
+            Some(&json!({"order_id": order_id, "card": card})),
+            token,
+            key,
+        )
+        .await
+    }
+
+    /// An order of `items` [(product, quantity)] as `token`; returns its id.
+    pub async fn order(&self, token: &str, items: &[(i64, i64)]) -> i64 {
+        let items: Vec<Value> = items
+            .iter()
+            .map(|(p, q)| json!({"product_id": p, "quantity": q}))
+            .collect();
+        let (status, body) = self
+            .call(
+                Method::POST,
+                format!("{}/orders", self.orders_base),
+                Some(&json!({"items": items})),
+                token,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_i64().expect("id")
+    }
+
+    /// The order as its owner sees it over REST.
+    pub async fn order_of(&self, token: &str, id: i64) -> Value {
+        self.call(
+            Method::GET,
+            format!("{}/orders/{id}", self.orders_base),
+            None,
+            token,
+            None,
+        )
+        .await
+        .1
+    }
+
+    pub async fn cancel(&self, token: &str, id: i64) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            format!("{}/orders/{id}/cancel", self.orders_base),
+            None,
+            token,
+            None,
+        )
+        .await
+    }
+
+    /// Creates a product in the Products service and returns its id.
+    pub async fn product(&self, name: &str, price: &str, stock: i64) -> i64 {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                format!("{}/products", self.products_base),
+                Some(&json!({"name": name, "price": price, "stock": stock})),
+                &admin(),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_i64().expect("id")
+    }
+
+    /// What Products says can still be bought.
+    pub async fn stock(&self, product_id: i64) -> i64 {
+        let res = self
+            .client
+            .get(format!("{}/products/{product_id}", self.products_base))
+            .send()
+            .await
+            .expect("get");
+        parts(res).await.1["stock"].as_i64().expect("stock")
+    }
+
+    /// Units physically in the warehouse (sold units are gone from it).
+    pub async fn on_hand(&self, product_id: i64) -> i64 {
+        sqlx::query_scalar("SELECT on_hand FROM products WHERE id = $1")
+            .bind(product_id)
+            .fetch_one(&self.products_pool)
+            .await
+            .expect("on hand")
+    }
+
+    pub async fn payment_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM payments")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count")
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
+    /// Waits until the order has `status` (the outbox delivers asynchronously).
+    pub async fn wait_for_order(&self, token: &str, id: i64, status: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let now = self.order_of(token, id).await;
+            if now["status"] == status {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "order {id} is {}, expected {status}",
+                now["status"]
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}

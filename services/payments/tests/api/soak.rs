@@ -1,0 +1,1 @@
+//! A short soak of mixed traffic, then the invariants.
