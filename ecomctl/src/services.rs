@@ -36,6 +36,13 @@ pub const SERVICES: &[ServiceDef] = &[
         database: true,
         env: &[],
     },
+    ServiceDef {
+        name: "payments",
+        http_port: 8004,
+        grpc_port: Some(50054),
+        database: true,
+        env: &[],
+    },
 ];
 
 impl ServiceDef {

@@ -31,6 +31,8 @@ struct Ports {
     products_grpc: u16,
     orders_http: u16,
     orders_grpc: u16,
+    payments_http: u16,
+    payments_grpc: u16,
     pg: u16,
     redis: u16,
 }
@@ -60,6 +62,8 @@ fn start(dir: &Path, ports: &Ports, fresh: bool) -> Up {
         .env("ECOM_PRODUCTS_GRPC_PORT", ports.products_grpc.to_string())
         .env("ECOM_ORDERS_HTTP_PORT", ports.orders_http.to_string())
         .env("ECOM_ORDERS_GRPC_PORT", ports.orders_grpc.to_string())
+        .env("ECOM_PAYMENTS_HTTP_PORT", ports.payments_http.to_string())
+        .env("ECOM_PAYMENTS_GRPC_PORT", ports.payments_grpc.to_string())
         .env("ECOM_PG_PORT", ports.pg.to_string())
         .env("ECOM_REDIS_PORT", ports.redis.to_string())
         .env("ECOM_LOG_FORMAT", "json")
@@ -160,6 +164,8 @@ impl Up {
             ports.products_grpc,
             ports.orders_http,
             ports.orders_grpc,
+            ports.payments_http,
+            ports.payments_grpc,
             ports.pg,
             ports.redis,
         ] {
@@ -192,6 +198,8 @@ async fn up_runs_the_platform_and_ctrl_c_stops_everything() {
         products_grpc: free_port(),
         orders_http: free_port(),
         orders_grpc: free_port(),
+        payments_http: free_port(),
+        payments_grpc: free_port(),
         pg: free_port(),
         redis: free_port(),
     };
@@ -328,6 +336,40 @@ async fn up_runs_the_platform_and_ctrl_c_stops_everything() {
         .await
         .expect("json");
     assert_eq!(after["stock"], 1, "3 in stock, 2 reserved");
+
+    // Payments: a charge over real processes; Payments tells Orders as itself (a service
+    // token from Users), Orders commits the stock in Products as itself.
+    let payments = format!("http://127.0.0.1:{}", ports.payments_http);
+    let paid = client
+        .post(format!("{payments}/payments"))
+        .bearer_auth(tokens["access_token"].as_str().expect("token"))
+        .header("Idempotency-Key", "e2e-pay-1")
+        .json(&json!({"order_id": order["id"], "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2040, "cvc": "123"}}))
+        .send()
+        .await
+        .expect("pay");
+    assert_eq!(paid.status().as_u16(), 201);
+    let paid: Value = paid.json().await.expect("json");
+    assert_eq!(
+        (paid["status"].as_str(), paid["amount"].as_str()),
+        (Some("succeeded"), Some("24.68"))
+    );
+    let order_now: Value = client
+        .get(format!("{orders}/orders/{}", order["id"]))
+        .bearer_auth(tokens["access_token"].as_str().expect("token"))
+        .send()
+        .await
+        .expect("order")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(order_now["status"], "paid", "{order_now}");
+    let ready = client
+        .get(format!("{payments}/health/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(ready.status().as_u16(), 200);
     up.interrupt(&ports).await;
 
     // A second `up` reuses the data.
