@@ -21,7 +21,8 @@ pub struct Config {
     pub sweep_interval: Duration,
     pub cache_ttl: Duration,
     /// Test-only fault injection (`ECOM_FAULT=orders.after_reserve`: fail every checkout right
-    /// after its stock is reserved, to exercise the compensation). Refused in production.
+    /// after its stock is reserved; `orders.exit_after_reserve`: exit the process there).
+    /// Refused in production.
     pub fault: Option<String>,
 }
 

@@ -41,6 +41,16 @@ struct TransitionLabels {
     to: &'static str,
 }
 
+/// Test-only faults (`ECOM_FAULT`), refused in production by the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    /// Fail every checkout right after its stock is reserved (exercises the compensation).
+    FailAfterReserve,
+    /// Exit the process right after a reservation (a crash: Products' expiry frees the stock).
+    ExitAfterReserve,
+}
+
 /// The result of a checkout: a new order, or the one an idempotency key already made.
 pub enum Created {
     New(Order),
@@ -54,7 +64,7 @@ pub struct OrdersService {
     tokens: Arc<ServiceTokens>,
     cache: Cache,
     reservation_ttl: Duration,
-    fault_after_reserve: bool,
+    fault: Fault,
     created: Counter,
     transitions: Family<TransitionLabels, Counter>,
 }
@@ -82,7 +92,7 @@ impl OrdersService {
             tokens,
             cache,
             reservation_ttl,
-            fault_after_reserve: false,
+            fault: Fault::None,
             created,
             transitions,
         }
@@ -90,7 +100,11 @@ impl OrdersService {
 
     /// Injects the test-only fault named by `ECOM_FAULT` (see `Config::fault`).
     pub fn with_fault(mut self, fault: Option<&str>) -> Self {
-        self.fault_after_reserve = fault == Some("orders.after_reserve");
+        self.fault = match fault {
+            Some("orders.after_reserve") => Fault::FailAfterReserve,
+            Some("orders.exit_after_reserve") => Fault::ExitAfterReserve,
+            _ => Fault::None,
+        };
         self
     }
 
@@ -234,10 +248,20 @@ impl OrdersService {
             payment_id: None,
         };
         let stored = async {
-            if self.fault_after_reserve {
-                return Err(Error::Internal(anyhow::anyhow!(
-                    "injected fault: orders.after_reserve"
-                )));
+            match self.fault {
+                Fault::None => {}
+                Fault::FailAfterReserve => {
+                    return Err(Error::Internal(anyhow::anyhow!(
+                        "injected fault: orders.after_reserve"
+                    )));
+                }
+                Fault::ExitAfterReserve => {
+                    tracing::error!(
+                        order_id,
+                        "injected fault: orders.exit_after_reserve, exiting"
+                    );
+                    std::process::exit(86);
+                }
             }
             let mut tx = self.pool.begin().await?;
             repo::insert_order(&mut tx, &order).await?;

@@ -1,6 +1,7 @@
 //! Black-box tests of the Payments service with real Products and Orders services on real gRPC,
 //! each on its own fresh PostgreSQL database, real Redis, and (for crashes) real processes.
 
+mod crash;
 mod helpers;
 mod pay;
 mod refunds;
