@@ -414,7 +414,10 @@ async fn orders_dying_after_a_reservation_gets_the_stock_back_within_the_ttl(poo
         .send()
         .await;
     if let Ok(r) = died {
-        panic!("the process should have died mid-request: {:?}", parts(r).await);
+        panic!(
+            "the process should have died mid-request: {:?}",
+            parts(r).await
+        );
     }
     assert_eq!(wait_exit(&mut orders).await, 86);
     assert_eq!(

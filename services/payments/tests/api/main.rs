@@ -5,3 +5,4 @@ mod crash;
 mod helpers;
 mod pay;
 mod refunds;
+mod soak;
