@@ -50,3 +50,32 @@ done
 hits=$(curl -s "http://127.0.0.1:$PRODUCTS_PORT/metrics" | awk '/^cache_requests_total.*result="hit"/ {s += $2} END {print s + 0}')
 misses=$(curl -s "http://127.0.0.1:$PRODUCTS_PORT/metrics" | awk '/^cache_requests_total.*result="miss"/ {s += $2} END {print s + 0}')
 printf '\ncache: %s hits, %s misses\n' "$hits" "$misses"
+
+# ---- Checkout: create an order and pay it, distinct users and products, the whole platform ----
+kill $products_pid ${bare_pid:-} 2>/dev/null || true
+wait $products_pid 2>/dev/null || true
+(
+  unset ECOM_PRODUCTS_DATABASE_URL ECOM_PRODUCTS_HTTP_PORT ECOM_PRODUCTS_GRPC_PORT ECOM_SEED_DEMO
+  export ECOM_DATABASE_URL="${DATABASE_URL%/*}/postgres" ECOM_REDIS_URL="$ECOM_TEST_REDIS_URL"
+  export ECOM_REDIS_PREFIX="bench-checkout-$$" ECOM_LOG=warn ECOM_LOG_FORMAT=json
+  export ECOM_RATE_LIMIT_LOGIN=100000/minute
+  base=${BENCH_CHECKOUT_PORT_BASE:-18200}
+  i=1
+  for svc in USERS PRODUCTS ORDERS PAYMENTS; do
+    export "ECOM_${svc}_HTTP_PORT=$((base + i))" "ECOM_${svc}_GRPC_PORT=$((base + 50 + i))"
+    export "BENCH_${svc}_URL=http://127.0.0.1:$((base + i))"
+    i=$((i + 1))
+  done
+  "$BIN/ecomctl" up --bin-dir "$BIN" >/tmp/ecom-bench-checkout.log 2>&1 & up_pid=$!
+  trap 'kill -INT $up_pid 2>/dev/null; wait $up_pid 2>/dev/null || true' EXIT
+  for _ in $(seq 1 300); do
+    curl -sf "$BENCH_PAYMENTS_URL/health/ready" >/dev/null && break
+    kill -0 $up_pid 2>/dev/null || { cat /tmp/ecom-bench-checkout.log; exit 1; }
+    sleep 0.2
+  done
+  seconds=${DURATION%s}
+  read -r cps p50 p99 errors < <(BENCH_SECONDS=$seconds BENCH_CONNECTIONS=$CONNECTIONS "$BIN/bench-checkout")
+  printf '\ncheckout (POST /orders + POST /payments, %s connections, %s users, %s s)\n\n' "$CONNECTIONS" "$CONNECTIONS" "$seconds"
+  printf '%-28s %12s %10s %10s %8s\n' scenario checkouts/s p50 p99 errors
+  printf '%-28s %12s %10s %10s %8s\n' "order + pay" "$cps" "$p50" "$p99" "$errors"
+)

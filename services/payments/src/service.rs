@@ -265,7 +265,21 @@ impl PaymentsService {
 
         // The payment, its event and its idempotency key's answer: one transaction.
         let mut tx = self.pool.begin().await?;
-        repo::settle(&mut *tx, payment_id, status, failure).await?;
+        if !repo::settle(&mut *tx, payment_id, status, failure).await? {
+            // Settled as interrupted meanwhile (a charge slower than ECOM_PAYMENT_STUCK_SECONDS):
+            // that verdict stands, and this outcome is dropped with the transaction.
+            drop(tx);
+            tracing::error!(
+                payment_id,
+                "charge finished after it was settled as interrupted"
+            );
+            if let Some(key) = key {
+                repo::finish_key(&self.pool, user.id, key, payment_id).await?;
+            }
+            return repo::get_payment(&self.pool, payment_id)
+                .await?
+                .ok_or(Error::NotFound("payment"));
+        }
         let event = if status == PaymentStatus::Succeeded {
             Some(
                 repo::insert_event(

@@ -236,3 +236,62 @@ async fn when_orders_cannot_take_the_payment_now_the_relay_finishes_the_job(pool
     assert_eq!(status, StatusCode::OK);
     app.wait_for_order(&alice, order, "refunded").await;
 }
+
+#[sqlx::test(migrator = "payments::MIGRATOR")]
+async fn a_charge_interrupted_by_a_crash_is_settled_and_the_order_can_be_paid(pool: PgPool) {
+    let app = spawn_app_with(
+        pool,
+        Env {
+            payments: &[("ECOM_PAYMENT_STUCK_SECONDS", "1")],
+            ..Env::default()
+        },
+    )
+    .await;
+    let mug = app.product("Mug", "5.00", 10).await;
+    let alice = token(7, "user");
+    let order = app.order(&alice, &[(mug, 1)]).await;
+    // What a process that died while charging leaves behind: a processing payment holding the
+    // order, and its request's idempotency key still in flight.
+    sqlx::query(
+        "INSERT INTO payments (order_id, user_id, amount, currency, card_brand, card_last4)
+         VALUES ($1, 7, 5.00, 'USD', 'visa', '4242')",
+    )
+    .bind(order)
+    .execute(&app.pool)
+    .await
+    .expect("processing");
+    let claimed = app
+        .pay(&alice, order, &card(GOOD_CARD), Some("other"))
+        .await;
+    assert_error(&claimed, StatusCode::CONFLICT, "invalid_state");
+    assert!(
+        claimed.1["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("in progress"))
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status: String = sqlx::query_scalar("SELECT status FROM payments ORDER BY id LIMIT 1")
+            .fetch_one(&app.pool)
+            .await
+            .expect("status");
+        if status == "failed" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the interrupted charge was not settled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, p) = app
+        .pay(&alice, order, &card(GOOD_CARD), Some("again"))
+        .await;
+    assert_eq!(
+        (status, p["status"].as_str()),
+        (StatusCode::CREATED, Some("succeeded")),
+        "{p}"
+    );
+    assert_eq!(app.order_of(&alice, order).await["status"], "paid");
+}

@@ -360,7 +360,7 @@ async fn a_minute_of_mixed_traffic_keeps_every_invariant(pool: PgPool) {
         c(&counts.late),
         payments.len()
     );
-    assert!(c(&counts.paid) > 50, "the soak did real work");
+    assert!(c(&counts.paid) >= seconds, "the soak did real work");
     assert_eq!(
         c(&counts.unexpected),
         0,
