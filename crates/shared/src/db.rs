@@ -16,6 +16,9 @@ pub async fn connect(url: &str, max_connections: u32, wait: Duration) -> anyhow:
         let attempt = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(3))
+            // No ping before every use (a round trip per query); a broken connection fails its
+            // query, which is reported as unavailable and retried by the caller.
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await;
         match attempt {

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgExecutor, types::Json};
 
 use crate::domain::{Order, OrderItem, OrderStatus};
 
@@ -74,32 +74,77 @@ pub async fn insert_order(conn: &mut PgConnection, order: &Order) -> sqlx::Resul
     Ok(())
 }
 
-async fn items(conn: &mut PgConnection, order_id: i64) -> sqlx::Result<Vec<OrderItem>> {
-    sqlx::query_as!(
-        OrderItem,
-        "SELECT product_id, name, unit_price, quantity, line_total
-           FROM order_items WHERE order_id = $1 ORDER BY product_id",
-        order_id
-    )
-    .fetch_all(conn)
-    .await
+/// The columns of an order with its items as one JSON array: one round trip per order.
+struct FullOrderRow {
+    id: i64,
+    user_id: i64,
+    status: String,
+    total: Decimal,
+    currency: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    payment_id: Option<i64>,
+    items: Json<Vec<OrderItem>>,
+}
+
+impl FullOrderRow {
+    fn into_order(self) -> sqlx::Result<Order> {
+        assemble(
+            OrderRow {
+                id: self.id,
+                user_id: self.user_id,
+                status: self.status,
+                total: self.total,
+                currency: self.currency,
+                created_at: self.created_at,
+                updated_at: self.updated_at,
+                payment_id: self.payment_id,
+            },
+            self.items.0,
+        )
+    }
 }
 
 pub async fn get_order(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Order>> {
-    let row = sqlx::query_as!(
-        OrderRow,
-        "SELECT id, user_id, status, total, currency, created_at, updated_at, payment_id FROM orders WHERE id = $1",
+    sqlx::query_as!(
+        FullOrderRow,
+        r#"SELECT o.id, o.user_id, o.status, o.total, o.currency, o.created_at, o.updated_at,
+                  o.payment_id,
+                  COALESCE((SELECT json_agg(json_build_object(
+                               'product_id', i.product_id, 'name', i.name,
+                               'unit_price', i.unit_price::text, 'quantity', i.quantity,
+                               'line_total', i.line_total::text) ORDER BY i.product_id)
+                              FROM order_items i WHERE i.order_id = o.id), '[]')
+                    AS "items!: Json<Vec<OrderItem>>"
+             FROM orders o WHERE o.id = $1"#,
         id
     )
-    .fetch_optional(&mut *conn)
-    .await?;
-    match row {
-        Some(row) => {
-            let items = items(conn, row.id).await?;
-            assemble(row, items).map(Some)
-        }
-        None => Ok(None),
-    }
+    .fetch_optional(conn)
+    .await?
+    .map(FullOrderRow::into_order)
+    .transpose()
+}
+
+/// The order, locked until the transaction ends: payment and refund transitions hold it while
+/// they talk to Products, so a cancel or the sweeper waits for them.
+pub async fn lock_order(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Order>> {
+    sqlx::query_as!(
+        FullOrderRow,
+        r#"SELECT o.id, o.user_id, o.status, o.total, o.currency, o.created_at, o.updated_at,
+                  o.payment_id,
+                  COALESCE((SELECT json_agg(json_build_object(
+                               'product_id', i.product_id, 'name', i.name,
+                               'unit_price', i.unit_price::text, 'quantity', i.quantity,
+                               'line_total', i.line_total::text) ORDER BY i.product_id)
+                              FROM order_items i WHERE i.order_id = o.id), '[]')
+                    AS "items!: Json<Vec<OrderItem>>"
+             FROM orders o WHERE o.id = $1 FOR UPDATE OF o"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await?
+    .map(FullOrderRow::into_order)
+    .transpose()
 }
 
 /// A page of orders (one user's, or everyone's) and the count.
@@ -153,55 +198,39 @@ pub async fn list_orders(
 }
 
 /// Moves an order from `from` to `to` if it is still in `from` (the state machine's guard,
-/// enforced by the database: two concurrent transitions cannot both succeed).
+/// enforced by the database: two concurrent transitions cannot both succeed); the new
+/// `updated_at`, or `None` when it was not in `from`.
 pub async fn transition(
     e: impl PgExecutor<'_>,
     id: i64,
     from: OrderStatus,
     to: OrderStatus,
-) -> sqlx::Result<bool> {
-    let done = sqlx::query!(
-        "UPDATE orders SET status = $3, updated_at = now() WHERE id = $1 AND status = $2",
+) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar!(
+        "UPDATE orders SET status = $3, updated_at = now() WHERE id = $1 AND status = $2
+         RETURNING updated_at",
         id,
         from.as_str(),
         to.as_str()
     )
-    .execute(e)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .fetch_optional(e)
+    .await
 }
 
-/// An order's state and payment, locked until the transaction ends: payment and refund
-/// transitions hold it while they talk to Products, so a cancel or the sweeper waits for them.
-pub async fn lock_order(
-    conn: &mut PgConnection,
+/// `pending_payment` → `paid` by `payment_id`; the new `updated_at`.
+pub async fn set_paid(
+    e: impl PgExecutor<'_>,
     id: i64,
-) -> sqlx::Result<Option<(OrderStatus, Option<i64>)>> {
-    let row = sqlx::query!(
-        "SELECT status, payment_id FROM orders WHERE id = $1 FOR UPDATE",
-        id
-    )
-    .fetch_optional(conn)
-    .await?;
-    row.map(|r| {
-        OrderStatus::parse(&r.status)
-            .map(|s| (s, r.payment_id))
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown order status {}", r.status).into()))
-    })
-    .transpose()
-}
-
-/// `pending_payment` → `paid` by `payment_id`.
-pub async fn set_paid(e: impl PgExecutor<'_>, id: i64, payment_id: i64) -> sqlx::Result<bool> {
-    let done = sqlx::query!(
+    payment_id: i64,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar!(
         "UPDATE orders SET status = 'paid', payment_id = $2, updated_at = now()
-          WHERE id = $1 AND status = 'pending_payment'",
+          WHERE id = $1 AND status = 'pending_payment' RETURNING updated_at",
         id,
         payment_id
     )
-    .execute(e)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .fetch_optional(e)
+    .await
 }
 
 /// Cancels unpaid orders older than `ttl_seconds`; replicas skip each other's rows.

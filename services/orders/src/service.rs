@@ -366,13 +366,14 @@ impl OrdersService {
         let order = self.get(caller, id).await?;
         // The state change first: if the order was paid meanwhile, this fails and the stock
         // stays committed to it.
-        if !repo::transition(
+        if repo::transition(
             &self.pool,
             id,
             OrderStatus::PendingPayment,
             OrderStatus::Cancelled,
         )
         .await?
+        .is_none()
         {
             let mut conn = self.pool.acquire().await?;
             let now = repo::get_order(&mut conn, id)
@@ -406,13 +407,12 @@ impl OrdersService {
             return Err(Error::Forbidden);
         }
         let mut tx = self.pool.begin().await?;
-        let (status, paid_by) = repo::lock_order(&mut tx, order_id)
+        let order = repo::lock_order(&mut tx, order_id)
             .await?
             .ok_or(Error::NotFound)?;
-        match status {
-            OrderStatus::Paid | OrderStatus::Refunded if paid_by == Some(payment_id) => {
-                drop(tx);
-                return self.load(order_id).await?.ok_or(Error::NotFound);
+        match order.status {
+            OrderStatus::Paid | OrderStatus::Refunded if order.payment_id == Some(payment_id) => {
+                return Ok(order);
             }
             OrderStatus::Paid | OrderStatus::Refunded => {
                 return Err(Error::Gone("the order was paid by another payment".into()));
@@ -422,18 +422,22 @@ impl OrdersService {
             }
             OrderStatus::PendingPayment => {}
         }
-        let token = self.tokens.token().await.map_err(|e| {
-            tracing::warn!(error = %e, "no service token");
-            Error::Unavailable("users (service token)")
-        })?;
+        let token = self.service_token().await?;
         match self.products.commit(&token, order_id).await {
             Ok(()) => {
-                repo::set_paid(&mut *tx, order_id, payment_id).await?;
+                let updated_at = repo::set_paid(&mut *tx, order_id, payment_id)
+                    .await?
+                    .ok_or_else(|| Error::Internal(anyhow::anyhow!("a locked order changed")))?;
                 tx.commit().await?;
                 self.count_transition(OrderStatus::PendingPayment, OrderStatus::Paid);
                 self.invalidate(order_id).await;
                 tracing::info!(order_id, payment_id, "order paid");
-                self.load(order_id).await?.ok_or(Error::NotFound)
+                Ok(Order {
+                    status: OrderStatus::Paid,
+                    payment_id: Some(payment_id),
+                    updated_at,
+                    ..order
+                })
             }
             Err(Error::Gone(why)) => {
                 // The reservation expired before the payment landed: the order cannot be
@@ -472,27 +476,37 @@ impl OrdersService {
             return Err(Error::Forbidden);
         }
         let mut tx = self.pool.begin().await?;
-        let (status, paid_by) = repo::lock_order(&mut tx, order_id)
+        let order = repo::lock_order(&mut tx, order_id)
             .await?
             .ok_or(Error::NotFound)?;
-        if paid_by != Some(payment_id) {
+        if order.payment_id != Some(payment_id) {
             return Err(Error::Gone("the order was not paid by this payment".into()));
         }
-        if status == OrderStatus::Refunded {
-            drop(tx);
-            return self.load(order_id).await?.ok_or(Error::NotFound);
+        if order.status == OrderStatus::Refunded {
+            return Ok(order);
         }
-        let token = self.tokens.token().await.map_err(|e| {
-            tracing::warn!(error = %e, "no service token");
-            Error::Unavailable("users (service token)")
-        })?;
+        let token = self.service_token().await?;
         self.products.return_stock(&token, order_id).await?;
-        repo::transition(&mut *tx, order_id, OrderStatus::Paid, OrderStatus::Refunded).await?;
+        let updated_at =
+            repo::transition(&mut *tx, order_id, OrderStatus::Paid, OrderStatus::Refunded)
+                .await?
+                .ok_or_else(|| Error::Internal(anyhow::anyhow!("a locked order changed")))?;
         tx.commit().await?;
         self.count_transition(OrderStatus::Paid, OrderStatus::Refunded);
         self.invalidate(order_id).await;
         tracing::info!(order_id, payment_id, "order refunded");
-        self.load(order_id).await?.ok_or(Error::NotFound)
+        Ok(Order {
+            status: OrderStatus::Refunded,
+            updated_at,
+            ..order
+        })
+    }
+
+    async fn service_token(&self) -> Result<String> {
+        self.tokens.token().await.map_err(|e| {
+            tracing::warn!(error = %e, "no service token");
+            Error::Unavailable("users (service token)")
+        })
     }
 
     async fn invalidate(&self, id: i64) {

@@ -55,4 +55,6 @@ CREATE TABLE outbox (
     delivered_at    TIMESTAMPTZ,
     UNIQUE (payment_id, kind)
 );
-CREATE INDEX outbox_pending_idx ON outbox (next_attempt_at) WHERE delivered_at IS NULL;
+-- Only undelivered events are ever scanned (by id, oldest first), however long the history.
+CREATE INDEX outbox_pending_idx ON outbox (id) WHERE delivered_at IS NULL;
+CREATE INDEX outbox_delivered_idx ON outbox (delivered_at) WHERE delivered_at IS NOT NULL;

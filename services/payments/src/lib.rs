@@ -170,12 +170,12 @@ impl Application {
         );
         let payments = self.payments.clone();
         let purge = ecom_shared::tasks::spawn_periodic(
-            "idempotency-key-purge",
+            "purge",
             Duration::from_secs(3600),
             shutdown.clone(),
             move || {
                 let payments = payments.clone();
-                async move { payments.purge_keys().await.map(|_| ()).map_err(Into::into) }
+                async move { payments.purge().await.map(|_| ()).map_err(Into::into) }
             },
         );
         let served = ecom_shared::grpc::serve_all(self.servers, shutdown.clone()).await;

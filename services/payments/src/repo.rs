@@ -85,23 +85,28 @@ pub async fn charge_of_order(
     .await
 }
 
-/// `processing` → `succeeded` or `failed`.
+/// `processing` → `succeeded` or `failed`; the settled payment, or `None` if it was not
+/// processing any more.
 pub async fn settle(
     e: impl PgExecutor<'_>,
     id: i64,
     status: PaymentStatus,
     failure_code: Option<&str>,
-) -> sqlx::Result<bool> {
-    let done = sqlx::query!(
+) -> sqlx::Result<Option<Payment>> {
+    sqlx::query_as!(
+        PaymentRow,
         "UPDATE payments SET status = $2, failure_code = $3, updated_at = now()
-          WHERE id = $1 AND status = 'processing'",
+          WHERE id = $1 AND status = 'processing'
+        RETURNING id, order_id, user_id, amount, currency, status, failure_code, card_brand,
+                  card_last4, created_at, updated_at",
         id,
         status.as_str(),
         failure_code
     )
-    .execute(e)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .fetch_optional(e)
+    .await?
+    .map(Payment::try_from)
+    .transpose()
 }
 
 /// `succeeded` → `refunded` (with a reason when the platform refunded on its own).
@@ -309,6 +314,14 @@ pub async fn finish_key(
     Ok(())
 }
 
+/// Housekeeping: delivered events are kept a week for inspection, then dropped.
+pub async fn purge_delivered_events(e: impl PgExecutor<'_>) -> sqlx::Result<u64> {
+    let done = sqlx::query!("DELETE FROM outbox WHERE delivered_at < now() - interval '7 days'")
+        .execute(e)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 pub async fn purge_keys(e: impl PgExecutor<'_>) -> sqlx::Result<u64> {
     let done =
         sqlx::query!("DELETE FROM idempotency_keys WHERE created_at < now() - interval '24 hours'")
@@ -329,45 +342,27 @@ pub struct Event {
     pub attempts: i32,
 }
 
-/// Writes an event (in the caller's transaction). The relay leaves it alone for `grace_ms`,
-/// the time the writing request has to deliver it itself.
+/// Writes an event (in the caller's transaction), leased to the writer for `lease_ms`: the
+/// request that wrote it delivers it at once, and the relay takes over if that lease runs out
+/// (the request failed to deliver, or the process died).
 pub async fn insert_event(
     e: impl PgExecutor<'_>,
     kind: &str,
     payment_id: i64,
     order_id: i64,
-    grace_ms: i64,
-) -> sqlx::Result<i64> {
-    sqlx::query_scalar!(
-        "INSERT INTO outbox (kind, payment_id, order_id, next_attempt_at)
-         VALUES ($1, $2, $3, now() + make_interval(secs => $4::bigint / 1000.0))
-         RETURNING id",
+    lease_ms: i64,
+) -> sqlx::Result<Event> {
+    sqlx::query_as!(
+        Event,
+        "INSERT INTO outbox (kind, payment_id, order_id, attempts, locked_until)
+         VALUES ($1, $2, $3, 1, now() + make_interval(secs => $4::bigint / 1000.0))
+         RETURNING id, kind, payment_id, order_id, attempts",
         kind,
         payment_id,
         order_id,
-        grace_ms
+        lease_ms
     )
     .fetch_one(e)
-    .await
-}
-
-/// Leases one undelivered event for a delivery attempt; `None` if delivered or leased.
-pub async fn lease_event(
-    e: impl PgExecutor<'_>,
-    id: i64,
-    lease_secs: i64,
-) -> sqlx::Result<Option<Event>> {
-    sqlx::query_as!(
-        Event,
-        "UPDATE outbox SET locked_until = now() + make_interval(secs => $2::bigint),
-                           attempts = attempts + 1
-          WHERE id = $1 AND delivered_at IS NULL
-            AND (locked_until IS NULL OR locked_until < now())
-        RETURNING id, kind, payment_id, order_id, attempts",
-        id,
-        lease_secs
-    )
-    .fetch_optional(e)
     .await
 }
 

@@ -265,7 +265,7 @@ impl PaymentsService {
 
         // The payment, its event and its idempotency key's answer: one transaction.
         let mut tx = self.pool.begin().await?;
-        if !repo::settle(&mut *tx, payment_id, status, failure).await? {
+        let Some(payment) = repo::settle(&mut *tx, payment_id, status, failure).await? else {
             // Settled as interrupted meanwhile (a charge slower than ECOM_PAYMENT_STUCK_SECONDS):
             // that verdict stands, and this outcome is dropped with the transaction.
             drop(tx);
@@ -279,7 +279,7 @@ impl PaymentsService {
             return repo::get_payment(&self.pool, payment_id)
                 .await?
                 .ok_or(Error::NotFound("payment"));
-        }
+        };
         let event = if status == PaymentStatus::Succeeded {
             Some(
                 repo::insert_event(
@@ -316,30 +316,32 @@ impl PaymentsService {
             }
             // Normally the order is paid before the client hears back; if this fails, the
             // relay finishes the job.
-            self.deliver_now(event).await;
+            if self.deliver_now(event).await {
+                // Refunded on the spot: the order could not take it.
+                return repo::get_payment(&self.pool, payment_id)
+                    .await?
+                    .ok_or(Error::NotFound("payment"));
+            }
         }
-        repo::get_payment(&self.pool, payment_id)
-            .await?
-            .ok_or(Error::NotFound("payment"))
+        Ok(payment)
     }
 
-    /// Delivers one event now, unless it is delivered or another delivery holds it.
-    async fn deliver_now(&self, event_id: i64) {
-        match repo::lease_event(&self.pool, event_id, LEASE_SECS).await {
-            Ok(Some(event)) => {
-                if let Err(e) = self.deliver(event).await {
-                    tracing::warn!(event_id, error = %e, "delivery failed; the relay retries");
-                }
-            }
-            Ok(None) => {}
+    /// Delivers an event its writer holds the lease of. True when the payment changed (it
+    /// was refunded because the order refused it).
+    async fn deliver_now(&self, event: Event) -> bool {
+        let id = event.id;
+        match self.deliver(event).await {
+            Ok(changed) => changed,
             Err(e) => {
-                tracing::warn!(event_id, error = %e, "could not lease the event; the relay delivers it")
+                tracing::warn!(event_id = id, error = %e, "delivery failed; the relay retries");
+                false
             }
         }
     }
 
-    /// One delivery attempt of a leased event; the outcome is recorded on the event.
-    async fn deliver(&self, event: Event) -> Result<()> {
+    /// One delivery attempt of a leased event; the outcome is recorded on the event. True
+    /// when the payment was refunded because its order refused it.
+    async fn deliver(&self, event: Event) -> Result<bool> {
         let labels = RelayLabels {
             kind: event.kind.clone(),
         };
@@ -357,13 +359,14 @@ impl PaymentsService {
             }
             other => Ack::Retry(format!("unknown event kind {other}")),
         };
+        let mut refunded = false;
         match ack {
             Ack::Done => repo::mark_delivered(&self.pool, event.id).await?,
             Ack::Refused(why) if event.kind == PAYMENT_SUCCEEDED => {
                 // The order cannot take this payment: give the money back, in the same
                 // transaction that settles the event.
                 let mut tx = self.pool.begin().await?;
-                let refunded =
+                refunded =
                     repo::refund(&mut *tx, event.payment_id, Some("order_cancelled")).await?;
                 repo::mark_delivered(&mut *tx, event.id).await?;
                 tx.commit().await?;
@@ -400,7 +403,7 @@ impl PaymentsService {
                 repo::reschedule(&self.pool, event.id, delay, &why).await?;
             }
         }
-        Ok(())
+        Ok(refunded)
     }
 
     /// One relay pass: delivers every due event (leased, so replicas share the work).
@@ -536,9 +539,11 @@ impl PaymentsService {
         }
     }
 
-    /// Housekeeping: idempotency keys live 24 hours.
-    pub async fn purge_keys(&self) -> Result<u64> {
-        Ok(repo::purge_keys(&self.pool).await?)
+    /// Housekeeping: idempotency keys live 24 hours, delivered events a week.
+    pub async fn purge(&self) -> Result<u64> {
+        let keys = repo::purge_keys(&self.pool).await?;
+        let events = repo::purge_delivered_events(&self.pool).await?;
+        Ok(keys + events)
     }
 
     /// Whether Orders answers (readiness).
