@@ -131,6 +131,24 @@ pub async fn sibling_database(pool: &sqlx::PgPool, service: &str) -> sqlx::PgPoo
     let mut admin = PgConnection::connect_with(&options.clone().database("postgres"))
         .await
         .expect("connect");
+    // Siblings of tests that are over (sqlx dropped their databases) go too.
+    let orphans: Vec<String> = sqlx::query_scalar(
+        r"SELECT s.datname FROM pg_database s
+           WHERE s.datname LIKE 'ecom\_test\_%'
+             AND NOT EXISTS (SELECT 1 FROM pg_database p
+                              WHERE p.datname NOT LIKE 'ecom\_test\_%'
+                                AND right(p.datname, 24) = right(s.datname, 24))",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap_or_default();
+    for orphan in orphans {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{orphan}\" WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await;
+    }
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
     )))
