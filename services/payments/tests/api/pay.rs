@@ -407,3 +407,51 @@ async fn concurrent_requests_charge_an_order_once(pool: PgPool) {
     assert_eq!(app.order_of(&alice, order).await["status"], "paid");
     assert_eq!(app.on_hand(mug).await, 8, "two orders, each committed once");
 }
+
+#[sqlx::test(migrator = "payments::MIGRATOR")]
+async fn docs_health_and_metrics_are_served(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (status, ready) = app.get("/health/ready", "").await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert_eq!(ready["checks"]["orders"], "ok");
+    let (status, openapi) = app.get("/openapi.json", "").await;
+    assert_eq!(status, StatusCode::OK);
+    for path in ["/payments", "/payments/{id}", "/payments/{id}/refund"] {
+        assert!(openapi["paths"][path].is_object(), "{path} documented");
+    }
+    let docs = app
+        .client
+        .get(format!("{}/docs/", app.base))
+        .send()
+        .await
+        .expect("docs");
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(app.metrics().await.contains("outbox_pending"));
+}
+
+#[sqlx::test(migrator = "payments::MIGRATOR")]
+async fn with_orders_down_paying_is_503_and_charges_nothing(pool: PgPool) {
+    let app = spawn_app_with(
+        pool,
+        Env {
+            payments: &[("ECOM_ORDERS_GRPC_URL", "http://127.0.0.1:1")],
+            ..Env::default()
+        },
+    )
+    .await;
+    let got = app
+        .pay(&token(7, "user"), 1, &card(GOOD_CARD), Some("k"))
+        .await;
+    assert_error(&got, StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    let (status, ready) = app.get("/health/ready", "").await;
+    assert_eq!(
+        (status, ready["checks"]["orders"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("down"))
+    );
+    assert_eq!(app.payment_count().await, 0);
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
+        .fetch_one(&app.pool)
+        .await
+        .expect("keys");
+    assert_eq!(keys, 0, "the key is free for the retry");
+}
