@@ -371,6 +371,12 @@ fn cached_key(jwk: &Jwk) -> Option<(String, Arc<CachedKey>)> {
     Some((kid, Arc::new(CachedKey { key, alg })))
 }
 
+/// The bearer token a request carries ("" when none): what a service forwards to the peers it
+/// calls on the user's behalf, so they check identity themselves.
+pub fn bearer_token(headers: &HeaderMap) -> &str {
+    bearer(authorization(headers)).unwrap_or_default()
+}
+
 fn authorization(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)

@@ -11,6 +11,7 @@ pub mod error;
 pub mod grpc;
 pub mod health;
 pub mod http;
+pub mod idempotency;
 pub mod metrics;
 pub mod ratelimit;
 pub mod redis;

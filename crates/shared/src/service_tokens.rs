@@ -8,7 +8,12 @@ use std::time::{Duration, Instant};
 use ecom_proto::users::v1::{IssueServiceTokenRequest, user_service_client::UserServiceClient};
 use tokio::sync::Mutex;
 
-use crate::{auth::with_bearer, config::Secret, grpc::GrpcChannel};
+use crate::{
+    auth::with_bearer,
+    config::{CommonConfig, Secret},
+    grpc::GrpcChannel,
+    metrics::Metrics,
+};
 
 enum Source {
     Users {
@@ -36,6 +41,21 @@ impl ServiceTokens {
             },
             cached: Mutex::new(None),
         }
+    }
+
+    /// Tokens for the service `common` configures, from the Users server it names
+    /// (`ECOM_USERS_GRPC_URL`, `ECOM_SERVICE_SECRET`).
+    pub fn for_service(common: &CommonConfig) -> anyhow::Result<Self> {
+        let channel = crate::grpc::channel(
+            &common.users_grpc_url,
+            Metrics::new(common.service),
+            Duration::from_secs(3),
+        )?;
+        Ok(Self::from_users(
+            channel,
+            common.service,
+            common.service_secret.clone(),
+        ))
     }
 
     /// Always the same token (tests sign one with the test key).

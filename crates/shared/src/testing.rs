@@ -165,3 +165,26 @@ pub async fn sibling_database(pool: &sqlx::PgPool, service: &str) -> sqlx::PgPoo
         .await
         .expect("sibling pool")
 }
+
+/// The Redis server tests use (`ECOM_TEST_REDIS_URL`, else the local default).
+pub fn redis_url() -> String {
+    std::env::var("ECOM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A service's environment for a test: `pairs`, then `overrides`, on the test Redis under a
+/// key prefix of its own (so parallel tests never see each other's keys).
+pub fn service_env(pairs: &[(&str, &str)], overrides: &[(&str, &str)]) -> crate::config::EnvReader {
+    let mut vars: std::collections::HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    vars.insert("ECOM_REDIS_URL".into(), redis_url());
+    vars.insert(
+        "ECOM_REDIS_PREFIX".into(),
+        format!("test-{}", uuid::Uuid::new_v4()),
+    );
+    for (k, v) in overrides {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    crate::config::EnvReader::from_map(vars)
+}

@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use axum::{
     extract::{FromRef, State},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::IntoResponse,
 };
 use ecom_shared::{
     ApiError, AppJson, AppPath, AppQuery,
-    auth::{CurrentUser, JwtVerifier, bearer},
+    auth::{CurrentUser, JwtVerifier, bearer_token},
     error::{ErrorBody, positive_id},
 };
 use serde::{Deserialize, Serialize};
@@ -65,16 +65,6 @@ pub struct ListQuery {
 
 type HttpResult<T> = Result<T, ApiError>;
 
-/// The caller's bearer token, forwarded to Products so it can check identity itself.
-fn token(headers: &HeaderMap) -> &str {
-    bearer(
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    )
-    .unwrap_or_default()
-}
-
 /// Check out: reserves the stock and creates an order awaiting payment. Send an
 /// `Idempotency-Key` to make retries safe: the same key and body return the same order.
 #[utoipa::path(post, path = "/orders", tag = "orders", request_body = CreateOrder,
@@ -89,11 +79,13 @@ async fn create_order(
     headers: HeaderMap,
     AppJson(body): AppJson<serde_json::Value>,
 ) -> HttpResult<impl IntoResponse> {
-    let key = headers
-        .get("idempotency-key")
-        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let key = ecom_shared::idempotency::header(&headers);
     Ok(
-        match s.orders.create(user, token(&headers), key, &body).await? {
+        match s
+            .orders
+            .create(user, bearer_token(&headers), key, &body)
+            .await?
+        {
             Created::New(order) => (StatusCode::CREATED, AppJson(order)),
             Created::Replayed(order) => (StatusCode::OK, AppJson(order)),
         },
@@ -140,7 +132,7 @@ async fn cancel_order(
 ) -> HttpResult<AppJson<Order>> {
     Ok(AppJson(
         s.orders
-            .cancel(user, token(&headers), positive_id("id", id)?)
+            .cancel(user, bearer_token(&headers), positive_id("id", id)?)
             .await?,
     ))
 }

@@ -132,7 +132,7 @@ impl OrdersService {
         let items = body.get("items").unwrap_or(&serde_json::Value::Null);
         let lines = domain::parse_items(items).map_err(Error::Validation)?;
         let key = key
-            .map(domain::parse_key)
+            .map(ecom_shared::idempotency::parse_key)
             .transpose()
             .map_err(|e| Error::Validation(vec![e]))?;
         if let Some(key) = &key

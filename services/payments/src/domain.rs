@@ -173,18 +173,6 @@ pub enum PayRequestError {
     Card(Vec<FieldError>),
 }
 
-/// An `Idempotency-Key` header value: 1..=255 visible ASCII characters.
-pub fn parse_key(raw: &str) -> Result<String, FieldError> {
-    let k = raw.trim();
-    if k.is_empty() || k.len() > 255 || !k.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(FieldError::new(
-            "Idempotency-Key",
-            "must be 1 to 255 visible ASCII characters",
-        ));
-    }
-    Ok(k.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;

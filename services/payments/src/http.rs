@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use axum::{
     extract::{FromRef, State},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::IntoResponse,
 };
 use ecom_shared::{
     ApiError, AppJson, AppPath, AppQuery,
-    auth::{AdminUser, CurrentUser, JwtVerifier, bearer},
+    auth::{AdminUser, CurrentUser, JwtVerifier, bearer_token},
     error::{ErrorBody, positive_id},
 };
 use serde::{Deserialize, Serialize};
@@ -73,16 +73,6 @@ pub struct ListQuery {
 
 type HttpResult<T> = Result<T, ApiError>;
 
-/// The caller's bearer token, forwarded to Orders so it can check identity itself.
-fn token(headers: &HeaderMap) -> &str {
-    bearer(
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    )
-    .unwrap_or_default()
-}
-
 /// Pay an order awaiting payment with a card. The amount is the order's total. Send an
 /// `Idempotency-Key`: the same key and body return the same payment, charged once. A declined
 /// card is a `failed` payment (201), not an error.
@@ -99,11 +89,13 @@ async fn create_payment(
     headers: HeaderMap,
     AppJson(body): AppJson<serde_json::Value>,
 ) -> HttpResult<impl IntoResponse> {
-    let key = headers
-        .get("idempotency-key")
-        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let key = ecom_shared::idempotency::header(&headers);
     Ok(
-        match s.payments.pay(user, token(&headers), key, &body).await? {
+        match s
+            .payments
+            .pay(user, bearer_token(&headers), key, &body)
+            .await?
+        {
             Paid::New(p) => (StatusCode::CREATED, AppJson(p)),
             Paid::Replayed(p) => (StatusCode::OK, AppJson(p)),
         },

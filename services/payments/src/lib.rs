@@ -46,15 +46,7 @@ impl Application {
             ecom_shared::db::connect(&config.common.database_url, 20, Duration::from_secs(30))
                 .await?;
         let verifier = Arc::new(JwtVerifier::remote(config.common.jwks_url.clone()));
-        let tokens = Arc::new(ServiceTokens::from_users(
-            ecom_shared::grpc::channel(
-                &config.common.users_grpc_url,
-                Metrics::new(config::SPEC.name),
-                Duration::from_secs(3),
-            )?,
-            config::SPEC.name,
-            config.common.service_secret.clone(),
-        ));
+        let tokens = Arc::new(ServiceTokens::for_service(&config.common)?);
         Self::build_with(config, pool, verifier, tokens).await
     }
 

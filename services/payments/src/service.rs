@@ -27,7 +27,7 @@ use sqlx::PgPool;
 
 use crate::{
     card::{self, Outcome},
-    domain::{self, PayRequest, PayRequestError, Payment, PaymentStatus},
+    domain::{PayRequest, PayRequestError, Payment, PaymentStatus},
     error::{Error, Result},
     orders::{Ack, OrdersClient},
     repo::{self, Event, NewPayment},
@@ -155,7 +155,7 @@ impl PaymentsService {
             PayRequestError::Card(errors) => Error::InvalidCard(errors),
         })?;
         let key = key
-            .map(domain::parse_key)
+            .map(ecom_shared::idempotency::parse_key)
             .transpose()
             .map_err(|e| Error::Validation(vec![e]))?;
         if let Some(key) = &key

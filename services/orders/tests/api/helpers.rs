@@ -1,12 +1,9 @@
-use std::collections::HashMap;
-
-use ecom_shared::config::EnvReader;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-pub use ecom_shared::testing::{admin, assert_error, parts, token, verifier};
+pub use ecom_shared::testing::{admin, assert_error, parts, service_env as vars, token, verifier};
 
 pub struct TestApp {
     pub base: String,
@@ -21,26 +18,6 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
-}
-
-fn redis_url() -> String {
-    std::env::var("ECOM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-fn vars(pairs: &[(&str, &str)], overrides: &[(&str, &str)]) -> EnvReader {
-    let mut vars: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    vars.insert("ECOM_REDIS_URL".into(), redis_url());
-    vars.insert(
-        "ECOM_REDIS_PREFIX".into(),
-        format!("test-{}", uuid::Uuid::new_v4()),
-    );
-    for (k, v) in overrides {
-        vars.insert((*k).to_owned(), (*v).to_owned());
-    }
-    EnvReader::from_map(vars)
 }
 
 pub async fn spawn_app(pool: PgPool) -> TestApp {

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ecom_shared::{auth::JwtVerifier, config::DEV_SERVICE_SECRET, service_tokens::ServiceTokens};
+use ecom_shared::{auth::JwtVerifier, service_tokens::ServiceTokens};
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::PgPool;
@@ -112,20 +112,12 @@ impl Platform {
                     ("ECOM_ORDERS_HTTP_PORT", "0"),
                     ("ECOM_ORDERS_GRPC_PORT", "0"),
                     ("ECOM_PRODUCTS_GRPC_URL", &products_grpc),
+                    ("ECOM_USERS_GRPC_URL", &users_grpc),
                 ],
                 &[],
             ))
             .expect("orders config");
-            let tokens = Arc::new(ServiceTokens::from_users(
-                ecom_shared::grpc::channel(
-                    &users_grpc,
-                    ecom_shared::metrics::Metrics::new("orders"),
-                    Duration::from_secs(3),
-                )
-                .expect("channel"),
-                "orders",
-                ecom_shared::config::Secret::new(DEV_SERVICE_SECRET),
-            ));
+            let tokens = Arc::new(ServiceTokens::for_service(&config.common).expect("tokens"));
             let orders =
                 orders::Application::build_with(config, orders_pool.clone(), verifier(), tokens)
                     .await
