@@ -27,8 +27,18 @@ enum Source {
 /// This service's own token, fetched from Users and cached until shortly before it expires.
 pub struct ServiceTokens {
     source: Source,
-    cached: Mutex<Option<(String, Instant)>>,
+    cached: Mutex<State>,
 }
+
+#[derive(Default)]
+struct State {
+    token: Option<(String, Instant)>,
+    /// The last failed fetch: callers arriving within a second fail at once instead of each
+    /// waiting out another timeout behind the lock.
+    failed: Option<(tonic::Status, Instant)>,
+}
+
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 impl ServiceTokens {
     /// Tokens for `service` from the Users gRPC server on `channel`.
@@ -39,7 +49,7 @@ impl ServiceTokens {
                 service: service.to_owned(),
                 secret,
             },
-            cached: Mutex::new(None),
+            cached: Mutex::new(State::default()),
         }
     }
 
@@ -62,7 +72,7 @@ impl ServiceTokens {
     pub fn fixed(token: String) -> Self {
         Self {
             source: Source::Fixed(token),
-            cached: Mutex::new(None),
+            cached: Mutex::new(State::default()),
         }
     }
 
@@ -76,11 +86,16 @@ impl ServiceTokens {
                 secret,
             } => (client, service, secret),
         };
-        let mut cached = self.cached.lock().await;
-        if let Some((token, until)) = cached.as_ref()
+        let mut state = self.cached.lock().await;
+        if let Some((token, until)) = state.token.as_ref()
             && Instant::now() < *until
         {
             return Ok(token.clone());
+        }
+        if let Some((status, at)) = state.failed.as_ref()
+            && at.elapsed() < RETRY_AFTER_FAILURE
+        {
+            return Err(status.clone());
         }
         let reply = (**client)
             .clone()
@@ -88,17 +103,24 @@ impl ServiceTokens {
                 service: service.clone(),
                 secret: secret.expose().to_owned(),
             })
-            .await?
-            .into_inner();
+            .await;
+        let reply = match reply {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                state.failed = Some((status.clone(), Instant::now()));
+                return Err(status);
+            }
+        };
         // Renew when 80% of the lifetime has passed, so a token in flight never expires.
         let lifetime = Duration::from_secs(u64::from(reply.expires_in)).mul_f64(0.8);
-        *cached = Some((reply.access_token.clone(), Instant::now() + lifetime));
+        state.token = Some((reply.access_token.clone(), Instant::now() + lifetime));
+        state.failed = None;
         Ok(reply.access_token)
     }
 
     /// Forgets the cached token (after a peer refused it, e.g. the key was rotated away).
     pub async fn invalidate(&self) {
-        *self.cached.lock().await = None;
+        self.cached.lock().await.token = None;
     }
 
     /// `message` as a request carrying this service's token.

@@ -181,6 +181,11 @@ async fn services_get_tokens_for_the_shared_secret_only_and_users_endpoints_refu
     );
     let refused = wrong.token().await.expect_err("wrong secret");
     assert_eq!(refused.code(), Code::Unauthenticated);
+    // Right after a failure, callers fail at once instead of queueing behind another attempt.
+    let started = std::time::Instant::now();
+    let again = wrong.token().await.expect_err("still wrong");
+    assert_eq!(again.code(), Code::Unauthenticated);
+    assert!(started.elapsed() < std::time::Duration::from_millis(500));
 
     let tokens = ecom_shared::service_tokens::ServiceTokens::from_users(
         channel.clone(),
