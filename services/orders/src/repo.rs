@@ -41,35 +41,45 @@ pub async fn next_order_id(e: impl PgExecutor<'_>) -> sqlx::Result<i64> {
         .await
 }
 
-pub async fn insert_order(conn: &mut PgConnection, order: &Order) -> sqlx::Result<()> {
-    sqlx::query!(
-        "INSERT INTO orders (id, user_id, status, total, currency, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $6)",
-        order.id,
-        order.user_id,
-        order.status.as_str(),
-        order.total,
-        order.currency,
-        order.created_at,
-    )
-    .execute(&mut *conn)
-    .await?;
+/// Stores a new order, its items and (with a key) the idempotency key's answer: one statement,
+/// so one round trip and atomic without an explicit transaction.
+pub async fn insert_order(
+    e: impl PgExecutor<'_>,
+    order: &Order,
+    key: Option<&str>,
+) -> sqlx::Result<()> {
     let ids: Vec<i64> = order.items.iter().map(|i| i.product_id).collect();
     let names: Vec<String> = order.items.iter().map(|i| i.name.clone()).collect();
     let prices: Vec<Decimal> = order.items.iter().map(|i| i.unit_price).collect();
     let qty: Vec<i64> = order.items.iter().map(|i| i.quantity).collect();
     let totals: Vec<Decimal> = order.items.iter().map(|i| i.line_total).collect();
     sqlx::query!(
-        "INSERT INTO order_items (order_id, product_id, name, unit_price, quantity, line_total)
-         SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::numeric[], $5::bigint[], $6::numeric[])",
+        r#"WITH o AS (
+               INSERT INTO orders (id, user_id, status, total, currency, created_at, updated_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id),
+           i AS (
+               INSERT INTO order_items (order_id, product_id, name, unit_price, quantity, line_total)
+               SELECT o.id, t.* FROM o,
+                      UNNEST($7::bigint[], $8::text[], $9::numeric[], $10::bigint[], $11::numeric[]) AS t
+               RETURNING 1),
+           k AS (
+               UPDATE idempotency_keys SET order_id = o.id FROM o
+                WHERE user_id = $2 AND key = $12 RETURNING 1)
+         SELECT (SELECT count(*) FROM i) AS "items!", (SELECT count(*) FROM k) AS "keys!""#,
         order.id,
+        order.user_id,
+        order.status.as_str(),
+        order.total,
+        order.currency,
+        order.created_at,
         &ids,
         &names,
         &prices,
         &qty,
         &totals,
+        key,
     )
-    .execute(&mut *conn)
+    .fetch_one(e)
     .await?;
     Ok(())
 }
@@ -311,23 +321,6 @@ pub async fn drop_key(
         user_id,
         key,
         only_unfinished
-    )
-    .execute(e)
-    .await?;
-    Ok(())
-}
-
-pub async fn finish_key(
-    e: impl PgExecutor<'_>,
-    user_id: i64,
-    key: &str,
-    order_id: i64,
-) -> sqlx::Result<()> {
-    sqlx::query!(
-        "UPDATE idempotency_keys SET order_id = $3 WHERE user_id = $1 AND key = $2",
-        user_id,
-        key,
-        order_id
     )
     .execute(e)
     .await?;

@@ -263,12 +263,7 @@ impl OrdersService {
                     std::process::exit(86);
                 }
             }
-            let mut tx = self.pool.begin().await?;
-            repo::insert_order(&mut tx, &order).await?;
-            if let Some(key) = key {
-                repo::finish_key(&mut *tx, user.id, key, order_id).await?;
-            }
-            tx.commit().await?;
+            repo::insert_order(&self.pool, &order, key).await?;
             Ok::<_, Error>(())
         }
         .await;

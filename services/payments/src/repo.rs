@@ -85,28 +85,76 @@ pub async fn charge_of_order(
     .await
 }
 
-/// `processing` → `succeeded` or `failed`; the settled payment, or `None` if it was not
-/// processing any more.
+/// `processing` → `succeeded` or `failed`, with what must commit with it, in one statement
+/// (atomic, one round trip): a succeeded payment's `payment.succeeded` event (leased to the
+/// writer for `lease_ms`, see [`insert_event`]) and the idempotency key's answer. The settled
+/// payment and its event; `None` if it was not processing any more.
 pub async fn settle(
     e: impl PgExecutor<'_>,
     id: i64,
     status: PaymentStatus,
     failure_code: Option<&str>,
-) -> sqlx::Result<Option<Payment>> {
-    sqlx::query_as!(
-        PaymentRow,
-        "UPDATE payments SET status = $2, failure_code = $3, updated_at = now()
-          WHERE id = $1 AND status = 'processing'
-        RETURNING id, order_id, user_id, amount, currency, status, failure_code, card_brand,
-                  card_last4, created_at, updated_at",
+    key: Option<(i64, &str)>,
+    lease_ms: i64,
+) -> sqlx::Result<Option<(Payment, Option<Event>)>> {
+    let (key_user, key) = key.unzip();
+    let row = sqlx::query!(
+        r#"WITH p AS (
+               UPDATE payments SET status = $2, failure_code = $3, updated_at = now()
+                WHERE id = $1 AND status = 'processing'
+               RETURNING id, order_id, user_id, amount, currency, status, failure_code,
+                         card_brand, card_last4, created_at, updated_at),
+           e AS (
+               INSERT INTO outbox (kind, payment_id, order_id, attempts, locked_until)
+               SELECT 'payment.succeeded', p.id, p.order_id, 1,
+                      now() + make_interval(secs => $6::bigint / 1000.0)
+                 FROM p WHERE p.status = 'succeeded'
+               RETURNING id, kind, attempts),
+           k AS (
+               UPDATE idempotency_keys SET payment_id = p.id FROM p
+                WHERE idempotency_keys.user_id = $4 AND idempotency_keys.key = $5
+               RETURNING 1)
+         SELECT p.id, p.order_id, p.user_id, p.amount, p.currency, p.status, p.failure_code,
+                p.card_brand, p.card_last4, p.created_at, p.updated_at,
+                e.id AS "event_id?", e.kind AS "event_kind?", e.attempts AS "event_attempts?",
+                (SELECT count(*) FROM k) AS "keys!"
+           FROM p LEFT JOIN e ON true"#,
         id,
         status.as_str(),
-        failure_code
+        failure_code,
+        key_user,
+        key,
+        lease_ms
     )
     .fetch_optional(e)
-    .await?
-    .map(Payment::try_from)
-    .transpose()
+    .await?;
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    let event = match (r.event_id, r.event_kind, r.event_attempts) {
+        (Some(event_id), Some(kind), Some(attempts)) => Some(Event {
+            id: event_id,
+            kind,
+            payment_id: r.id,
+            order_id: r.order_id,
+            attempts,
+        }),
+        _ => None,
+    };
+    let payment = Payment::try_from(PaymentRow {
+        id: r.id,
+        order_id: r.order_id,
+        user_id: r.user_id,
+        amount: r.amount,
+        currency: r.currency,
+        status: r.status,
+        failure_code: r.failure_code,
+        card_brand: r.card_brand,
+        card_last4: r.card_last4,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+    })?;
+    Ok(Some((payment, event)))
 }
 
 /// `succeeded` → `refunded` (with a reason when the platform refunded on its own).

@@ -263,12 +263,19 @@ impl PaymentsService {
             Outcome::Failed(decline) => (PaymentStatus::Failed, Some(decline.code())),
         };
 
-        // The payment, its event and its idempotency key's answer: one transaction.
-        let mut tx = self.pool.begin().await?;
-        let Some(payment) = repo::settle(&mut *tx, payment_id, status, failure).await? else {
+        // The payment, its event and its idempotency key's answer: one atomic statement.
+        let settled = repo::settle(
+            &self.pool,
+            payment_id,
+            status,
+            failure,
+            key.map(|k| (user.id, k)),
+            millis(self.grace),
+        )
+        .await?;
+        let Some((payment, event)) = settled else {
             // Settled as interrupted meanwhile (a charge slower than ECOM_PAYMENT_STUCK_SECONDS):
-            // that verdict stands, and this outcome is dropped with the transaction.
-            drop(tx);
+            // that verdict stands, and this outcome is dropped.
             tracing::error!(
                 payment_id,
                 "charge finished after it was settled as interrupted"
@@ -280,24 +287,6 @@ impl PaymentsService {
                 .await?
                 .ok_or(Error::NotFound("payment"));
         };
-        let event = if status == PaymentStatus::Succeeded {
-            Some(
-                repo::insert_event(
-                    &mut *tx,
-                    PAYMENT_SUCCEEDED,
-                    payment_id,
-                    request.order_id,
-                    millis(self.grace),
-                )
-                .await?,
-            )
-        } else {
-            None
-        };
-        if let Some(key) = key {
-            repo::finish_key(&mut *tx, user.id, key, payment_id).await?;
-        }
-        tx.commit().await?;
         self.count(status);
         tracing::info!(
             payment_id,

@@ -220,23 +220,23 @@ pub struct ReservationRow {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Claims the order id. `false`: a reservation for it exists already (idempotent replay).
+/// Claims the order id; its expiry. `None`: a reservation for it exists already (idempotent
+/// replay).
 pub async fn claim_reservation(
     e: impl PgExecutor<'_>,
     order_id: i64,
     ttl_seconds: i64,
-) -> sqlx::Result<bool> {
-    let row = sqlx::query_scalar!(
+) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar!(
         "INSERT INTO reservations (order_id, status, expires_at)
          VALUES ($1, 'active', now() + make_interval(secs => $2::bigint))
          ON CONFLICT (order_id) DO NOTHING
-         RETURNING order_id",
+         RETURNING expires_at",
         order_id,
         ttl_seconds,
     )
     .fetch_optional(e)
-    .await?;
-    Ok(row.is_some())
+    .await
 }
 
 pub async fn lock_reservation(

@@ -319,7 +319,7 @@ impl ProductsService {
         let lines = parse_lines(raw_lines).map_err(Error::Validation)?;
         let ttl = self.ttl_seconds(ttl_seconds)?;
         let mut tx = self.pool.begin().await?;
-        if !repo::claim_reservation(&mut *tx, order_id, ttl).await? {
+        let Some(expires_at) = repo::claim_reservation(&mut *tx, order_id, ttl).await? else {
             // A retry (or a concurrent duplicate, which waited for the first to commit).
             drop(tx);
             let existing = self.load(order_id).await?;
@@ -329,7 +329,7 @@ impl ProductsService {
             }
             self.count("replayed");
             return Ok(existing);
-        }
+        };
         let mut short = Vec::new();
         for line in &lines {
             // Ascending product id: concurrent reservations lock rows in the same order.
@@ -354,9 +354,6 @@ impl ProductsService {
             return Err(Error::InsufficientStock(short));
         }
         repo::insert_lines(&mut *tx, order_id, &lines).await?;
-        let row = repo::lock_reservation(&mut tx, order_id)
-            .await?
-            .ok_or(Error::ReservationNotFound)?;
         tx.commit().await?;
         self.count("reserved");
         self.invalidate(&lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
@@ -365,7 +362,7 @@ impl ProductsService {
             order_id,
             status: ReservationStatus::Active,
             lines,
-            expires_at: row.expires_at,
+            expires_at,
         })
     }
 
