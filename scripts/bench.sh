@@ -68,11 +68,17 @@ wait $products_pid 2>/dev/null || true
   done
   "$BIN/ecomctl" up --bin-dir "$BIN" >/tmp/ecom-bench-checkout.log 2>&1 & up_pid=$!
   trap 'kill -INT $up_pid 2>/dev/null; wait $up_pid 2>/dev/null || true' EXIT
-  for _ in $(seq 1 300); do
-    curl -sf "$BENCH_PAYMENTS_URL/health/ready" >/dev/null && break
-    kill -0 $up_pid 2>/dev/null || { cat /tmp/ecom-bench-checkout.log; exit 1; }
+  ready=
+  for _ in $(seq 1 900); do   # up to 3 minutes
+    curl -sf "$BENCH_PAYMENTS_URL/health/ready" >/dev/null && { ready=1; break; }
+    kill -0 $up_pid 2>/dev/null || break
     sleep 0.2
   done
+  if [[ -z $ready ]]; then
+    echo "the platform did not become ready; ecomctl's log:" >&2
+    cat /tmp/ecom-bench-checkout.log >&2
+    exit 1
+  fi
   seconds=${DURATION%s}
   read -r cps p50 p99 errors < <(BENCH_SECONDS=$seconds BENCH_CONNECTIONS=$CONNECTIONS "$BIN/bench-checkout")
   printf '\ncheckout (POST /orders + POST /payments, %s connections, %s users, %s s)\n\n' "$CONNECTIONS" "$CONNECTIONS" "$seconds"
