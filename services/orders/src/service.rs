@@ -391,7 +391,7 @@ impl OrdersService {
     /// A succeeded payment (the Payments service only): commits the order's reservation and
     /// marks it paid, once. The order row stays locked meanwhile, so a cancel or the sweeper
     /// cannot slip in between the commit and the state change.
-    #[tracing::instrument(skip_all, fields(order_id, payment_id))]
+    #[tracing::instrument(skip(self, caller))]
     pub async fn mark_paid(
         &self,
         caller: &Caller,
@@ -460,7 +460,7 @@ impl OrdersService {
 
     /// A refunded payment (the Payments service only): returns the stock and marks the order
     /// refunded, once.
-    #[tracing::instrument(skip_all, fields(order_id, payment_id))]
+    #[tracing::instrument(skip(self, caller))]
     pub async fn mark_refunded(
         &self,
         caller: &Caller,
