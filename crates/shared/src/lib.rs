@@ -13,6 +13,7 @@ pub mod health;
 pub mod http;
 pub mod idempotency;
 pub mod metrics;
+pub mod page;
 pub mod ratelimit;
 pub mod redis;
 pub mod service_tokens;

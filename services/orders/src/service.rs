@@ -8,6 +8,7 @@ use ecom_shared::{
     auth::{Caller, CurrentUser},
     cache::Cache,
     metrics::Metrics,
+    page::Page,
     service_tokens::ServiceTokens,
 };
 use prometheus_client::metrics::{counter::Counter, family::Family};
@@ -333,18 +334,7 @@ impl OrdersService {
         limit: Option<i64>,
         offset: Option<i64>,
     ) -> Result<(Vec<Order>, i64, i64, i64)> {
-        let mut errors = Vec::new();
-        let limit = limit.unwrap_or(20);
-        if !(1..=100).contains(&limit) {
-            errors.push(FieldError::new("limit", "must be between 1 and 100"));
-        }
-        let offset = offset.unwrap_or(0);
-        if offset < 0 {
-            errors.push(FieldError::new("offset", "must be 0 or more"));
-        }
-        if !errors.is_empty() {
-            return Err(Error::Validation(errors));
-        }
+        let Page { limit, offset } = Page::parse(limit, offset).map_err(Error::Validation)?;
         let owner = if caller.is_admin() {
             user_id
         } else {

@@ -19,6 +19,7 @@ use ecom_shared::{
     FieldError,
     auth::{Caller, CurrentUser},
     metrics::Metrics,
+    page::Page,
     service_tokens::ServiceTokens,
 };
 use futures::StreamExt;
@@ -482,21 +483,16 @@ impl PaymentsService {
         limit: Option<i64>,
         offset: Option<i64>,
     ) -> Result<(Vec<Payment>, i64, i64, i64)> {
-        let mut errors = Vec::new();
-        let limit = limit.unwrap_or(20);
-        if !(1..=100).contains(&limit) {
-            errors.push(FieldError::new("limit", "must be between 1 and 100"));
-        }
-        let offset = offset.unwrap_or(0);
-        if offset < 0 {
-            errors.push(FieldError::new("offset", "must be 0 or more"));
-        }
+        let (page, mut errors) = match Page::parse(limit, offset) {
+            Ok(page) => (Some(page), Vec::new()),
+            Err(errors) => (None, errors),
+        };
         if order_id.is_some_and(|id| id <= 0) {
             errors.push(FieldError::new("order_id", "must be a positive integer"));
         }
-        if !errors.is_empty() {
+        let (Some(Page { limit, offset }), true) = (page, errors.is_empty()) else {
             return Err(Error::Validation(errors));
-        }
+        };
         let owner = (!caller.is_admin()).then_some(caller.id);
         let mut conn = self.pool.acquire().await?;
         let (items, total) = repo::list_payments(&mut conn, owner, order_id, limit, offset).await?;
