@@ -388,13 +388,7 @@ impl OrdersService {
         order_id: i64,
         payment_id: i64,
     ) -> Result<Order> {
-        if !caller.is_service("payments") {
-            return Err(Error::Forbidden);
-        }
-        let mut tx = self.pool.begin().await?;
-        let order = repo::lock_order(&mut tx, order_id)
-            .await?
-            .ok_or(Error::NotFound)?;
+        let (mut tx, order) = self.lock_for_payments(caller, order_id).await?;
         match order.status {
             OrderStatus::Paid | OrderStatus::Refunded if order.payment_id == Some(payment_id) => {
                 return Ok(order);
@@ -457,13 +451,7 @@ impl OrdersService {
         order_id: i64,
         payment_id: i64,
     ) -> Result<Order> {
-        if !caller.is_service("payments") {
-            return Err(Error::Forbidden);
-        }
-        let mut tx = self.pool.begin().await?;
-        let order = repo::lock_order(&mut tx, order_id)
-            .await?
-            .ok_or(Error::NotFound)?;
+        let (mut tx, order) = self.lock_for_payments(caller, order_id).await?;
         if order.payment_id != Some(payment_id) {
             return Err(Error::Gone("the order was not paid by this payment".into()));
         }
@@ -485,6 +473,22 @@ impl OrdersService {
             updated_at,
             ..order
         })
+    }
+
+    /// The order, locked for a payment transition; only the Payments service may ask.
+    async fn lock_for_payments(
+        &self,
+        caller: &Caller,
+        order_id: i64,
+    ) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, Order)> {
+        if !caller.is_service("payments") {
+            return Err(Error::Forbidden);
+        }
+        let mut tx = self.pool.begin().await?;
+        let order = repo::lock_order(&mut tx, order_id)
+            .await?
+            .ok_or(Error::NotFound)?;
+        Ok((tx, order))
     }
 
     async fn service_token(&self) -> Result<String> {
