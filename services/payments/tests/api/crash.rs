@@ -11,14 +11,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ecom_shared::{auth::JwtVerifier, service_tokens::ServiceTokens};
+use ecom_shared::auth::JwtVerifier;
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::PgPool;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{parts, redis_url, vars};
+use crate::helpers::{parts, redis_url, start_orders, start_products, vars};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -56,8 +56,8 @@ impl Drop for Platform {
 }
 
 impl Platform {
-    /// Users and Products; Orders too unless it is the one to crash.
-    /// The platform, and Orders' HTTP and gRPC addresses when it runs here.
+    /// Users and Products, and Orders unless it is the one to crash; Orders' HTTP and gRPC
+    /// addresses when it runs here.
     async fn start(pool: &PgPool, with_orders: bool) -> (Self, Option<(String, String)>) {
         ecom_shared::telemetry::init_for_tests();
         let shutdown = CancellationToken::new();
@@ -85,49 +85,24 @@ impl Platform {
         let jwks = format!("{users_http}/.well-known/jwks.json");
         let verifier = || Arc::new(JwtVerifier::remote(jwks.clone()));
 
-        let config = products::Config::read(vars(
-            &[
-                ("ECOM_ENV", "test"),
-                ("ECOM_BIND_ADDRESS", "127.0.0.1"),
-                ("ECOM_PRODUCTS_HTTP_PORT", "0"),
-                ("ECOM_PRODUCTS_GRPC_PORT", "0"),
-                ("ECOM_RESERVATION_SWEEP_MS", "100"),
-            ],
-            &[],
-        ))
-        .expect("products config");
-        let products = products::Application::build_with(config, products_pool.clone(), verifier())
-            .await
-            .expect("products");
-        let products_http = format!("http://127.0.0.1:{}", products.http_port());
-        let products_grpc = format!("http://127.0.0.1:{}", products.grpc_port());
-        tokio::spawn(products.run(shutdown.clone()));
-
-        let mut orders_addresses = None;
-        if with_orders {
-            let config = orders::Config::read(vars(
+        let products = start_products(products_pool.clone(), verifier(), &[], &shutdown).await;
+        let orders = if with_orders {
+            let orders = start_orders(
+                orders_pool.clone(),
+                verifier(),
+                None,
                 &[
-                    ("ECOM_ENV", "test"),
-                    ("ECOM_BIND_ADDRESS", "127.0.0.1"),
-                    ("ECOM_ORDERS_HTTP_PORT", "0"),
-                    ("ECOM_ORDERS_GRPC_PORT", "0"),
-                    ("ECOM_PRODUCTS_GRPC_URL", &products_grpc),
+                    ("ECOM_PRODUCTS_GRPC_URL", &products.grpc),
                     ("ECOM_USERS_GRPC_URL", &users_grpc),
                 ],
-                &[],
-            ))
-            .expect("orders config");
-            let tokens = Arc::new(ServiceTokens::for_service(&config.common).expect("tokens"));
-            let orders =
-                orders::Application::build_with(config, orders_pool.clone(), verifier(), tokens)
-                    .await
-                    .expect("orders");
-            orders_addresses = Some((
-                format!("http://127.0.0.1:{}", orders.http_port()),
-                format!("http://127.0.0.1:{}", orders.grpc_port()),
-            ));
-            tokio::spawn(orders.run(shutdown.clone()));
-        }
+                &shutdown,
+            )
+            .await;
+            Some((orders.http, orders.grpc))
+        } else {
+            None
+        };
+        let (products_http, products_grpc) = (products.http, products.grpc);
         (
             Self {
                 users_http,
@@ -139,7 +114,7 @@ impl Platform {
                 client: reqwest::Client::new(),
                 shutdown,
             },
-            orders_addresses,
+            orders,
         )
     }
 

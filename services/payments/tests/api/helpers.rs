@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use ecom_shared::service_tokens::ServiceTokens;
+use ecom_shared::{auth::JwtVerifier, service_tokens::ServiceTokens};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -56,43 +56,20 @@ pub async fn spawn_app_with(pool: PgPool, env: Env<'_>) -> TestApp {
     let products_pool = ecom_shared::testing::sibling_database(&pool, "products").await;
     let orders_pool = ecom_shared::testing::sibling_database(&pool, "orders").await;
 
-    let config = products::Config::read(vars(
+    let products = start_products(products_pool.clone(), verifier(), env.products, &shutdown).await;
+    let orders = start_orders(
+        orders_pool.clone(),
+        verifier(),
+        Some(tokens("orders")),
         &[
-            ("ECOM_ENV", "test"),
-            ("ECOM_BIND_ADDRESS", "127.0.0.1"),
-            ("ECOM_PRODUCTS_HTTP_PORT", "0"),
-            ("ECOM_PRODUCTS_GRPC_PORT", "0"),
-            ("ECOM_RESERVATION_SWEEP_MS", "100"),
-        ],
-        env.products,
-    ))
-    .expect("products config");
-    let products = products::Application::build_with(config, products_pool.clone(), verifier())
-        .await
-        .expect("products");
-    let products_base = format!("http://127.0.0.1:{}", products.http_port());
-    let products_grpc = format!("http://127.0.0.1:{}", products.grpc_port());
-    tokio::spawn(products.run(shutdown.clone()));
-
-    let config = orders::Config::read(vars(
-        &[
-            ("ECOM_ENV", "test"),
-            ("ECOM_BIND_ADDRESS", "127.0.0.1"),
-            ("ECOM_ORDERS_HTTP_PORT", "0"),
-            ("ECOM_ORDERS_GRPC_PORT", "0"),
-            ("ECOM_ORDER_SWEEP_MS", "100"),
-            ("ECOM_PRODUCTS_GRPC_URL", &products_grpc),
-        ],
-        env.orders,
-    ))
-    .expect("orders config");
-    let orders =
-        orders::Application::build_with(config, orders_pool.clone(), verifier(), tokens("orders"))
-            .await
-            .expect("orders");
-    let orders_base = format!("http://127.0.0.1:{}", orders.http_port());
-    let orders_grpc = format!("http://127.0.0.1:{}", orders.grpc_port());
-    tokio::spawn(orders.run(shutdown.clone()));
+            &[("ECOM_PRODUCTS_GRPC_URL", products.grpc.as_str())],
+            env.orders,
+        ]
+        .concat(),
+        &shutdown,
+    )
+    .await;
+    let (products_base, orders_base, orders_grpc) = (products.http, orders.http, orders.grpc);
 
     let config = payments::Config::read(vars(
         &[
@@ -125,6 +102,76 @@ pub async fn spawn_app_with(pool: PgPool, env: Env<'_>) -> TestApp {
         products_pool,
         shutdown,
     }
+}
+
+/// Where a service started in this process listens.
+pub struct Started {
+    pub http: String,
+    pub grpc: String,
+}
+
+fn started(http: u16, grpc: u16) -> Started {
+    Started {
+        http: format!("http://127.0.0.1:{http}"),
+        grpc: format!("http://127.0.0.1:{grpc}"),
+    }
+}
+
+/// A Products service on its own database, verifying tokens with `verifier`.
+pub async fn start_products(
+    pool: PgPool,
+    verifier: Arc<JwtVerifier>,
+    env: &[(&str, &str)],
+    shutdown: &CancellationToken,
+) -> Started {
+    let config = products::Config::read(vars(
+        &[
+            ("ECOM_ENV", "test"),
+            ("ECOM_BIND_ADDRESS", "127.0.0.1"),
+            ("ECOM_PRODUCTS_HTTP_PORT", "0"),
+            ("ECOM_PRODUCTS_GRPC_PORT", "0"),
+            ("ECOM_RESERVATION_SWEEP_MS", "100"),
+        ],
+        env,
+    ))
+    .expect("products config");
+    let app = products::Application::build_with(config, pool, verifier)
+        .await
+        .expect("products");
+    let addresses = started(app.http_port(), app.grpc_port());
+    tokio::spawn(app.run(shutdown.clone()));
+    addresses
+}
+
+/// An Orders service on its own database (`env` names its Products). Its service identity is
+/// `tokens`, or else real tokens from the Users service its configuration names.
+pub async fn start_orders(
+    pool: PgPool,
+    verifier: Arc<JwtVerifier>,
+    tokens: Option<Arc<ServiceTokens>>,
+    env: &[(&str, &str)],
+    shutdown: &CancellationToken,
+) -> Started {
+    let config = orders::Config::read(vars(
+        &[
+            ("ECOM_ENV", "test"),
+            ("ECOM_BIND_ADDRESS", "127.0.0.1"),
+            ("ECOM_ORDERS_HTTP_PORT", "0"),
+            ("ECOM_ORDERS_GRPC_PORT", "0"),
+            ("ECOM_ORDER_SWEEP_MS", "100"),
+        ],
+        env,
+    ))
+    .expect("orders config");
+    let tokens = tokens.unwrap_or_else(|| {
+        Arc::new(ServiceTokens::for_service(&config.common).expect("service tokens"))
+    });
+    let app = orders::Application::build_with(config, pool, verifier, tokens)
+        .await
+        .expect("orders");
+    let addresses = started(app.http_port(), app.grpc_port());
+    tokio::spawn(app.run(shutdown.clone()));
+    addresses
 }
 
 pub fn card(number: &str) -> Value {
@@ -268,8 +315,17 @@ impl TestApp {
     }
 
     pub async fn metrics(&self) -> String {
+        self.metrics_of(&self.base).await
+    }
+
+    /// The Orders service's metrics.
+    pub async fn orders_metrics(&self) -> String {
+        self.metrics_of(&self.orders_base).await
+    }
+
+    async fn metrics_of(&self, base: &str) -> String {
         self.client
-            .get(format!("{}/metrics", self.base))
+            .get(format!("{base}/metrics"))
             .send()
             .await
             .expect("metrics")

@@ -7,17 +7,6 @@ use sqlx::PgPool;
 
 use crate::helpers::*;
 
-async fn orders_metrics(app: &TestApp) -> String {
-    app.client
-        .get(format!("{}/metrics", app.orders_base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
-}
-
 async fn undelivered(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM outbox WHERE delivered_at IS NULL")
         .fetch_one(&app.pool)
@@ -155,7 +144,7 @@ async fn a_redelivered_event_has_no_second_effect(pool: PgPool) {
         .expect("attempts");
     assert_eq!(attempts, 2, "delivered twice");
     assert_eq!(app.on_hand(mug).await, 8, "committed once");
-    let m = orders_metrics(&app).await;
+    let m = app.orders_metrics().await;
     assert!(
         m.contains(r#"order_transitions_total{from="pending_payment",to="paid"} 1"#),
         "{m}"
@@ -178,7 +167,7 @@ async fn a_redelivered_event_has_no_second_effect(pool: PgPool) {
         .expect("redeliver");
     wait_delivered(&app).await;
     assert_eq!(app.on_hand(mug).await, 10, "returned once");
-    let m = orders_metrics(&app).await;
+    let m = app.orders_metrics().await;
     assert!(
         m.contains(r#"order_transitions_total{from="paid",to="refunded"} 1"#),
         "{m}"
