@@ -127,14 +127,6 @@ impl Caller {
     pub fn is_service(&self, name: &str) -> bool {
         matches!(self, Self::Service(s) if s == name)
     }
-
-    /// The end user, if this is one.
-    pub fn user(&self) -> Option<CurrentUser> {
-        match self {
-            Self::User(u) => Some(*u),
-            Self::Service(_) => None,
-        }
-    }
 }
 
 /// Why a token was refused. Rendered as 401 `token_expired` or `invalid_token`.

@@ -72,9 +72,14 @@ impl ApiError {
             [one] => format!("{}: {}", one.field, one.message),
             _ => "the request has invalid fields".to_owned(),
         };
+        Self::invalid("validation_error", detail, errors)
+    }
+
+    /// A 422 with its own `code` (e.g. `invalid_card`) and the fields at fault.
+    pub fn invalid(code: &'static str, detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
         Self {
             errors,
-            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_error", detail)
+            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
         }
     }
 

@@ -42,21 +42,20 @@ pub fn verifier() -> Arc<JwtVerifier> {
 
 /// An access token for `user_id` with `role` (`user` or `admin`), valid for 10 minutes.
 pub fn token(user_id: i64, role: &str) -> String {
-    let (key, _) = key();
-    let now = chrono::Utc::now().timestamp();
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = Some(KID.into());
-    let claims = json!({"sub": user_id.to_string(), "role": role, "iat": now, "exp": now + 600, "jti": "t", "typ": "access"});
-    jsonwebtoken::encode(&header, &claims, &key).expect("test token")
+    sign(&user_id.to_string(), role)
 }
 
 /// A service token for `service` (as the Users service issues them), valid for 10 minutes.
 pub fn service_token(service: &str) -> String {
+    sign(&format!("service:{service}"), "service")
+}
+
+fn sign(sub: &str, role: &str) -> String {
     let (key, _) = key();
     let now = chrono::Utc::now().timestamp();
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(KID.into());
-    let claims = json!({"sub": format!("service:{service}"), "role": "service", "iat": now, "exp": now + 600, "jti": "s", "typ": "access"});
+    let claims = json!({"sub": sub, "role": role, "iat": now, "exp": now + 600, "jti": "t", "typ": "access"});
     jsonwebtoken::encode(&header, &claims, &key).expect("test token")
 }
 

@@ -39,13 +39,11 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         match e {
             Error::Validation(errors) => ApiError::validation(errors),
-            Error::InvalidCard(errors) => {
-                let mut e = ApiError::validation(errors);
-                e.code = "invalid_card";
-                e.detail =
-                    "the card was refused before any charge: check number, expiry and CVC".into();
-                e
-            }
+            Error::InvalidCard(errors) => ApiError::invalid(
+                "invalid_card",
+                "the card was refused before any charge: check number, expiry and CVC",
+                errors,
+            ),
             Error::NotFound(what) => ApiError::not_found(what),
             Error::IdempotencyConflict => ApiError::conflict(
                 "idempotency_conflict",
