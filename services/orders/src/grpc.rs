@@ -3,16 +3,31 @@
 use std::sync::Arc;
 
 use ecom_proto::orders::v1::{
-    self as pb, GetOrderRequest, MarkPaidRequest, MarkRefundedRequest,
+    self as pb, CancelOrderRequest, CreateOrderRequest, CreateOrderResponse, GetOrderRequest,
+    ListOrdersRequest, ListOrdersResponse, MarkPaidRequest, MarkRefundedRequest,
     order_service_server::OrderService,
 };
-use ecom_shared::auth::{JwtVerifier, grpc_caller};
+use ecom_shared::{
+    auth::{JwtVerifier, bearer, grpc_caller, grpc_user},
+    error::positive_id,
+};
+use serde_json::json;
 use tonic::{Request, Response, Status};
 
 use crate::{
     domain::{Order, OrderStatus},
-    service::OrdersService,
+    service::{Created, OrdersService},
 };
+
+/// The caller's bearer token ("" when none), forwarded to Products on their behalf as the HTTP
+/// handlers forward the `Authorization` header.
+fn bearer_token<T>(request: &Request<T>) -> String {
+    let value = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    bearer(value).unwrap_or_default().to_owned()
+}
 
 pub struct OrdersGrpc {
     pub orders: Arc<OrdersService>,
@@ -94,5 +109,58 @@ impl OrderService for OrdersGrpc {
             .mark_refunded(&caller, r.order_id, r.payment_id)
             .await?;
         Ok(Response::new(order_pb(order)))
+    }
+
+    async fn create_order(
+        &self,
+        request: Request<CreateOrderRequest>,
+    ) -> Result<Response<CreateOrderResponse>, Status> {
+        let user = grpc_user(&self.verifier, &request).await?;
+        let token = bearer_token(&request);
+        let r = request.into_inner();
+        // The body `POST /orders` would carry, so validation is the HTTP one.
+        let items: Vec<serde_json::Value> = r
+            .items
+            .iter()
+            .map(|l| json!({"product_id": l.product_id, "quantity": l.quantity}))
+            .collect();
+        let body = json!({ "items": items });
+        let key = Some(r.idempotency_key.as_str()).filter(|k| !k.is_empty());
+        let (order, created) = match self.orders.create(user, &token, key, &body).await? {
+            Created::New(order) => (order, true),
+            Created::Replayed(order) => (order, false),
+        };
+        Ok(Response::new(CreateOrderResponse {
+            order: Some(order_pb(order)),
+            created,
+        }))
+    }
+
+    async fn list_orders(
+        &self,
+        request: Request<ListOrdersRequest>,
+    ) -> Result<Response<ListOrdersResponse>, Status> {
+        let user = grpc_user(&self.verifier, &request).await?;
+        let r = request.into_inner();
+        let (orders, total, limit, offset) =
+            self.orders.list(user, r.user_id, r.limit, r.offset).await?;
+        Ok(Response::new(ListOrdersResponse {
+            orders: orders.into_iter().map(order_pb).collect(),
+            total,
+            limit,
+            offset,
+        }))
+    }
+
+    async fn cancel_order(
+        &self,
+        request: Request<CancelOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let user = grpc_user(&self.verifier, &request).await?;
+        let token = bearer_token(&request);
+        let id = positive_id("id", request.into_inner().id)?;
+        Ok(Response::new(order_pb(
+            self.orders.cancel(user, &token, id).await?,
+        )))
     }
 }

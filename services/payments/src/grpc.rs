@@ -3,16 +3,27 @@
 use std::sync::Arc;
 
 use ecom_proto::payments::v1::{
-    self as pb, GetPaymentRequest, ListPaymentsRequest, ListPaymentsResponse,
-    payment_service_server::PaymentService,
+    self as pb, GetPaymentRequest, ListPaymentsRequest, ListPaymentsResponse, PayRequest,
+    PayResponse, payment_service_server::PaymentService,
 };
-use ecom_shared::auth::{JwtVerifier, grpc_caller};
+use ecom_shared::auth::{JwtVerifier, bearer, grpc_caller, grpc_user};
+use serde_json::json;
 use tonic::{Request, Response, Status};
 
 use crate::{
     domain::{Payment, PaymentStatus},
-    service::PaymentsService,
+    service::{Paid, PaymentsService},
 };
+
+/// The caller's bearer token ("" when none), forwarded to Orders on their behalf as the HTTP
+/// handler forwards the `Authorization` header.
+fn bearer_token<T>(request: &Request<T>) -> String {
+    let value = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    bearer(value).unwrap_or_default().to_owned()
+}
 
 pub struct PaymentsGrpc {
     pub payments: Arc<PaymentsService>,
@@ -71,6 +82,33 @@ impl PaymentService for PaymentsGrpc {
         let payments = self.payments.of_orders(&caller, &ids).await?;
         Ok(Response::new(ListPaymentsResponse {
             payments: payments.into_iter().map(payment_pb).collect(),
+        }))
+    }
+
+    async fn pay(&self, request: Request<PayRequest>) -> Result<Response<PayResponse>, Status> {
+        let user = grpc_user(&self.verifier, &request).await?;
+        let token = bearer_token(&request);
+        let r = request.into_inner();
+        // The body `POST /payments` would carry, so validation (and the idempotency
+        // fingerprint) is the HTTP one. The card stays in memory only, as over HTTP.
+        let mut body = json!({ "order_id": r.order_id });
+        if let Some(card) = &r.card {
+            body["card"] = json!({
+                "number": card.number,
+                "exp_month": card.exp_month,
+                "exp_year": card.exp_year,
+                "cvc": card.cvc,
+            });
+        }
+        let key = Some(r.idempotency_key.as_str()).filter(|k| !k.is_empty());
+        // A declined card is a FAILED payment returned normally, as HTTP answers 201.
+        let (payment, created) = match self.payments.pay(user, &token, key, &body).await? {
+            Paid::New(p) => (p, true),
+            Paid::Replayed(p) => (p, false),
+        };
+        Ok(Response::new(PayResponse {
+            payment: Some(payment_pb(payment)),
+            created,
         }))
     }
 }

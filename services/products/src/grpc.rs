@@ -3,14 +3,24 @@
 use std::sync::Arc;
 
 use ecom_proto::products::v1::{
-    self as pb, GetProductsRequest, GetProductsResponse, ReservationRef, ReserveStockRequest,
+    self as pb, CreateProductRequest, DeleteProductRequest, DeleteProductResponse,
+    GetProductsRequest, GetProductsResponse, ListProductsRequest, ListProductsResponse,
+    ReservationRef, ReserveStockRequest, UpdateProductRequest,
     product_service_server::ProductService,
 };
 use ecom_shared::{
     ApiError,
-    auth::{JwtVerifier, grpc_caller},
+    auth::{JwtVerifier, grpc_caller, grpc_user},
+    error::positive_id,
 };
+use serde_json::{Map, Value, json};
 use tonic::{Request, Response, Status};
+
+use crate::{
+    domain::{Listing, ListingParams, Product},
+    error::Error,
+    service::{ProductsService, Reservation, ReservationStatus},
+};
 
 /// Committing and returning stock move money's counterpart: only the Orders service, acting as
 /// itself after a payment, may do it; a user's token is refused.
@@ -22,10 +32,49 @@ async fn orders_service<T>(verifier: &JwtVerifier, request: &Request<T>) -> Resu
     }
 }
 
-use crate::{
-    domain::Product,
-    service::{ProductsService, Reservation, ReservationStatus},
-};
+/// Catalogue writes: an admin's token, as over HTTP (none or a bad one → UNAUTHENTICATED, a
+/// user's → PERMISSION_DENIED).
+async fn admin<T>(verifier: &JwtVerifier, request: &Request<T>) -> Result<(), Status> {
+    if grpc_user(verifier, request).await?.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden().to_status())
+    }
+}
+
+/// The JSON body `PATCH /products/{id}` would carry, so validation is the HTTP one: unset
+/// fields are absent, `clear_category` is `category: null`.
+fn patch_body(r: UpdateProductRequest) -> Result<Value, Error> {
+    let mut body = Map::new();
+    if let Some(v) = r.name {
+        body.insert("name".into(), v.into());
+    }
+    if let Some(v) = r.description {
+        body.insert("description".into(), v.into());
+    }
+    if let Some(v) = r.price {
+        body.insert("price".into(), v.into());
+    }
+    if let Some(v) = r.stock {
+        body.insert("stock".into(), v.into());
+    }
+    match (r.category, r.clear_category) {
+        (Some(_), true) => {
+            return Err(Error::Validation(vec![ecom_shared::FieldError::new(
+                "category",
+                "cannot be set together with clear_category",
+            )]));
+        }
+        (Some(v), false) => {
+            body.insert("category".into(), v.into());
+        }
+        (None, true) => {
+            body.insert("category".into(), Value::Null);
+        }
+        (None, false) => {}
+    }
+    Ok(Value::Object(body))
+}
 
 pub struct ProductsGrpc {
     pub products: Arc<ProductsService>,
@@ -133,5 +182,71 @@ impl ProductService for ProductsGrpc {
                 .return_stock(request.into_inner().order_id)
                 .await?,
         )))
+    }
+
+    async fn list_products(
+        &self,
+        request: Request<ListProductsRequest>,
+    ) -> Result<Response<ListProductsResponse>, Status> {
+        let r = request.into_inner();
+        // Through the query-string parser, so defaults and limits are the HTTP ones.
+        let params = ListingParams {
+            limit: r.limit.map(|n| n.to_string()),
+            offset: r.offset.map(|n| n.to_string()),
+            category: r.category,
+            min_price: r.min_price,
+            max_price: r.max_price,
+            search: r.search,
+            sort: r.sort,
+        };
+        let listing = Listing::parse(&params).map_err(Error::Validation)?;
+        let page = self.products.list(listing).await?;
+        Ok(Response::new(ListProductsResponse {
+            products: page.items.into_iter().map(product_pb).collect(),
+            total: page.total,
+            limit: page.limit,
+            offset: page.offset,
+        }))
+    }
+
+    async fn create_product(
+        &self,
+        request: Request<CreateProductRequest>,
+    ) -> Result<Response<pb::Product>, Status> {
+        admin(&self.verifier, &request).await?;
+        let r = request.into_inner();
+        let body = json!({
+            "name": r.name,
+            "description": r.description,
+            "price": r.price,
+            "stock": r.stock,
+            "category": r.category,
+        });
+        Ok(Response::new(product_pb(
+            self.products.create(&body).await?,
+        )))
+    }
+
+    async fn update_product(
+        &self,
+        request: Request<UpdateProductRequest>,
+    ) -> Result<Response<pb::Product>, Status> {
+        admin(&self.verifier, &request).await?;
+        let r = request.into_inner();
+        let id = positive_id("id", r.id)?;
+        let body = patch_body(r)?;
+        Ok(Response::new(product_pb(
+            self.products.update(id, &body).await?,
+        )))
+    }
+
+    async fn delete_product(
+        &self,
+        request: Request<DeleteProductRequest>,
+    ) -> Result<Response<DeleteProductResponse>, Status> {
+        admin(&self.verifier, &request).await?;
+        let id = positive_id("id", request.into_inner().id)?;
+        self.products.delete(id).await?;
+        Ok(Response::new(DeleteProductResponse {}))
     }
 }

@@ -3,17 +3,43 @@
 use std::sync::Arc;
 
 use ecom_proto::users::v1::{
-    self as pb, GetUserRequest, GetUsersRequest, GetUsersResponse, IssueServiceTokenRequest,
-    ServiceToken, user_service_server::UserService,
+    self as pb, GetMeRequest, GetUserRequest, GetUsersRequest, GetUsersResponse,
+    IssueServiceTokenRequest, LoginRequest, LogoutRequest, LogoutResponse, RefreshTokenRequest,
+    RegisterRequest, ServiceToken, TokenPair, user_service_server::UserService,
 };
-use ecom_shared::auth::{JwtVerifier, grpc_user};
+use ecom_shared::{
+    auth::{JwtVerifier, grpc_user},
+    http::{ClientIp, TrustedProxies},
+};
 use tonic::{Request, Response, Status};
 
-use crate::{domain::Role, error::Error, service::UsersService};
+use crate::{
+    domain::Role,
+    error::Error,
+    service::{self, Registration, UsersService},
+};
 
 pub struct UsersGrpc {
     pub users: Arc<UsersService>,
     pub verifier: Arc<JwtVerifier>,
+    /// Peers whose `x-forwarded-for` metadata names the client (the same list as over HTTP).
+    pub trusted_proxies: TrustedProxies,
+}
+
+impl UsersGrpc {
+    /// The client's IP, by the same rule as HTTP's [`ClientIp`]: the socket peer, or the
+    /// forwarded address when the peer is a trusted proxy. Login throttling is keyed by it, so
+    /// an untrusted caller cannot pick its own budget by sending `x-forwarded-for`.
+    fn client_ip<T>(&self, request: &Request<T>) -> std::net::IpAddr {
+        let peer = request
+            .remote_addr()
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+        let forwarded_for = request
+            .metadata()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        ClientIp::resolve(peer, forwarded_for, &self.trusted_proxies.0)
+    }
 }
 
 fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
@@ -35,6 +61,15 @@ fn to_pb(u: crate::domain::User) -> pb::User {
         is_active: u.is_active,
         created_at: Some(timestamp(u.created_at)),
         updated_at: Some(timestamp(u.updated_at)),
+    }
+}
+
+fn token_pair_pb(p: service::TokenPair) -> TokenPair {
+    TokenPair {
+        access_token: p.access_token,
+        refresh_token: p.refresh_token,
+        token_type: "bearer".to_owned(),
+        expires_in: u32::try_from(p.expires_in).unwrap_or(u32::MAX),
     }
 }
 
@@ -84,5 +119,57 @@ impl UserService for UsersGrpc {
             access_token,
             expires_in: u32::try_from(ttl).unwrap_or(u32::MAX),
         }))
+    }
+
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let r = request.into_inner();
+        let user = self
+            .users
+            .register(Registration {
+                email: Some(&r.email),
+                password: Some(&r.password),
+                full_name: Some(&r.full_name),
+            })
+            .await?;
+        Ok(Response::new(to_pb(user)))
+    }
+
+    async fn login(&self, request: Request<LoginRequest>) -> Result<Response<TokenPair>, Status> {
+        let ip = self.client_ip(&request);
+        let r = request.into_inner();
+        let pair = self
+            .users
+            .login(&r.email, &r.password, &ip.to_string())
+            .await?;
+        Ok(Response::new(token_pair_pb(pair)))
+    }
+
+    async fn refresh_token(
+        &self,
+        request: Request<RefreshTokenRequest>,
+    ) -> Result<Response<TokenPair>, Status> {
+        let pair = self
+            .users
+            .refresh(&request.into_inner().refresh_token)
+            .await?;
+        Ok(Response::new(token_pair_pb(pair)))
+    }
+
+    async fn logout(
+        &self,
+        request: Request<LogoutRequest>,
+    ) -> Result<Response<LogoutResponse>, Status> {
+        self.users
+            .logout(&request.into_inner().refresh_token)
+            .await?;
+        Ok(Response::new(LogoutResponse {}))
+    }
+
+    async fn get_me(&self, request: Request<GetMeRequest>) -> Result<Response<pb::User>, Status> {
+        let caller = grpc_user(&self.verifier, &request).await?;
+        Ok(Response::new(to_pb(self.users.me(caller).await?)))
     }
 }

@@ -97,10 +97,11 @@ impl Application {
             .with_min_refetch_interval(Duration::ZERO),
         );
 
+        let trusted_proxies = TrustedProxies(Arc::new(config.common.trusted_proxies.clone()));
         let state = http::AppState {
             users: users.clone(),
             verifier: verifier.clone(),
-            trusted_proxies: TrustedProxies(Arc::new(config.common.trusted_proxies.clone())),
+            trusted_proxies: trusted_proxies.clone(),
         };
         let (api, openapi) = http::router(state);
         let readiness = Readiness::database_and_redis(pool.clone(), redis.clone());
@@ -111,6 +112,7 @@ impl Application {
             UserServiceServer::new(grpc::UsersGrpc {
                 users: users.clone(),
                 verifier,
+                trusted_proxies,
             })
             .max_decoding_message_size(ecom_shared::grpc::MAX_MESSAGE_BYTES),
         );

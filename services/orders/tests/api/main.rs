@@ -2,5 +2,6 @@
 //! its own fresh PostgreSQL database, and real Redis.
 
 mod checkout;
+mod grpc_orders;
 mod helpers;
 mod lifecycle;

@@ -2,6 +2,7 @@
 //! each on its own fresh PostgreSQL database, real Redis, and (for crashes) real processes.
 
 mod crash;
+mod grpc_pay;
 mod helpers;
 mod pay;
 mod refunds;

@@ -3,5 +3,6 @@
 
 mod cache;
 mod catalogue;
+mod grpc_catalogue;
 mod helpers;
 mod stock;

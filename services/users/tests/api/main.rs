@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod grpc;
+mod grpc_accounts;
 mod helpers;
 mod jwt;
 mod platform;
