@@ -42,6 +42,11 @@ struct FillLabels {
 /// A load in progress, awaited by every caller that missed the same key.
 type Flight = Shared<BoxFuture<'static, Result<Option<Bytes>, String>>>;
 
+/// The catalogue's cache namespace and the collection whose version moves on every product
+/// write (Products bumps it; the gateway keys its response cache on it).
+pub const CATALOGUE_NAMESPACE: &str = "products";
+pub const CATALOGUE_COLLECTION: &str = "listing";
+
 /// How many entries this process keeps in memory before starting over.
 const LOCAL_CAPACITY: usize = 10_000;
 

@@ -70,6 +70,26 @@ pub fn finish_router(
     metrics: Arc<Metrics>,
     readiness: Readiness,
 ) -> Router {
+    finish(
+        api,
+        SwaggerUi::new("/docs").url("/openapi.json", openapi),
+        metrics,
+        readiness,
+    )
+}
+
+/// Like [`finish_router`], for a router that serves its own `/openapi.json` (the gateway's,
+/// assembled from the services' documents at run time).
+pub fn finish_router_with_own_openapi(
+    api: Router,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+) -> Router {
+    let docs = SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json"));
+    finish(api, docs, metrics, readiness)
+}
+
+fn finish(api: Router, docs: SwaggerUi, metrics: Arc<Metrics>, readiness: Readiness) -> Router {
     let ops = Router::new()
         .route("/health/live", get(health::live))
         .merge(
@@ -86,7 +106,7 @@ pub fn finish_router(
     Router::new()
         .merge(api)
         .merge(ops)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .merge(docs)
         .route_layer(middleware::from_fn_with_state(metrics, track_http))
         .fallback(|| async { ApiError::not_found("route") })
         .layer(

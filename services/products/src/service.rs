@@ -16,9 +16,10 @@ use crate::{
 };
 
 /// The cache namespace of this service's keys.
-const NAMESPACE: &str = "products";
-/// The collection every listing page belongs to (one version for all of them).
-const LISTINGS: &str = "listing";
+const NAMESPACE: &str = ecom_shared::cache::CATALOGUE_NAMESPACE;
+/// The collection every listing page belongs to (one version for all of them): every product
+/// write bumps its version, which the gateway's response cache keys on too.
+const LISTINGS: &str = ecom_shared::cache::CATALOGUE_COLLECTION;
 
 /// A listing page: the response body of `GET /products`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
