@@ -1,0 +1,161 @@
+//! The Gateway's configuration: the shared settings plus where the services are, the rate
+//! limits and the GraphQL limits.
+
+use std::time::Duration;
+
+use ecom_shared::config::{CommonConfig, EnvReader, Rate, ServiceSpec};
+
+pub const SPEC: ServiceSpec = ServiceSpec {
+    name: "gateway",
+    http_port: 8080,
+    grpc_port: None,
+};
+
+/// One upstream service: its gRPC server (GraphQL) and its HTTP server (the REST facade).
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: &'static str,
+    pub grpc_url: String,
+    pub http_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    pub users: Upstream,
+    pub products: Upstream,
+    pub orders: Upstream,
+    pub payments: Upstream,
+    /// Per client (user id, else IP) on every route (`ECOM_RATE_LIMIT_DEFAULT`).
+    pub default_rate: Rate,
+    /// Per (IP, e-mail) on logins (`ECOM_RATE_LIMIT_LOGIN`).
+    pub login_rate: Rate,
+    /// gRPC channels (HTTP/2 connections) per service: one caps throughput.
+    pub grpc_channels: usize,
+    /// Deadline of one upstream call (gRPC or HTTP).
+    pub upstream_timeout: Duration,
+    /// Deepest GraphQL selection accepted.
+    pub graphql_max_depth: usize,
+    /// Largest GraphQL complexity accepted (list fields count `limit` times their children).
+    pub graphql_max_complexity: usize,
+    /// Most fields (aliases included) in one GraphQL document.
+    pub graphql_max_fields: usize,
+    /// Largest GraphQL request body.
+    pub graphql_max_body_bytes: usize,
+    /// Anonymous catalogue queries answered from a cache keyed by the catalogue's version.
+    pub response_cache: bool,
+    pub response_cache_ttl: Duration,
+}
+
+fn upstream(env: &mut EnvReader, name: &'static str, http: u16, grpc: u16) -> Upstream {
+    let upper = name.to_ascii_uppercase();
+    let grpc_url = env.string(
+        &format!("ECOM_{upper}_GRPC_URL"),
+        &format!("http://127.0.0.1:{grpc}"),
+    );
+    let http_url = env.string(
+        &format!("ECOM_{upper}_HTTP_URL"),
+        &format!("http://127.0.0.1:{http}"),
+    );
+    for (key, url) in [("GRPC", &grpc_url), ("HTTP", &http_url)] {
+        if url::Url::parse(url).is_err() {
+            env.error(format!("ECOM_{upper}_{key}_URL is not a URL"));
+        }
+    }
+    Upstream {
+        name,
+        grpc_url,
+        http_url: http_url.trim_end_matches('/').to_owned(),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::read(EnvReader::from_process())
+    }
+
+    pub fn read(mut env: EnvReader) -> anyhow::Result<Self> {
+        let common = CommonConfig::read(SPEC, &mut env);
+        let users = upstream(&mut env, "users", 8001, 50051);
+        let products = upstream(&mut env, "products", 8002, 50052);
+        let orders = upstream(&mut env, "orders", 8003, 50053);
+        let payments = upstream(&mut env, "payments", 8004, 50054);
+        let default_rate = env.parse("ECOM_RATE_LIMIT_DEFAULT", Rate::per_minute(1200));
+        let login_rate = env.parse("ECOM_RATE_LIMIT_LOGIN", Rate::per_minute(10));
+        let grpc_channels: usize = env.parse("ECOM_GATEWAY_GRPC_CHANNELS", 4);
+        if !(1..=64).contains(&grpc_channels) {
+            env.error("ECOM_GATEWAY_GRPC_CHANNELS must be between 1 and 64");
+        }
+        let timeout_ms: u64 = env.parse("ECOM_UPSTREAM_TIMEOUT_MS", 10_000);
+        if !(100..=120_000).contains(&timeout_ms) {
+            env.error("ECOM_UPSTREAM_TIMEOUT_MS must be between 100 and 120000");
+        }
+        let graphql_max_depth = env.parse("ECOM_GRAPHQL_MAX_DEPTH", 8);
+        let graphql_max_complexity = env.parse("ECOM_GRAPHQL_MAX_COMPLEXITY", 2000);
+        let graphql_max_fields = env.parse("ECOM_GRAPHQL_MAX_FIELDS", 100);
+        let graphql_max_body_bytes = env.parse("ECOM_GRAPHQL_MAX_BODY_BYTES", 32 * 1024);
+        let response_cache = env.parse("ECOM_GATEWAY_RESPONSE_CACHE", true);
+        let cache_ttl: u64 = env.parse("ECOM_CACHE_TTL_SECONDS", 300);
+        env.finish()?;
+        Ok(Self {
+            common,
+            users,
+            products,
+            orders,
+            payments,
+            default_rate,
+            login_rate,
+            grpc_channels,
+            upstream_timeout: Duration::from_millis(timeout_ms),
+            graphql_max_depth,
+            graphql_max_complexity,
+            graphql_max_fields,
+            graphql_max_body_bytes,
+            response_cache,
+            response_cache_ttl: Duration::from_secs(cache_ttl),
+        })
+    }
+
+    pub fn upstreams(&self) -> [&Upstream; 4] {
+        [&self.users, &self.products, &self.orders, &self.payments]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn read(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::read(EnvReader::from_map(map))
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = read(&[]).expect("defaults are valid");
+        assert_eq!(c.common.http_port, 8080);
+        assert_eq!(c.default_rate, Rate::per_minute(1200));
+        assert_eq!(c.login_rate, Rate::per_minute(10));
+        assert_eq!(c.products.grpc_url, "http://127.0.0.1:50052");
+        assert_eq!(c.orders.http_url, "http://127.0.0.1:8003");
+    }
+
+    #[test]
+    fn bad_settings_are_all_reported() {
+        let err = read(&[
+            ("ECOM_RATE_LIMIT_DEFAULT", "lots"),
+            ("ECOM_ORDERS_HTTP_URL", "not a url"),
+            ("ECOM_GATEWAY_GRPC_CHANNELS", "0"),
+        ])
+        .expect_err("invalid");
+        let text = format!("{err:#}");
+        assert!(text.contains("ECOM_RATE_LIMIT_DEFAULT"), "{text}");
+        assert!(text.contains("ECOM_ORDERS_HTTP_URL"), "{text}");
+        assert!(text.contains("ECOM_GATEWAY_GRPC_CHANNELS"), "{text}");
+    }
+}

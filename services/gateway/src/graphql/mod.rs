@@ -1,0 +1,359 @@
+//! `/graphql`: the contract's schema over the services' gRPC APIs.
+//!
+//! Per request: the caller's identity (verified once at the edge, the token forwarded to the
+//! services, which verify it again) and DataLoaders, so `OrderItem.product` and
+//! `Order.payment` cost one batched call each however many orders and items a query names.
+//! Before anything runs: a body limit, a parse, a cap on the number of fields (aliases
+//! included), then async-graphql's depth and complexity limits. Anonymous catalogue queries
+//! are answered from a cache keyed by the catalogue's version (every product write bumps it),
+//! so a write is never followed by a stale answer.
+
+mod loaders;
+mod mutation;
+mod query;
+pub mod types;
+
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
+
+use async_graphql::{
+    EmptySubscription, Schema, ServerError,
+    dataloader::DataLoader,
+    parser::types::{
+        DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
+    },
+};
+use axum::{
+    body::Bytes,
+    extract::{State, rejection::BytesRejection},
+    http::{HeaderValue, StatusCode, header},
+    response::{Html, IntoResponse, Response},
+};
+use ecom_shared::auth::CurrentUser;
+use sha2::{Digest, Sha256};
+
+pub use self::{loaders::*, mutation::Mutation, query::Query};
+use crate::{
+    AppState, Gateway,
+    error::{GatewayError, codes},
+    limits::Identity,
+};
+
+pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// The caller of one GraphQL request.
+pub struct Viewer {
+    pub ip: IpAddr,
+    pub token: Option<String>,
+    pub user: Option<Result<CurrentUser, GatewayError>>,
+}
+
+impl Viewer {
+    /// A gRPC request carrying the caller's token (if any).
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let request = tonic::Request::new(message);
+        match &self.token {
+            Some(t) => ecom_shared::auth::with_bearer(request, t),
+            None => request,
+        }
+    }
+
+    /// The signed-in user, or the reason there is none.
+    pub fn user(&self) -> Result<CurrentUser, GatewayError> {
+        match &self.user {
+            Some(Ok(user)) => Ok(*user),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(GatewayError::unauthenticated()),
+        }
+    }
+}
+
+pub fn build_schema(gw: Arc<Gateway>) -> GatewaySchema {
+    let config = &gw.config;
+    let mut builder = Schema::build(Query, Mutation, EmptySubscription)
+        .limit_depth(config.graphql_max_depth)
+        .limit_complexity(config.graphql_max_complexity)
+        .limit_recursive_depth(32)
+        .limit_directives(8);
+    if config.common.env.is_production() {
+        builder = builder.disable_introspection();
+    }
+    builder.data(gw).finish()
+}
+
+/// The schema in SDL (for docs and tests).
+pub fn sdl() -> String {
+    Schema::build(Query, Mutation, EmptySubscription)
+        .finish()
+        .sdl()
+}
+
+/// A GraphQL error answer that never ran: `status`, one error with `code`.
+fn refused(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({
+        "data": null,
+        "errors": [{"message": message, "extensions": {"code": code}}],
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+/// How many fields a document selects (aliases count: they run again), fragments expanded.
+fn count_fields(doc: &ExecutableDocument) -> usize {
+    fn walk(
+        set: &SelectionSet,
+        doc: &ExecutableDocument,
+        memo: &mut HashMap<String, usize>,
+        depth: usize,
+    ) -> usize {
+        if depth > 32 {
+            return usize::MAX / 4;
+        }
+        let mut n: usize = 0;
+        for item in &set.items {
+            n = n.saturating_add(match &item.node {
+                Selection::Field(f) => 1 + walk(&f.node.selection_set.node, doc, memo, depth + 1),
+                Selection::InlineFragment(f) => {
+                    walk(&f.node.selection_set.node, doc, memo, depth + 1)
+                }
+                Selection::FragmentSpread(s) => {
+                    let name = s.node.fragment_name.node.as_str();
+                    if let Some(n) = memo.get(name) {
+                        *n
+                    } else {
+                        let n = doc.fragments.get(name).map_or(0, |f| {
+                            walk(&f.node.selection_set.node, doc, memo, depth + 1)
+                        });
+                        memo.insert(name.to_owned(), n);
+                        n
+                    }
+                }
+            });
+        }
+        n
+    }
+    let mut memo = HashMap::new();
+    match &doc.operations {
+        DocumentOperations::Single(op) => walk(&op.node.selection_set.node, doc, &mut memo, 0),
+        DocumentOperations::Multiple(ops) => ops
+            .values()
+            .map(|op| walk(&op.node.selection_set.node, doc, &mut memo, 0))
+            .fold(0, usize::saturating_add),
+    }
+}
+
+/// Whether an anonymous answer to `doc` depends only on the catalogue: one query operation
+/// whose root fields are all `products` / `product` / `__typename`.
+fn catalogue_only(doc: &ExecutableDocument) -> bool {
+    let DocumentOperations::Single(op) = &doc.operations else {
+        return false;
+    };
+    op.node.ty == OperationType::Query
+        && op.node.selection_set.node.items.iter().all(|item| {
+            matches!(&item.node, Selection::Field(f)
+                if matches!(f.node.name.node.as_str(), "products" | "product" | "__typename"))
+        })
+}
+
+/// The HTTP status of an executed answer: 429 when a budget refused it, 503 when nothing could
+/// be answered for a dependency down, 400 when it never ran (parse or validation errors, which
+/// carry no code of ours), else 200.
+fn status_of(response: &async_graphql::Response) -> (StatusCode, Option<u64>) {
+    let code_of = |e: &ServerError| {
+        e.extensions
+            .as_ref()
+            .and_then(|x| x.get("code"))
+            .and_then(|v| match v {
+                async_graphql::Value::String(s) => Some(s.clone()),
+                _ => None,
+            })
+    };
+    for e in &response.errors {
+        if code_of(e).as_deref() == Some(codes::RATE_LIMITED) {
+            let retry = e
+                .extensions
+                .as_ref()
+                .and_then(|x| x.get("retryAfter"))
+                .and_then(|v| match v {
+                    async_graphql::Value::Number(n) => n.as_u64(),
+                    _ => None,
+                });
+            return (StatusCode::TOO_MANY_REQUESTS, Some(retry.unwrap_or(1)));
+        }
+    }
+    // Nothing answered because a service (or the login throttle) is down: 503, like REST.
+    if response.data == async_graphql::Value::Null
+        && response
+            .errors
+            .iter()
+            .any(|e| code_of(e).as_deref() == Some(codes::SERVICE_UNAVAILABLE))
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, Some(5));
+    }
+    let never_ran = response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| code_of(e).is_none());
+    if never_ran {
+        (StatusCode::BAD_REQUEST, None)
+    } else {
+        (StatusCode::OK, None)
+    }
+}
+
+/// Labels errors that never ran with `BAD_USER_INPUT` (the client's query is at fault).
+fn label_refusals(response: &mut async_graphql::Response) {
+    for e in &mut response.errors {
+        if e.extensions
+            .as_ref()
+            .is_none_or(|x| x.get("code").is_none())
+        {
+            e.extensions
+                .get_or_insert_with(Default::default)
+                .set("code", codes::BAD_USER_INPUT);
+        }
+    }
+}
+
+/// Runs one request: its HTTP status and body.
+async fn execute(
+    schema: &GatewaySchema,
+    gw: &Arc<Gateway>,
+    request: async_graphql::Request,
+    viewer: Viewer,
+) -> (StatusCode, Option<u64>, Bytes) {
+    let token = viewer.token.clone();
+    let request = request
+        .data(DataLoader::new(
+            ProductLoader::new(gw.clone(), token.clone()),
+            tokio::spawn,
+        ))
+        .data(DataLoader::new(
+            PaymentLoader::new(gw.clone(), token),
+            tokio::spawn,
+        ))
+        .data(viewer);
+    let mut response = schema.execute(request).await;
+    let (status, retry) = status_of(&response);
+    if status == StatusCode::BAD_REQUEST {
+        label_refusals(&mut response);
+    }
+    let body = serde_json::to_vec(&response).unwrap_or_default();
+    (status, retry, Bytes::from(body))
+}
+
+fn answer(status: StatusCode, retry: Option<u64>, body: Bytes) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(secs) = retry {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+/// `POST /graphql`.
+pub async fn handler(
+    State(state): State<AppState>,
+    identity: Option<axum::Extension<Identity>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let gw = &state.gateway;
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return refused(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::BAD_USER_INPUT,
+                &format!(
+                    "the request body is larger than {} bytes",
+                    gw.config.graphql_max_body_bytes
+                ),
+            );
+        }
+        Err(_) => {
+            return refused(
+                StatusCode::BAD_REQUEST,
+                codes::BAD_USER_INPUT,
+                "unreadable request body",
+            );
+        }
+    };
+    let Ok(mut request) = serde_json::from_slice::<async_graphql::Request>(&body) else {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            codes::BAD_USER_INPUT,
+            "the body must be JSON: {\"query\": \"...\", \"variables\": {...}}",
+        );
+    };
+    let (cacheable, fields) = match request.parsed_query() {
+        Ok(doc) => (catalogue_only(doc), count_fields(doc)),
+        Err(e) => {
+            return refused(StatusCode::BAD_REQUEST, codes::BAD_USER_INPUT, &e.message);
+        }
+    };
+    if fields > gw.config.graphql_max_fields {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            codes::BAD_USER_INPUT,
+            &format!(
+                "the query selects {fields} fields (aliases included); at most {} are allowed",
+                gw.config.graphql_max_fields
+            ),
+        );
+    }
+    let identity = identity.map(|e| e.0);
+    let viewer = Viewer {
+        ip: identity
+            .as_ref()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |i| i.ip),
+        token: identity.as_ref().and_then(|i| i.token.clone()),
+        user: identity.and_then(|i| i.user),
+    };
+    if cacheable && viewer.token.is_none() && gw.config.response_cache {
+        let fingerprint = format!("gql-{:x}", Sha256::digest(&body));
+        let slot = gw.cache.collection_slot(
+            ecom_shared::cache::CATALOGUE_NAMESPACE,
+            ecom_shared::cache::CATALOGUE_COLLECTION,
+            &fingerprint,
+        );
+        let (schema, gw2) = (state.schema.clone(), gw.clone());
+        let loaded = gw
+            .cache
+            .get_or_load(slot, move || async move {
+                let (status, _, body) = execute(&schema, &gw2, request, viewer).await;
+                // Only clean answers are kept; the rest are recomputed by each caller.
+                Ok(
+                    (status == StatusCode::OK && !body.windows(9).any(|w| w == b"\"errors\""))
+                        .then(|| String::from_utf8_lossy(&body).into_owned()),
+                )
+            })
+            .await;
+        if let Ok(Some(body)) = loaded {
+            return answer(StatusCode::OK, None, body);
+        }
+        // Not cacheable after all (an error, or Redis down): answer directly.
+        let Ok(mut request) = serde_json::from_slice::<async_graphql::Request>(&body) else {
+            return refused(
+                StatusCode::BAD_REQUEST,
+                codes::BAD_USER_INPUT,
+                "unreadable request",
+            );
+        };
+        let _ = request.parsed_query();
+        let viewer = Viewer {
+            ip: IpAddr::from([0, 0, 0, 0]),
+            token: None,
+            user: None,
+        };
+        let (status, retry, body) = execute(&state.schema, gw, request, viewer).await;
+        return answer(status, retry, body);
+    }
+    let (status, retry, body) = execute(&state.schema, gw, request, viewer).await;
+    answer(status, retry, body)
+}
+
+/// `GET /graphql`: the GraphQL console, from inside the binary (works offline).
+pub async fn console() -> Html<&'static str> {
+    Html(include_str!("../../assets/graphiql.html"))
+}

@@ -1,0 +1,354 @@
+//! `/api/...`: the services' public REST endpoints behind one origin (and one rate limiter),
+//! passed through unchanged: same statuses, bodies and headers (`Idempotency-Key`,
+//! `Retry-After`, ...). Pooled keep-alive connections, a deadline per call, and a 503
+//! `service_unavailable` with `Retry-After` when a service does not answer.
+//!
+//! `/openapi.json` is the services' documents merged under `/api`, fetched from the running
+//! services (so it always matches what they serve) and kept once all four have answered.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{Request, State},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use ecom_shared::error::ApiError;
+use serde_json::{Value, json};
+use tokio::sync::RwLock;
+
+use crate::{
+    AppState, Gateway,
+    config::Upstream,
+    error::{GatewayError, codes},
+    limits::{Identity, Limits},
+};
+
+/// Which service serves a path under `/api/` (by its first segment).
+fn route<'a>(gw: &'a Gateway, path: &str) -> Option<&'a Upstream> {
+    let first = path.split('/').next().unwrap_or_default();
+    let config = &gw.config;
+    Some(match first {
+        "auth" | "users" | ".well-known" => &config.users,
+        "products" => &config.products,
+        "orders" => &config.orders,
+        "payments" => &config.payments,
+        _ => return None,
+    })
+}
+
+/// Headers that belong to one hop, never forwarded.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+            | "x-forwarded-for"
+    )
+}
+
+pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(2))
+        .pool_max_idle_per_host(64)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()?)
+}
+
+/// The e-mail a login body names (JSON `email`, or the OAuth2 form's `username`).
+fn login_email(headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    if form {
+        url::form_urlencoded::parse(body)
+            .find(|(k, _)| k == "username")
+            .map(|(_, v)| v.into_owned())
+    } else {
+        serde_json::from_slice::<Value>(body)
+            .ok()?
+            .get("email")?
+            .as_str()
+            .map(str::to_owned)
+    }
+}
+
+fn api_error(e: &GatewayError) -> ApiError {
+    match e.code {
+        codes::RATE_LIMITED => ApiError::rate_limited(e.retry_after_secs.unwrap_or(1)),
+        _ => ApiError::unavailable("login throttling"),
+    }
+}
+
+/// `ANY /api/{*path}`.
+pub async fn proxy(State(state): State<AppState>, req: Request) -> Response {
+    let gw = &state.gateway;
+    let identity = req.extensions().get::<Identity>().cloned();
+    let (parts, body) = req.into_parts();
+    let path = parts
+        .uri
+        .path()
+        .strip_prefix("/api/")
+        .unwrap_or_default()
+        .to_owned();
+    let Some(upstream) = route(gw, &path) else {
+        return ApiError::not_found("route").into_response();
+    };
+    let body = match axum::body::to_bytes(body, ecom_shared::http::MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is too large",
+            )
+            .into_response();
+        }
+    };
+    let ip = identity
+        .as_ref()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |i| i.ip);
+    if parts.method == Method::POST && path.trim_end_matches('/') == "auth/login" {
+        // A body without an e-mail is refused by Users itself; only named logins are budgeted.
+        if let Some(email) = login_email(&parts.headers, &body)
+            && let Err(e) = Limits::check_login(gw, ip, &email).await
+        {
+            return api_error(&e).into_response();
+        }
+    }
+    let mut url = format!("{}/{path}", upstream.http_url);
+    if let Some(q) = parts.uri.query() {
+        url.push('?');
+        url.push_str(q);
+    }
+    let mut forward = gw.http.request(parts.method.clone(), &url);
+    for (name, value) in &parts.headers {
+        if !hop_by_hop(name) {
+            forward = forward.header(name, value);
+        }
+    }
+    // One hop: the client as this gateway resolved it (a client's own header is not passed on).
+    forward = forward.header("x-forwarded-for", ip.to_string());
+    let answer = match forward.body(body).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(
+                service = upstream.name,
+                timeout = e.is_timeout(),
+                "upstream did not answer"
+            );
+            return ApiError::unavailable(upstream.name).into_response();
+        }
+    };
+    let status = answer.status();
+    let mut headers = HeaderMap::new();
+    for (name, value) in answer.headers() {
+        if !hop_by_hop(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let bytes = match answer.bytes().await {
+        Ok(b) => b,
+        Err(_) => return ApiError::unavailable(upstream.name).into_response(),
+    };
+    let mut response = (status, bytes).into_response();
+    *response.headers_mut() = headers;
+    response
+}
+
+/// The merged OpenAPI document, once every service has contributed.
+#[derive(Default)]
+pub struct OpenApiCache(RwLock<Option<Bytes>>);
+
+const OPS_PATHS: [&str; 5] = [
+    "/health",
+    "/metrics",
+    "/docs",
+    "/openapi.json",
+    "/.well-known",
+];
+
+async fn fetch_openapi(gw: &Gateway, upstream: &Upstream) -> Option<Value> {
+    let r = gw
+        .http
+        .get(format!("{}/openapi.json", upstream.http_url))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+/// The facade's document: each service's paths under `/api`, their schemas merged, plus
+/// `/graphql`.
+pub fn merge(documents: &[(&str, Option<Value>)]) -> Value {
+    let mut paths = serde_json::Map::new();
+    let mut schemas = serde_json::Map::new();
+    let mut security = serde_json::Map::new();
+    let mut tags = Vec::new();
+    for (name, doc) in documents {
+        let Some(doc) = doc else { continue };
+        tags.push(json!({"name": name, "description": format!("The {name} service, through the gateway")}));
+        if let Some(p) = doc.get("paths").and_then(Value::as_object) {
+            for (path, item) in p {
+                if OPS_PATHS.iter().any(|ops| path.starts_with(ops)) {
+                    continue;
+                }
+                paths.insert(format!("/api{path}"), item.clone());
+            }
+        }
+        if let Some(c) = doc
+            .pointer("/components/schemas")
+            .and_then(Value::as_object)
+        {
+            schemas.extend(c.clone());
+        }
+        if let Some(c) = doc
+            .pointer("/components/securitySchemes")
+            .and_then(Value::as_object)
+        {
+            for (k, v) in c {
+                let mut v = v.clone();
+                // Swagger's Authorize button logs in through the facade too.
+                if let Some(url) = v.pointer_mut("/flows/password/tokenUrl")
+                    && let Some(s) = url.as_str()
+                    && !s.starts_with("/api")
+                {
+                    *url = Value::String(format!("/api{s}"));
+                }
+                security.insert(k.clone(), v);
+            }
+        }
+    }
+    paths.insert(
+        "/graphql".to_owned(),
+        json!({
+            "post": {
+                "tags": ["graphql"],
+                "summary": "GraphQL: the contract's schema (see GET /graphql for the console)",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["query"],
+                    "properties": {"query": {"type": "string"}, "variables": {"type": "object"}, "operationName": {"type": "string"}}
+                }}}},
+                "responses": {
+                    "200": {"description": "`data` and, for domain errors, `errors[].extensions.code`"},
+                    "400": {"description": "malformed JSON or GraphQL, or over the depth / complexity / field limits"},
+                    "413": {"description": "body over the limit"},
+                    "429": {"description": "rate limited (`RATE_LIMITED`, with `Retry-After`)"}
+                }
+            }
+        }),
+    );
+    tags.push(json!({"name": "graphql"}));
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ecom gateway",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The platform behind one origin: GraphQL at /graphql and the services' REST APIs under /api."
+        },
+        "paths": paths,
+        "components": {"schemas": schemas, "securitySchemes": security},
+        "tags": tags,
+    })
+}
+
+/// `GET /openapi.json`.
+pub async fn openapi(State(state): State<AppState>) -> Response {
+    let gw: &Arc<Gateway> = &state.gateway;
+    if let Some(doc) = gw.openapi.0.read().await.clone() {
+        return (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            doc,
+        )
+            .into_response();
+    }
+    let fetched = futures::future::join_all(
+        gw.config
+            .upstreams()
+            .map(|u| async move { (u.name, fetch_openapi(gw, u).await) }),
+    )
+    .await;
+    let complete = fetched.iter().all(|(_, d)| d.is_some());
+    let doc = merge(&fetched);
+    let bytes = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
+    if complete {
+        *gw.openapi.0.write().await = Some(bytes.clone());
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        Body::from(bytes),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_paths_live_under_api_without_ops_routes() {
+        let users = json!({
+            "paths": {"/auth/login": {"post": {}}, "/health/ready": {"get": {}}},
+            "components": {"schemas": {"User": {}}, "securitySchemes": {
+                "password": {"type": "oauth2", "flows": {"password": {"tokenUrl": "/auth/login", "scopes": {}}}}
+            }}
+        });
+        let products = json!({"paths": {"/products/{id}": {"get": {}}}, "components": {"schemas": {"Product": {}}}});
+        let doc = merge(&[
+            ("users", Some(users)),
+            ("products", Some(products)),
+            ("orders", None),
+        ]);
+        let paths = doc["paths"].as_object().expect("paths");
+        assert!(paths.contains_key("/api/auth/login"));
+        assert!(paths.contains_key("/api/products/{id}"));
+        assert!(paths.contains_key("/graphql"));
+        assert!(!paths.keys().any(|p| p.contains("health")));
+        assert_eq!(
+            doc.pointer("/components/securitySchemes/password/flows/password/tokenUrl"),
+            Some(&json!("/api/auth/login"))
+        );
+        assert!(doc.pointer("/components/schemas/Product").is_some());
+    }
+
+    #[test]
+    fn the_login_email_comes_from_json_or_the_oauth2_form() {
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            login_email(&h, br#"{"email":"a@b.co","password":"x"}"#).as_deref(),
+            Some("a@b.co")
+        );
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        assert_eq!(
+            login_email(&h, b"username=c%40d.co&password=x").as_deref(),
+            Some("c@d.co")
+        );
+    }
+}

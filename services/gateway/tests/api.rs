@@ -1,0 +1,482 @@
+//! The gateway on its own (no services behind it): what it refuses before calling anyone, its
+//! rate limits (in real Redis, across two real gateway processes), its Redis-down policy, and
+//! its answers when the services are down. The whole platform behind it is exercised by
+//! `ecomctl`'s end-to-end suite.
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use ecom_shared::testing;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// A port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+fn dead_upstreams() -> Vec<(String, String)> {
+    ["USERS", "PRODUCTS", "ORDERS", "PAYMENTS"]
+        .iter()
+        .flat_map(|s| {
+            [
+                (
+                    format!("ECOM_{s}_GRPC_URL"),
+                    format!("http://127.0.0.1:{}", closed_port()),
+                ),
+                (
+                    format!("ECOM_{s}_HTTP_URL"),
+                    format!("http://127.0.0.1:{}", closed_port()),
+                ),
+            ]
+        })
+        .collect()
+}
+
+struct App {
+    base: String,
+    client: reqwest::Client,
+}
+
+async fn spawn(overrides: &[(&str, &str)]) -> App {
+    let dead = dead_upstreams();
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("ECOM_GATEWAY_HTTP_PORT", "0"),
+        ("ECOM_BIND_ADDRESS", "127.0.0.1"),
+        ("ECOM_UPSTREAM_TIMEOUT_MS", "2000"),
+    ];
+    pairs.extend(dead.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let config = gateway::Config::read(testing::service_env(&pairs, overrides)).expect("config");
+    let app = gateway::Application::build_with(config, testing::verifier())
+        .await
+        .expect("build");
+    let base = format!("http://127.0.0.1:{}", app.http_port());
+    tokio::spawn(app.run(tokio_util::sync::CancellationToken::new()));
+    App {
+        base,
+        client: reqwest::Client::new(),
+    }
+}
+
+impl App {
+    async fn graphql(
+        &self,
+        body: &Value,
+        token: Option<&str>,
+    ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+        let mut req = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("send");
+        let headers = r.headers().clone();
+        let (status, body) = testing::parts(r).await;
+        (status, body, headers)
+    }
+
+    async fn raw(&self, body: &'static str) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("send");
+        testing::parts(r).await
+    }
+
+    async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+}
+
+fn first_code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn malformed_requests_are_400_not_500() {
+    let app = spawn(&[]).await;
+    let (status, body) = app.raw("{not json").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(first_code(&body), "BAD_USER_INPUT");
+
+    let (status, body, _) = app
+        .graphql(&json!({"query": "{ products { id "}), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(first_code(&body), "BAD_USER_INPUT");
+
+    let (status, body, _) = app.graphql(&json!({"query": "{ nope }"}), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(first_code(&body), "BAD_USER_INPUT");
+
+    let (status, body, _) = app
+        .graphql(&json!({"query": "query($id: ID!) { product(id: $id) { id } }", "variables": {"id": {"x": 1}}}), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // What does run still answers.
+    let (status, body, _) = app.graphql(&json!({"query": "{ __typename }"}), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["__typename"], "Query");
+}
+
+#[tokio::test]
+async fn abusive_queries_are_refused_before_they_run() {
+    let app = spawn(&[]).await;
+    // 500 aliased list fields: refused by the field cap (no service is ever called: they are down).
+    let aliases: String = (0..500)
+        .map(|i| format!("a{i}: products(limit: 100) {{ id }} "))
+        .collect();
+    let (status, body, _) = app
+        .graphql(&json!({"query": format!("{{ {aliases} }}")}), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("fields"),
+        "{body}"
+    );
+
+    // A few big lists: under the field cap, over the complexity limit.
+    let lists: String = (0..30)
+        .map(|i| format!("a{i}: products(limit: 100) {{ id name }} "))
+        .collect();
+    let (status, body, _) = app
+        .graphql(&json!({"query": format!("{{ {lists} }}")}), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase()
+            .contains("complex"),
+        "{body}"
+    );
+
+    // Deeper than the schema needs.
+    let deep = "{ __schema { types { fields { type { ofType { ofType { ofType { ofType { name } } } } } } } } }";
+    let (status, body, _) = app.graphql(&json!({"query": deep}), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("deep"),
+        "{body}"
+    );
+
+    // A body over the limit.
+    let huge = format!("{{ __typename }} #{}", "x".repeat(64 * 1024));
+    let (status, body, _) = app.graphql(&json!({"query": huge}), None).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(first_code(&body), "BAD_USER_INPUT");
+}
+
+#[tokio::test]
+async fn introspection_is_off_in_production_only() {
+    let query = json!({"query": "{ __schema { queryType { name } } }"});
+    let dev = spawn(&[]).await;
+    let (_, body, _) = dev.graphql(&query, None).await;
+    assert_eq!(
+        body["data"]["__schema"]["queryType"]["name"], "Query",
+        "{body}"
+    );
+
+    let secret = "s".repeat(40);
+    let prod = spawn(&[("ECOM_ENV", "production"), ("ECOM_SERVICE_SECRET", &secret)]).await;
+    let (_, body, _) = prod.graphql(&query, None).await;
+    // Disabled introspection answers nothing about the schema.
+    assert!(body["data"]["__schema"].is_null(), "{body}");
+    assert!(!body.to_string().contains("queryType\":{"), "{body}");
+}
+
+#[tokio::test]
+async fn the_default_budget_is_per_client_with_headers_and_a_metric() {
+    let app = spawn(&[("ECOM_RATE_LIMIT_DEFAULT", "3/minute")]).await;
+    let q = json!({"query": "{ __typename }"});
+    for _ in 0..3 {
+        let (status, body, headers) = app.graphql(&q, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(headers["x-ratelimit-limit"], "3");
+    }
+    let (status, body, headers) = app.graphql(&q, None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(first_code(&body), "RATE_LIMITED");
+    let retry: u64 = headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("secs");
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(headers["x-ratelimit-remaining"], "0");
+
+    // REST through the same budget: the contract's error body.
+    let r = app
+        .client
+        .get(format!("{}/api/products", app.base))
+        .send()
+        .await
+        .expect("send");
+    assert!(r.headers().contains_key("retry-after"));
+    testing::assert_error(
+        &testing::parts(r).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    );
+
+    // A signed-in client has a budget of its own (keyed by user, not address).
+    let token = testing::token(42, "user");
+    let (status, body, _) = app.graphql(&q, Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let metrics = app.metrics().await;
+    assert!(
+        testing::sample(
+            &metrics,
+            "rate_limited_total{service=\"gateway\",limit=\"default\"}"
+        ) >= 2.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn logins_are_budgeted_per_address_and_email() {
+    let app = spawn(&[("ECOM_RATE_LIMIT_LOGIN", "2/minute")]).await;
+    let login = |email: &str| json!({"query": "mutation($e: String!) { login(email: $e, password: \"password123\") { accessToken } }", "variables": {"e": email}});
+    // Users is down: the first two are SERVICE_UNAVAILABLE, the third is over the budget.
+    for _ in 0..2 {
+        let (_, body, _) = app.graphql(&login("victim@example.com"), None).await;
+        assert_eq!(first_code(&body), "SERVICE_UNAVAILABLE", "{body}");
+    }
+    let (status, body, headers) = app.graphql(&login("Victim@Example.com"), None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(first_code(&body), "RATE_LIMITED");
+    assert!(headers.contains_key("retry-after"));
+
+    // The REST login shares the budget of that (address, e-mail) pair...
+    let r = app
+        .client
+        .post(format!("{}/api/auth/login", app.base))
+        .json(&json!({"email": "victim@example.com", "password": "password123"}))
+        .send()
+        .await
+        .expect("send");
+    testing::assert_error(
+        &testing::parts(r).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    );
+    // ...and another e-mail from the same address is not throttled by it.
+    let (_, body, _) = app.graphql(&login("someone@example.com"), None).await;
+    assert_eq!(first_code(&body), "SERVICE_UNAVAILABLE", "{body}");
+}
+
+#[tokio::test]
+async fn redis_down_serves_requests_but_refuses_logins() {
+    let redis = format!("redis://127.0.0.1:{}", closed_port());
+    let app = spawn(&[("ECOM_REDIS_URL", &redis)]).await;
+    let (status, body, _) = app.graphql(&json!({"query": "{ __typename }"}), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let r = app
+        .client
+        .post(format!("{}/api/auth/login", app.base))
+        .json(&json!({"email": "a@example.com", "password": "password123"}))
+        .send()
+        .await
+        .expect("send");
+    assert!(r.headers().contains_key("retry-after"));
+    testing::assert_error(
+        &testing::parts(r).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable",
+    );
+
+    let (status, body, _) = app
+        .graphql(&json!({"query": "mutation { login(email: \"a@example.com\", password: \"password123\") { accessToken } }"}), None)
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(first_code(&body), "SERVICE_UNAVAILABLE");
+
+    let metrics = app.metrics().await;
+    assert!(
+        testing::sample(
+            &metrics,
+            "rate_limiter_unavailable_total{limit=\"default\"}"
+        ) >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        testing::sample(&metrics, "rate_limiter_unavailable_total{limit=\"login\"}") >= 1.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn services_down_are_503_with_retry_after_and_not_ready() {
+    let app = spawn(&[]).await;
+    let r = app
+        .client
+        .get(format!("{}/api/products?limit=5", app.base))
+        .send()
+        .await
+        .expect("send");
+    assert!(r.headers().contains_key("retry-after"));
+    testing::assert_error(
+        &testing::parts(r).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable",
+    );
+
+    let (status, body, _) = app
+        .graphql(&json!({"query": "{ products(limit: 5) { id } }"}), None)
+        .await;
+    assert_eq!(first_code(&body), "SERVICE_UNAVAILABLE", "{status} {body}");
+    assert!(
+        !body.to_string().contains("tcp"),
+        "no transport detail: {body}"
+    );
+
+    let r = app
+        .client
+        .get(format!("{}/api/nothing-here", app.base))
+        .send()
+        .await
+        .expect("send");
+    testing::assert_error(&testing::parts(r).await, StatusCode::NOT_FOUND, "not_found");
+
+    let r = app
+        .client
+        .get(format!("{}/health/ready", app.base))
+        .send()
+        .await
+        .expect("send");
+    let (status, body) = testing::parts(r).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    for s in ["users", "products", "orders", "payments"] {
+        assert!(body.to_string().contains(s), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn the_console_and_the_storefront_are_served_from_the_binary() {
+    let app = spawn(&[]).await;
+    for path in ["/graphql", "/"] {
+        let r = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::OK);
+        let html = r.text().await.expect("text");
+        assert!(html.contains("/graphql"), "{path}");
+        assert!(
+            !html.contains("https://"),
+            "{path} must load nothing from the internet"
+        );
+    }
+    let r = app
+        .client
+        .get(format!("{}/docs/", app.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// A real gateway process.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn gateway_process(port: u16, prefix: &str, dead: &[(String, String)]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    cmd.env("ECOM_GATEWAY_HTTP_PORT", port.to_string())
+        .env("ECOM_BIND_ADDRESS", "127.0.0.1")
+        .env("ECOM_REDIS_URL", testing::redis_url())
+        .env("ECOM_REDIS_PREFIX", prefix)
+        .env("ECOM_RATE_LIMIT_DEFAULT", "6/minute")
+        .env("ECOM_LOG_FORMAT", "json")
+        .env_remove("ECOM_ENV")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in dead {
+        cmd.env(k, v);
+    }
+    Proc(cmd.spawn().expect("spawn gateway"))
+}
+
+#[tokio::test]
+async fn two_gateway_processes_share_one_budget() {
+    let prefix = format!("test-{}", uuid::Uuid::new_v4());
+    let dead = dead_upstreams();
+    let ports = [closed_port(), closed_port()];
+    let _procs: Vec<Proc> = ports
+        .iter()
+        .map(|p| gateway_process(*p, &prefix, &dead))
+        .collect();
+    let client = reqwest::Client::new();
+    // Both up (live; not ready: no services behind them). Polls, never sleeps blindly.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for port in ports {
+        loop {
+            let url = format!("http://127.0.0.1:{port}/health/live");
+            if client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "gateway on {port} did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut allowed = 0;
+    for i in 0..12 {
+        let port = ports[i % 2];
+        let r = client
+            .post(format!("http://127.0.0.1:{port}/graphql"))
+            .json(&json!({"query": "{ __typename }"}))
+            .send()
+            .await
+            .expect("send");
+        match r.status() {
+            StatusCode::OK => allowed += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(allowed, 6, "6/minute in total across both replicas");
+}
