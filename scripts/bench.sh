@@ -8,33 +8,46 @@ DURATION=${BENCH_DURATION:-10s}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 PRODUCTS_PORT=${BENCH_PRODUCTS_PORT:-18102}
 BARE_PORT=${BENCH_BARE_PORT:-18103}
+PRODUCTS_GRPC_PORT=${BENCH_PRODUCTS_GRPC_PORT:-18104}
+GATEWAY_PORT=${BENCH_GATEWAY_PORT:-18105}
 
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk (or brew install wrk)"; exit 1; }
 
 db_url="${DATABASE_URL%/*}/ecom_products_bench"
 export ECOM_PRODUCTS_DATABASE_URL="$db_url" ECOM_REDIS_URL="$ECOM_TEST_REDIS_URL" ECOM_REDIS_PREFIX="bench-$$"
-export ECOM_PRODUCTS_HTTP_PORT=$PRODUCTS_PORT ECOM_PRODUCTS_GRPC_PORT=0 ECOM_BIND_ADDRESS=127.0.0.1
+export ECOM_PRODUCTS_HTTP_PORT=$PRODUCTS_PORT ECOM_PRODUCTS_GRPC_PORT=$PRODUCTS_GRPC_PORT ECOM_BIND_ADDRESS=127.0.0.1
 export ECOM_SEED_DEMO=true ECOM_LOG=warn ECOM_CACHE_TTL_SECONDS=3600
 
 "$BIN/products" migrate >/dev/null
 "$BIN/products" & products_pid=$!
-trap 'kill $products_pid ${bare_pid:-} 2>/dev/null || true' EXIT
+trap 'kill $products_pid ${bare_pid:-} ${gateway_pid:-} 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PRODUCTS_PORT/health/ready" >/dev/null && break; sleep 0.1; done
-"$BIN/bench-bare" "http://127.0.0.1:$PRODUCTS_PORT" "$BARE_PORT" & bare_pid=$!
+# The gateway in front of Products (the other services are not needed for catalogue reads).
+# The budget is raised: 64 connections from one address would otherwise be one client.
+ECOM_GATEWAY_HTTP_PORT=$GATEWAY_PORT ECOM_PRODUCTS_GRPC_URL="http://127.0.0.1:$PRODUCTS_GRPC_PORT" \
+  ECOM_RATE_LIMIT_DEFAULT=100000000/minute "$BIN/gateway" & gateway_pid=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$GATEWAY_PORT/health/live" >/dev/null && break; sleep 0.1; done
+GRAPHQL_BODY='{"query":"{ products(limit: 20) { id name price } }"}'
+"$BIN/bench-bare" "http://127.0.0.1:$PRODUCTS_PORT" "$BARE_PORT" "http://127.0.0.1:$GATEWAY_PORT" & bare_pid=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$BARE_PORT/products/1" >/dev/null && break; sleep 0.1; done
 
 # Same bytes on both sides (the comparison is only fair if so).
 cmp <(curl -s "http://127.0.0.1:$PRODUCTS_PORT/products?limit=20") <(curl -s "http://127.0.0.1:$BARE_PORT/products?limit=20")
 cmp <(curl -s "http://127.0.0.1:$PRODUCTS_PORT/products/1") <(curl -s "http://127.0.0.1:$BARE_PORT/products/1")
+gql() { curl -s -H 'content-type: application/json' -d "$GRAPHQL_BODY" "$1/graphql"; }
+cmp <(gql "http://127.0.0.1:$GATEWAY_PORT") <(gql "http://127.0.0.1:$BARE_PORT")
+lua=$(mktemp --suffix .lua)
+printf 'wrk.method = "POST"\nwrk.body = '"'"'%s'"'"'\nwrk.headers["Content-Type"] = "application/json"\n' "$GRAPHQL_BODY" >"$lua"
 
-run() { # name url -> "rps p50 p99"
-  wrk -t1 -c"$CONNECTIONS" -d2s "$2" >/dev/null   # warm-up (and warm cache)
-  out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$2")
+run() { # name url [wrk args...] -> "rps p50 p99"
+  local name=$1 url=$2; shift 2
+  wrk -t1 -c"$CONNECTIONS" -d2s "$@" "$url" >/dev/null   # warm-up (and warm cache)
+  out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$@" "$url")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")
-  [[ -z $errors ]] || echo "  ($1: $errors)" >&2
+  [[ -z $errors ]] || echo "  ($name: $errors)" >&2
   printf '%s %s %s\n' "$rps" "$p50" "$p99"
 }
 
@@ -47,12 +60,20 @@ for path in "/products?limit=20" "/products/1"; do
   printf '%-28s %12s %10s %10s %8s\n' "bare axum $path" "$bare_rps" "$bare_p50" "$bare_p99" "1.00x"
   printf '%-28s %12s %10s %10s %8s\n' "products $path" "$svc_rps" "$svc_p50" "$svc_p99" "$ratio"
 done
+read -r bare_rps bare_p50 bare_p99 < <(run bare "http://127.0.0.1:$BARE_PORT/graphql" -s "$lua")
+read -r gw_rps gw_p50 gw_p99 < <(run gateway "http://127.0.0.1:$GATEWAY_PORT/graphql" -s "$lua")
+ratio=$(awk -v a="$gw_rps" -v b="$bare_rps" 'BEGIN {printf "%.2fx", a / b}')
+printf '%-28s %12s %10s %10s %8s\n' "bare axum POST /graphql" "$bare_rps" "$bare_p50" "$bare_p99" "1.00x"
+printf '%-28s %12s %10s %10s %8s\n' "gateway products(limit: 20)" "$gw_rps" "$gw_p50" "$gw_p99" "$ratio"
+rm -f "$lua"
 hits=$(curl -s "http://127.0.0.1:$PRODUCTS_PORT/metrics" | awk '/^cache_requests_total.*result="hit"/ {s += $2} END {print s + 0}')
 misses=$(curl -s "http://127.0.0.1:$PRODUCTS_PORT/metrics" | awk '/^cache_requests_total.*result="miss"/ {s += $2} END {print s + 0}')
 printf '\ncache: %s hits, %s misses\n' "$hits" "$misses"
 
 # ---- Checkout: create an order and pay it, distinct users and products, the whole platform ----
-kill $products_pid ${bare_pid:-} 2>/dev/null || true
+gw_hits=$(curl -s "http://127.0.0.1:$GATEWAY_PORT/metrics" | awk '/^cache_requests_total.*result="hit"/ {s += $2} END {print s + 0}')
+printf 'gateway response cache: %s hits\n' "$gw_hits"
+kill $products_pid ${bare_pid:-} ${gateway_pid:-} 2>/dev/null || true
 wait $products_pid 2>/dev/null || true
 (
   unset ECOM_PRODUCTS_DATABASE_URL ECOM_PRODUCTS_HTTP_PORT ECOM_PRODUCTS_GRPC_PORT ECOM_SEED_DEMO
@@ -66,6 +87,7 @@ wait $products_pid 2>/dev/null || true
     export "BENCH_${svc}_URL=http://127.0.0.1:$((base + i))"
     i=$((i + 1))
   done
+  export ECOM_GATEWAY_HTTP_PORT=$((base + i))
   "$BIN/ecomctl" up --bin-dir "$BIN" >/tmp/ecom-bench-checkout.log 2>&1 & up_pid=$!
   trap 'kill -INT $up_pid 2>/dev/null; wait $up_pid 2>/dev/null || true' EXIT
   ready=

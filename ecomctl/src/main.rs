@@ -223,12 +223,17 @@ async fn start_all(
             }
         }
         for other in SERVICES {
+            let upper = other.name.to_ascii_uppercase();
             if let Some(port) = other.grpc() {
                 cmd.env(
-                    format!("ECOM_{}_GRPC_URL", other.name.to_ascii_uppercase()),
+                    format!("ECOM_{upper}_GRPC_URL"),
                     format!("http://127.0.0.1:{port}"),
                 );
             }
+            cmd.env(
+                format!("ECOM_{upper}_HTTP_URL"),
+                format!("http://127.0.0.1:{}", other.http()),
+            );
         }
         children.push((s.name, procs::spawn(s.name, cmd, log)?));
     }
@@ -287,6 +292,12 @@ fn print_table(infra: &infra::Infra) {
             "  {:<10} {:<24} {:<18} {http}/docs\n",
             s.name, http, grpc
         ));
+    }
+    if let Some(gw) = SERVICES.iter().find(|s| s.name == "gateway") {
+        let base = format!("http://127.0.0.1:{}", gw.http());
+        out.push_str(&format!("\n  {:<10} {base}/graphql\n", "GraphQL"));
+        out.push_str(&format!("  {:<10} {base}/api/... ({base}/docs)\n", "REST"));
+        out.push_str(&format!("  {:<10} {base}/\n", "storefront"));
     }
     out.push('\n');
     for (what, desc) in &infra.description {

@@ -14,12 +14,14 @@ pub struct ServiceDef {
 }
 
 pub const SERVICES: &[ServiceDef] = &[
+    // The gateway (on this host) forwards the client's address on logins: Users believes it
+    // from there only.
     ServiceDef {
         name: "users",
         http_port: 8001,
         grpc_port: Some(50051),
         database: true,
-        env: &[],
+        env: &[("ECOM_TRUSTED_PROXIES", "127.0.0.1")],
     },
     // The demo catalogue is seeded into an empty catalogue only (idempotent).
     ServiceDef {
@@ -41,6 +43,14 @@ pub const SERVICES: &[ServiceDef] = &[
         http_port: 8004,
         grpc_port: Some(50054),
         database: true,
+        env: &[],
+    },
+    // Last: it is ready only once the four services answer.
+    ServiceDef {
+        name: "gateway",
+        http_port: 8080,
+        grpc_port: None,
+        database: false,
         env: &[],
     },
 ];
