@@ -13,7 +13,11 @@ mod mutation;
 mod query;
 pub mod types;
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc};
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Arc, PoisonError},
+};
 
 use async_graphql::{
     EmptySubscription, Schema, ServerError,
@@ -212,13 +216,22 @@ fn label_refusals(response: &mut async_graphql::Response) {
     }
 }
 
-/// Runs one request: its HTTP status and body.
+/// One executed request, ready to send.
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<u64>,
+    body: Bytes,
+    /// No errors at all: safe to keep in the response cache.
+    clean: bool,
+}
+
+/// Runs one request.
 async fn execute(
     schema: &GatewaySchema,
     gw: &Arc<Gateway>,
     request: async_graphql::Request,
     viewer: Viewer,
-) -> (StatusCode, Option<u64>, Bytes) {
+) -> Answer {
     let token = viewer.token.clone();
     let request = request
         .data(DataLoader::new(
@@ -231,15 +244,19 @@ async fn execute(
         ))
         .data(viewer);
     let mut response = schema.execute(request).await;
-    let (status, retry) = status_of(&response);
+    let (status, retry_after) = status_of(&response);
     if status == StatusCode::BAD_REQUEST {
         label_refusals(&mut response);
     }
-    let body = serde_json::to_vec(&response).unwrap_or_default();
-    (status, retry, Bytes::from(body))
+    Answer {
+        status,
+        retry_after,
+        clean: response.errors.is_empty(),
+        body: Bytes::from(serde_json::to_vec(&response).unwrap_or_default()),
+    }
 }
 
-fn answer(status: StatusCode, retry: Option<u64>, body: Bytes) -> Response {
+fn respond(status: StatusCode, retry: Option<u64>, body: Bytes) -> Response {
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -303,6 +320,9 @@ pub async fn handler(
         );
     }
     let identity = identity.map(|e| e.0);
+    let ip = identity
+        .as_ref()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |i| i.ip);
     let viewer = Viewer {
         ip: identity
             .as_ref()
@@ -317,22 +337,28 @@ pub async fn handler(
             ecom_shared::cache::CATALOGUE_COLLECTION,
             &fingerprint,
         );
-        let (schema, gw2) = (state.schema.clone(), gw.clone());
+        // The answer this request computed itself when it led the fill but the answer was not
+        // for keeping (an error): sent as is, never computed twice.
+        let own: Arc<std::sync::Mutex<Option<Answer>>> = Arc::default();
+        let (schema, gw2, own2) = (state.schema.clone(), gw.clone(), own.clone());
         let loaded = gw
             .cache
             .get_or_load(slot, move || async move {
-                let (status, _, body) = execute(&schema, &gw2, request, viewer).await;
-                // Only clean answers are kept; the rest are recomputed by each caller.
-                Ok(
-                    (status == StatusCode::OK && !body.windows(9).any(|w| w == b"\"errors\""))
-                        .then(|| String::from_utf8_lossy(&body).into_owned()),
-                )
+                let answer = execute(&schema, &gw2, request, viewer).await;
+                if answer.clean && answer.status == StatusCode::OK {
+                    return Ok(Some(String::from_utf8_lossy(&answer.body).into_owned()));
+                }
+                *own2.lock().unwrap_or_else(PoisonError::into_inner) = Some(answer);
+                Ok(None)
             })
             .await;
         if let Ok(Some(body)) = loaded {
-            return answer(StatusCode::OK, None, body);
+            return respond(StatusCode::OK, None, body);
         }
-        // Not cacheable after all (an error, or Redis down): answer directly.
+        if let Some(a) = own.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            return respond(a.status, a.retry_after, a.body);
+        }
+        // Another request led the fill and its answer was not kept: compute ours.
         let Ok(mut request) = serde_json::from_slice::<async_graphql::Request>(&body) else {
             return refused(
                 StatusCode::BAD_REQUEST,
@@ -342,15 +368,15 @@ pub async fn handler(
         };
         let _ = request.parsed_query();
         let viewer = Viewer {
-            ip: IpAddr::from([0, 0, 0, 0]),
+            ip,
             token: None,
             user: None,
         };
-        let (status, retry, body) = execute(&state.schema, gw, request, viewer).await;
-        return answer(status, retry, body);
+        let a = execute(&state.schema, gw, request, viewer).await;
+        return respond(a.status, a.retry_after, a.body);
     }
-    let (status, retry, body) = execute(&state.schema, gw, request, viewer).await;
-    answer(status, retry, body)
+    let a = execute(&state.schema, gw, request, viewer).await;
+    respond(a.status, a.retry_after, a.body)
 }
 
 /// `GET /graphql`: the GraphQL console, from inside the binary (works offline).
