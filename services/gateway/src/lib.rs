@@ -43,6 +43,7 @@ pub struct Gateway {
     /// The REST facade's pooled HTTP client.
     pub http: reqwest::Client,
     pub openapi: rest::OpenApiCache,
+    pub known_queries: graphql::KnownQueries,
 }
 
 /// Router state: the gateway and its schema.
@@ -85,6 +86,7 @@ impl Application {
             metrics: metrics.clone(),
             cache,
             openapi: rest::OpenApiCache::default(),
+            known_queries: graphql::KnownQueries::default(),
             config,
         });
         let state = AppState {

@@ -269,6 +269,31 @@ fn respond(status: StatusCode, retry: Option<u64>, body: Bytes) -> Response {
     response
 }
 
+/// Fingerprints of request bodies known to be anonymous-cacheable catalogue queries (already
+/// parsed and checked once): their cache hits skip parsing altogether.
+#[derive(Default)]
+pub struct KnownQueries(std::sync::RwLock<std::collections::HashSet<[u8; 32]>>);
+
+/// How many fingerprints are remembered before starting over.
+const KNOWN_QUERIES: usize = 10_000;
+
+impl KnownQueries {
+    fn contains(&self, fingerprint: &[u8; 32]) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(fingerprint)
+    }
+
+    fn insert(&self, fingerprint: [u8; 32]) {
+        let mut known = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        if known.len() >= KNOWN_QUERIES {
+            known.clear();
+        }
+        known.insert(fingerprint);
+    }
+}
+
 /// `POST /graphql`.
 pub async fn handler(
     State(state): State<AppState>,
@@ -296,6 +321,19 @@ pub async fn handler(
             );
         }
     };
+    let identity = identity.map(|e| e.0);
+    let ip = identity
+        .as_ref()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |i| i.ip);
+    let anonymous = identity.as_ref().is_none_or(|i| i.token.is_none());
+    // The hot path: a catalogue query seen before, from an anonymous client.
+    let fingerprint: Option<[u8; 32]> =
+        (anonymous && gw.config.response_cache).then(|| Sha256::digest(&body).into());
+    if let Some(fp) = &fingerprint
+        && gw.known_queries.contains(fp)
+    {
+        return cached(&state, fp, body, ip).await;
+    }
     let Ok(mut request) = serde_json::from_slice::<async_graphql::Request>(&body) else {
         return refused(
             StatusCode::BAD_REQUEST,
@@ -319,52 +357,39 @@ pub async fn handler(
             ),
         );
     }
-    let identity = identity.map(|e| e.0);
-    let ip = identity
-        .as_ref()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |i| i.ip);
+    if let Some(fp) = fingerprint
+        && cacheable
+    {
+        gw.known_queries.insert(fp);
+        return cached(&state, &fp, body, ip).await;
+    }
     let viewer = Viewer {
-        ip: identity
-            .as_ref()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |i| i.ip),
+        ip,
         token: identity.as_ref().and_then(|i| i.token.clone()),
         user: identity.and_then(|i| i.user),
     };
-    if cacheable && viewer.token.is_none() && gw.config.response_cache {
-        let fingerprint = format!("gql-{:x}", Sha256::digest(&body));
-        let slot = gw.cache.collection_slot(
-            ecom_shared::cache::CATALOGUE_NAMESPACE,
-            ecom_shared::cache::CATALOGUE_COLLECTION,
-            &fingerprint,
-        );
-        // The answer this request computed itself when it led the fill but the answer was not
-        // for keeping (an error): sent as is, never computed twice.
-        let own: Arc<std::sync::Mutex<Option<Answer>>> = Arc::default();
-        let (schema, gw2, own2) = (state.schema.clone(), gw.clone(), own.clone());
-        let loaded = gw
-            .cache
-            .get_or_load(slot, move || async move {
-                let answer = execute(&schema, &gw2, request, viewer).await;
-                if answer.clean && answer.status == StatusCode::OK {
-                    return Ok(Some(String::from_utf8_lossy(&answer.body).into_owned()));
-                }
-                *own2.lock().unwrap_or_else(PoisonError::into_inner) = Some(answer);
-                Ok(None)
-            })
-            .await;
-        if let Ok(Some(body)) = loaded {
-            return respond(StatusCode::OK, None, body);
-        }
-        if let Some(a) = own.lock().unwrap_or_else(PoisonError::into_inner).take() {
-            return respond(a.status, a.retry_after, a.body);
-        }
-        // Another request led the fill and its answer was not kept: compute ours.
+    let a = execute(&state.schema, gw, request, viewer).await;
+    respond(a.status, a.retry_after, a.body)
+}
+
+/// An anonymous catalogue query: from the response cache, else run once (single flight) and
+/// kept when it has no errors.
+async fn cached(state: &AppState, fingerprint: &[u8; 32], body: Bytes, ip: IpAddr) -> Response {
+    let gw = &state.gateway;
+    let hex: String = fingerprint.iter().map(|b| format!("{b:02x}")).collect();
+    let slot = gw.cache.collection_slot(
+        ecom_shared::cache::CATALOGUE_NAMESPACE,
+        ecom_shared::cache::CATALOGUE_COLLECTION,
+        &format!("gql-{hex}"),
+    );
+    let run = move |state: AppState, body: Bytes| async move {
         let Ok(mut request) = serde_json::from_slice::<async_graphql::Request>(&body) else {
-            return refused(
-                StatusCode::BAD_REQUEST,
-                codes::BAD_USER_INPUT,
-                "unreadable request",
-            );
+            return Answer {
+                status: StatusCode::BAD_REQUEST,
+                retry_after: None,
+                body: Bytes::from_static(b"{\"data\":null,\"errors\":[{\"message\":\"unreadable request\",\"extensions\":{\"code\":\"BAD_USER_INPUT\"}}]}"),
+                clean: false,
+            };
         };
         let _ = request.parsed_query();
         let viewer = Viewer {
@@ -372,10 +397,31 @@ pub async fn handler(
             token: None,
             user: None,
         };
-        let a = execute(&state.schema, gw, request, viewer).await;
+        execute(&state.schema, &state.gateway, request, viewer).await
+    };
+    // The answer this request computed itself when it led the fill but the answer was not
+    // for keeping (an error): sent as is, never computed twice.
+    let own: Arc<std::sync::Mutex<Option<Answer>>> = Arc::default();
+    let (state2, body2, own2) = (state.clone(), body.clone(), own.clone());
+    let loaded = gw
+        .cache
+        .get_or_load(slot, move || async move {
+            let answer = run(state2, body2).await;
+            if answer.clean && answer.status == StatusCode::OK {
+                return Ok(Some(String::from_utf8_lossy(&answer.body).into_owned()));
+            }
+            *own2.lock().unwrap_or_else(PoisonError::into_inner) = Some(answer);
+            Ok(None)
+        })
+        .await;
+    if let Ok(Some(body)) = loaded {
+        return respond(StatusCode::OK, None, body);
+    }
+    if let Some(a) = own.lock().unwrap_or_else(PoisonError::into_inner).take() {
         return respond(a.status, a.retry_after, a.body);
     }
-    let a = execute(&state.schema, gw, request, viewer).await;
+    // Another request led the fill and its answer was not kept: compute ours.
+    let a = run(state.clone(), body).await;
     respond(a.status, a.retry_after, a.body)
 }
 
