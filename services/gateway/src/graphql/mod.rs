@@ -376,11 +376,17 @@ pub async fn handler(
 /// kept when it has no errors.
 async fn cached(state: &AppState, fingerprint: &[u8; 32], body: Bytes, ip: IpAddr) -> Response {
     let gw = &state.gateway;
-    let hex: String = fingerprint.iter().map(|b| format!("{b:02x}")).collect();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(68);
+    hex.push_str("gql-");
+    for b in fingerprint {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 15)]));
+    }
     let slot = gw.cache.collection_slot(
         ecom_shared::cache::CATALOGUE_NAMESPACE,
         ecom_shared::cache::CATALOGUE_COLLECTION,
-        &format!("gql-{hex}"),
+        &hex,
     );
     let run = move |state: AppState, body: Bytes| async move {
         let Ok(mut request) = serde_json::from_slice::<async_graphql::Request>(&body) else {
