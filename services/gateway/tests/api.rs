@@ -480,3 +480,41 @@ async fn two_gateway_processes_share_one_budget() {
     }
     assert_eq!(allowed, 6, "6/minute in total across both replicas");
 }
+
+#[tokio::test]
+async fn forwarded_for_is_believed_only_from_trusted_proxies() {
+    let q = json!({"query": "{ __typename }"});
+    let send = |app: &App, xff: &'static str| {
+        app.client
+            .post(format!("{}/graphql", app.base))
+            .header("x-forwarded-for", xff)
+            .json(&q)
+            .send()
+    };
+    // By default the header is ignored: a spoofed address is still this client's budget.
+    let app = spawn(&[("ECOM_RATE_LIMIT_DEFAULT", "2/minute")]).await;
+    for (xff, want) in [
+        ("203.0.113.1", StatusCode::OK),
+        ("203.0.113.2", StatusCode::OK),
+        ("203.0.113.3", StatusCode::TOO_MANY_REQUESTS),
+    ] {
+        assert_eq!(send(&app, xff).await.expect("send").status(), want, "{xff}");
+    }
+    // Behind a trusted proxy (here: this host), each forwarded client has its own budget.
+    let app = spawn(&[
+        ("ECOM_RATE_LIMIT_DEFAULT", "2/minute"),
+        ("ECOM_TRUSTED_PROXIES", "127.0.0.1"),
+    ])
+    .await;
+    for xff in ["203.0.113.1", "203.0.113.1", "203.0.113.2", "203.0.113.2"] {
+        assert_eq!(
+            send(&app, xff).await.expect("send").status(),
+            StatusCode::OK,
+            "{xff}"
+        );
+    }
+    assert_eq!(
+        send(&app, "203.0.113.1").await.expect("send").status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
