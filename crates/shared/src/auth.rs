@@ -365,6 +365,16 @@ fn cached_key(jwk: &Jwk) -> Option<(String, Arc<CachedKey>)> {
 
 /// The bearer token a request carries ("" when none): what a service forwards to the peers it
 /// calls on the user's behalf, so they check identity themselves.
+/// The bearer token of a gRPC request's `authorization` metadata ("" when none): what a
+/// servicer forwards to a peer on the caller's behalf, as HTTP handlers forward the header.
+pub fn grpc_bearer_token<T>(request: &tonic::Request<T>) -> String {
+    let value = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    bearer(value).unwrap_or_default().to_owned()
+}
+
 pub fn bearer_token(headers: &HeaderMap) -> &str {
     bearer(authorization(headers)).unwrap_or_default()
 }

@@ -189,9 +189,7 @@ mod tests {
     use super::*;
 
     fn redis() -> Arc<Redis> {
-        let url = std::env::var("ECOM_TEST_REDIS_URL")
-            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-        Arc::new(Redis::new(&url, &format!("test-{}", uuid::Uuid::new_v4())).expect("redis"))
+        Redis::for_test()
     }
 
     #[tokio::test]

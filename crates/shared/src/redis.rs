@@ -38,6 +38,16 @@ impl Redis {
             .cloned()
     }
 
+    /// The test server (`ECOM_TEST_REDIS_URL`, else the local default) under a fresh prefix.
+    #[cfg(test)]
+    pub(crate) fn for_test() -> std::sync::Arc<Self> {
+        let url = std::env::var("ECOM_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        std::sync::Arc::new(
+            Self::new(&url, &format!("test-{}", uuid::Uuid::new_v4())).expect("redis"),
+        )
+    }
+
     /// `<prefix>:<part>:<part>...`: every key this process writes.
     pub fn key(&self, parts: &[&str]) -> String {
         let mut k = self.prefix.clone();

@@ -86,6 +86,14 @@ pub fn assert_error(got: &(StatusCode, Value), status: StatusCode, code: &str) {
     assert!(got.1["detail"].is_string(), "body: {}", got.1);
 }
 
+/// The stable error code a gRPC error carries (what HTTP puts in `code`).
+pub fn grpc_error_code(status: &tonic::Status) -> Option<&str> {
+    status
+        .metadata()
+        .get(crate::error::GRPC_CODE_METADATA)
+        .and_then(|v| v.to_str().ok())
+}
+
 /// The value of the first metric sample line starting with `prefix` (0 when absent).
 pub fn sample(metrics: &str, prefix: &str) -> f64 {
     metrics

@@ -8,7 +8,7 @@ use ecom_proto::orders::v1::{
     order_service_server::OrderService,
 };
 use ecom_shared::{
-    auth::{JwtVerifier, bearer, grpc_caller, grpc_user},
+    auth::{JwtVerifier, grpc_bearer_token, grpc_caller, grpc_user},
     error::positive_id,
 };
 use serde_json::json;
@@ -18,16 +18,6 @@ use crate::{
     domain::{Order, OrderStatus},
     service::{Created, OrdersService},
 };
-
-/// The caller's bearer token ("" when none), forwarded to Products on their behalf as the HTTP
-/// handlers forward the `Authorization` header.
-fn bearer_token<T>(request: &Request<T>) -> String {
-    let value = request
-        .metadata()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok());
-    bearer(value).unwrap_or_default().to_owned()
-}
 
 pub struct OrdersGrpc {
     pub orders: Arc<OrdersService>,
@@ -116,7 +106,7 @@ impl OrderService for OrdersGrpc {
         request: Request<CreateOrderRequest>,
     ) -> Result<Response<CreateOrderResponse>, Status> {
         let user = grpc_user(&self.verifier, &request).await?;
-        let token = bearer_token(&request);
+        let token = grpc_bearer_token(&request);
         let r = request.into_inner();
         // The body `POST /orders` would carry, so validation is the HTTP one.
         let items: Vec<serde_json::Value> = r
@@ -157,7 +147,7 @@ impl OrderService for OrdersGrpc {
         request: Request<CancelOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
         let user = grpc_user(&self.verifier, &request).await?;
-        let token = bearer_token(&request);
+        let token = grpc_bearer_token(&request);
         let id = positive_id("id", request.into_inner().id)?;
         Ok(Response::new(order_pb(
             self.orders.cancel(user, &token, id).await?,

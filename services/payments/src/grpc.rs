@@ -6,7 +6,7 @@ use ecom_proto::payments::v1::{
     self as pb, GetPaymentRequest, ListPaymentsRequest, ListPaymentsResponse, PayRequest,
     PayResponse, payment_service_server::PaymentService,
 };
-use ecom_shared::auth::{JwtVerifier, bearer, grpc_caller, grpc_user};
+use ecom_shared::auth::{JwtVerifier, grpc_bearer_token, grpc_caller, grpc_user};
 use serde_json::json;
 use tonic::{Request, Response, Status};
 
@@ -14,16 +14,6 @@ use crate::{
     domain::{Payment, PaymentStatus},
     service::{Paid, PaymentsService},
 };
-
-/// The caller's bearer token ("" when none), forwarded to Orders on their behalf as the HTTP
-/// handler forwards the `Authorization` header.
-fn bearer_token<T>(request: &Request<T>) -> String {
-    let value = request
-        .metadata()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok());
-    bearer(value).unwrap_or_default().to_owned()
-}
 
 pub struct PaymentsGrpc {
     pub payments: Arc<PaymentsService>,
@@ -87,7 +77,7 @@ impl PaymentService for PaymentsGrpc {
 
     async fn pay(&self, request: Request<PayRequest>) -> Result<Response<PayResponse>, Status> {
         let user = grpc_user(&self.verifier, &request).await?;
-        let token = bearer_token(&request);
+        let token = grpc_bearer_token(&request);
         let r = request.into_inner();
         // The body `POST /payments` would carry, so validation (and the idempotency
         // fingerprint) is the HTTP one. The card stays in memory only, as over HTTP.

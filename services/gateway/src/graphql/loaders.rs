@@ -6,7 +6,10 @@ use std::{collections::HashMap, sync::Arc};
 use async_graphql::dataloader::{DataLoader, Loader};
 use ecom_proto::{payments::v1::ListPaymentsRequest, products::v1::GetProductsRequest};
 
-use super::types::{Payment, Product};
+use super::{
+    authorized,
+    types::{Payment, Product},
+};
 use crate::{Gateway, error::GatewayError};
 
 pub type ProductById = DataLoader<ProductLoader>;
@@ -14,14 +17,6 @@ pub type PaymentsOfOrder = DataLoader<PaymentLoader>;
 
 /// The most ids one call asks for (the services' own bound).
 const BATCH: usize = 100;
-
-fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
-    let request = tonic::Request::new(message);
-    match token {
-        Some(t) => ecom_shared::auth::with_bearer(request, t),
-        None => request,
-    }
-}
 
 pub struct ProductLoader {
     gw: Arc<Gateway>,
@@ -41,7 +36,7 @@ impl Loader<i64> for ProductLoader {
     async fn load(&self, ids: &[i64]) -> Result<HashMap<i64, Product>, GatewayError> {
         let mut found = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(BATCH) {
-            let request = with_token(
+            let request = authorized(
                 GetProductsRequest {
                     ids: chunk.to_vec(),
                 },
@@ -80,7 +75,7 @@ impl Loader<i64> for PaymentLoader {
     async fn load(&self, order_ids: &[i64]) -> Result<HashMap<i64, Vec<Payment>>, GatewayError> {
         let mut found: HashMap<i64, Vec<Payment>> = HashMap::with_capacity(order_ids.len());
         for chunk in order_ids.chunks(BATCH) {
-            let request = with_token(
+            let request = authorized(
                 ListPaymentsRequest {
                     order_ids: chunk.to_vec(),
                 },

@@ -44,6 +44,15 @@ use crate::{
 
 pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;
 
+/// A gRPC request carrying `token` (when there is one) as its bearer.
+fn authorized<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
+    let request = tonic::Request::new(message);
+    match token {
+        Some(t) => ecom_shared::auth::with_bearer(request, t),
+        None => request,
+    }
+}
+
 /// The caller of one GraphQL request.
 pub struct Viewer {
     pub ip: IpAddr,
@@ -54,11 +63,7 @@ pub struct Viewer {
 impl Viewer {
     /// A gRPC request carrying the caller's token (if any).
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let request = tonic::Request::new(message);
-        match &self.token {
-            Some(t) => ecom_shared::auth::with_bearer(request, t),
-            None => request,
-        }
+        authorized(message, self.token.as_deref())
     }
 
     /// The signed-in user, or the reason there is none.

@@ -8,7 +8,7 @@ use ecom_proto::orders::v1::{
 use ecom_shared::auth::with_bearer;
 use reqwest::StatusCode;
 use sqlx::PgPool;
-use tonic::{Code, Request, Status, transport::Channel};
+use tonic::{Code, Request, transport::Channel};
 
 use crate::helpers::*;
 
@@ -16,14 +16,6 @@ async fn client(app: &TestApp) -> OrderServiceClient<Channel> {
     OrderServiceClient::connect(app.grpc_url.clone())
         .await
         .expect("connect")
-}
-
-/// The stable error code a gRPC error carries (what HTTP puts in `code`).
-fn error_code(status: &Status) -> Option<&str> {
-    status
-        .metadata()
-        .get("ecom-error-code")
-        .and_then(|v| v.to_str().ok())
 }
 
 fn checkout(items: &[(i64, i64)], key: &str) -> CreateOrderRequest {
@@ -159,7 +151,10 @@ async fn grpc_orders_need_a_user_token(pool: PgPool) {
         .await
         .expect_err("anonymous");
     assert_eq!(
-        (create.code(), error_code(&create)),
+        (
+            create.code(),
+            ecom_shared::testing::grpc_error_code(&create)
+        ),
         (Code::Unauthenticated, Some("invalid_token"))
     );
     let list = grpc
@@ -196,7 +191,7 @@ async fn grpc_checkout_errors_carry_the_http_codes(pool: PgPool) {
         .await
         .expect_err("not enough stock");
     assert_eq!(
-        (short.code(), error_code(&short)),
+        (short.code(), ecom_shared::testing::grpc_error_code(&short)),
         (Code::FailedPrecondition, Some("insufficient_stock"))
     );
     assert_error(
@@ -214,7 +209,10 @@ async fn grpc_checkout_errors_carry_the_http_codes(pool: PgPool) {
     ] {
         let refused = grpc.create_order(as_(bad, &alice)).await.expect_err(why);
         assert_eq!(
-            (refused.code(), error_code(&refused)),
+            (
+                refused.code(),
+                ecom_shared::testing::grpc_error_code(&refused)
+            ),
             (Code::InvalidArgument, Some("validation_error")),
             "{why}"
         );
@@ -232,7 +230,10 @@ async fn grpc_checkout_errors_carry_the_http_codes(pool: PgPool) {
         .await
         .expect_err("same key, other body");
     assert_eq!(
-        (conflict.code(), error_code(&conflict)),
+        (
+            conflict.code(),
+            ecom_shared::testing::grpc_error_code(&conflict)
+        ),
         (Code::AlreadyExists, Some("idempotency_conflict"))
     );
     assert_error(
@@ -251,13 +252,16 @@ async fn grpc_checkout_errors_carry_the_http_codes(pool: PgPool) {
         ))
         .await
         .expect_err("limit 0");
-    assert_eq!(error_code(&list), Some("validation_error"));
+    assert_eq!(
+        ecom_shared::testing::grpc_error_code(&list),
+        Some("validation_error")
+    );
     let zero = grpc
         .cancel_order(as_(CancelOrderRequest { id: 0 }, &alice))
         .await
         .expect_err("not an id");
     assert_eq!(
-        (zero.code(), error_code(&zero)),
+        (zero.code(), ecom_shared::testing::grpc_error_code(&zero)),
         (Code::InvalidArgument, Some("validation_error"))
     );
     let not_yours = grpc
@@ -265,7 +269,10 @@ async fn grpc_checkout_errors_carry_the_http_codes(pool: PgPool) {
         .await
         .expect_err("not bob's");
     assert_eq!(
-        (not_yours.code(), error_code(&not_yours)),
+        (
+            not_yours.code(),
+            ecom_shared::testing::grpc_error_code(&not_yours)
+        ),
         (Code::NotFound, Some("not_found"))
     );
     grpc.cancel_order(as_(CancelOrderRequest { id: order.id }, &alice))
@@ -276,7 +283,7 @@ async fn grpc_checkout_errors_carry_the_http_codes(pool: PgPool) {
         .await
         .expect_err("already cancelled");
     assert_eq!(
-        (twice.code(), error_code(&twice)),
+        (twice.code(), ecom_shared::testing::grpc_error_code(&twice)),
         (Code::FailedPrecondition, Some("invalid_state"))
     );
     assert_eq!(app.stock(mug).await, 3);

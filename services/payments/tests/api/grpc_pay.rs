@@ -7,7 +7,7 @@ use ecom_proto::payments::v1::{
 use ecom_shared::auth::with_bearer;
 use reqwest::StatusCode;
 use sqlx::PgPool;
-use tonic::{Code, Request, Status, transport::Channel};
+use tonic::{Code, Request, transport::Channel};
 
 use crate::helpers::*;
 
@@ -15,14 +15,6 @@ async fn client(app: &TestApp) -> PaymentServiceClient<Channel> {
     PaymentServiceClient::connect(app.grpc_url.clone())
         .await
         .expect("connect")
-}
-
-/// The stable error code a gRPC error carries (what HTTP puts in `code`).
-fn error_code(status: &Status) -> Option<&str> {
-    status
-        .metadata()
-        .get("ecom-error-code")
-        .and_then(|v| v.to_str().ok())
 }
 
 fn pay(order_id: i64, number: &str, key: &str) -> PayRequest {
@@ -110,7 +102,7 @@ async fn paying_over_grpc_charges_the_order_total_once_per_key(pool: PgPool) {
         .await
         .expect_err("already paid");
     assert_eq!(
-        (again.code(), error_code(&again)),
+        (again.code(), ecom_shared::testing::grpc_error_code(&again)),
         (Code::FailedPrecondition, Some("invalid_state"))
     );
     assert_eq!(app.payment_count().await, 1);
@@ -165,7 +157,10 @@ async fn grpc_pay_errors_carry_the_http_codes(pool: PgPool) {
         .await
         .expect_err("no token");
     assert_eq!(
-        (anonymous.code(), error_code(&anonymous)),
+        (
+            anonymous.code(),
+            ecom_shared::testing::grpc_error_code(&anonymous)
+        ),
         (Code::Unauthenticated, Some("invalid_token"))
     );
 
@@ -174,7 +169,7 @@ async fn grpc_pay_errors_carry_the_http_codes(pool: PgPool) {
         .await
         .expect_err("fails the Luhn check");
     assert_eq!(
-        (luhn.code(), error_code(&luhn)),
+        (luhn.code(), ecom_shared::testing::grpc_error_code(&luhn)),
         (Code::InvalidArgument, Some("invalid_card"))
     );
     assert!(!luhn.message().contains("424242424242"), "no number echoed");
@@ -198,7 +193,10 @@ async fn grpc_pay_errors_carry_the_http_codes(pool: PgPool) {
     ] {
         let refused = grpc.pay(as_(bad, &alice)).await.expect_err(why);
         assert_eq!(
-            (refused.code(), error_code(&refused)),
+            (
+                refused.code(),
+                ecom_shared::testing::grpc_error_code(&refused)
+            ),
             (Code::InvalidArgument, Some("validation_error")),
             "{why}"
         );
@@ -209,7 +207,10 @@ async fn grpc_pay_errors_carry_the_http_codes(pool: PgPool) {
         .await
         .expect_err("not bob's order");
     assert_eq!(
-        (not_yours.code(), error_code(&not_yours)),
+        (
+            not_yours.code(),
+            ecom_shared::testing::grpc_error_code(&not_yours)
+        ),
         (Code::NotFound, Some("not_found"))
     );
     assert_eq!(app.payment_count().await, 0, "nothing charged");
@@ -222,7 +223,10 @@ async fn grpc_pay_errors_carry_the_http_codes(pool: PgPool) {
         .await
         .expect_err("same key, other card");
     assert_eq!(
-        (conflict.code(), error_code(&conflict)),
+        (
+            conflict.code(),
+            ecom_shared::testing::grpc_error_code(&conflict)
+        ),
         (Code::AlreadyExists, Some("idempotency_conflict"))
     );
     assert_eq!(app.payment_count().await, 1);

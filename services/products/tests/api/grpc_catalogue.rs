@@ -9,17 +9,9 @@ use ecom_shared::auth::with_bearer;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sqlx::PgPool;
-use tonic::{Code, Request, Status};
+use tonic::{Code, Request};
 
 use crate::helpers::*;
-
-/// The stable error code a gRPC error carries (what HTTP puts in `code`).
-fn error_code(status: &Status) -> Option<&str> {
-    status
-        .metadata()
-        .get("ecom-error-code")
-        .and_then(|v| v.to_str().ok())
-}
 
 fn as_admin<T>(msg: T) -> Request<T> {
     with_bearer(Request::new(msg), &admin())
@@ -155,7 +147,7 @@ async fn admins_create_list_update_and_delete_products_over_grpc(pool: PgPool) {
         .await
         .expect_err("already gone");
     assert_eq!(
-        (gone.code(), error_code(&gone)),
+        (gone.code(), ecom_shared::testing::grpc_error_code(&gone)),
         (Code::NotFound, Some("not_found"))
     );
     assert_eq!(app.count().await, 1);
@@ -172,7 +164,10 @@ async fn grpc_catalogue_writes_need_an_admin(pool: PgPool) {
         .await
         .expect_err("no token");
     assert_eq!(
-        (anonymous.code(), error_code(&anonymous)),
+        (
+            anonymous.code(),
+            ecom_shared::testing::grpc_error_code(&anonymous)
+        ),
         (Code::Unauthenticated, Some("invalid_token"))
     );
     let user = grpc
@@ -180,7 +175,7 @@ async fn grpc_catalogue_writes_need_an_admin(pool: PgPool) {
         .await
         .expect_err("a user");
     assert_eq!(
-        (user.code(), error_code(&user)),
+        (user.code(), ecom_shared::testing::grpc_error_code(&user)),
         (Code::PermissionDenied, Some("forbidden"))
     );
     let over_http = app
@@ -230,7 +225,10 @@ async fn grpc_catalogue_validation_matches_http(pool: PgPool) {
         .await
         .expect_err("three decimal places");
     assert_eq!(
-        (bad_price.code(), error_code(&bad_price)),
+        (
+            bad_price.code(),
+            ecom_shared::testing::grpc_error_code(&bad_price)
+        ),
         (Code::InvalidArgument, Some("validation_error"))
     );
     let over_http = app
@@ -253,7 +251,10 @@ async fn grpc_catalogue_validation_matches_http(pool: PgPool) {
         }))
         .await
         .expect_err("negative stock");
-    assert_eq!(error_code(&negative), Some("validation_error"));
+    assert_eq!(
+        ecom_shared::testing::grpc_error_code(&negative),
+        Some("validation_error")
+    );
 
     for listing in [
         ListProductsRequest {
@@ -278,7 +279,10 @@ async fn grpc_catalogue_validation_matches_http(pool: PgPool) {
             .await
             .expect_err("bad listing");
         assert_eq!(
-            (refused.code(), error_code(&refused)),
+            (
+                refused.code(),
+                ecom_shared::testing::grpc_error_code(&refused)
+            ),
             (Code::InvalidArgument, Some("validation_error")),
             "{listing:?}"
         );
@@ -307,7 +311,10 @@ async fn grpc_catalogue_validation_matches_http(pool: PgPool) {
             .await
             .expect_err("bad update");
         assert_eq!(
-            (refused.code(), error_code(&refused)),
+            (
+                refused.code(),
+                ecom_shared::testing::grpc_error_code(&refused)
+            ),
             (Code::InvalidArgument, Some("validation_error")),
             "{bad:?}"
         );
@@ -321,14 +328,20 @@ async fn grpc_catalogue_validation_matches_http(pool: PgPool) {
         .await
         .expect_err("no such product");
     assert_eq!(
-        (missing.code(), error_code(&missing)),
+        (
+            missing.code(),
+            ecom_shared::testing::grpc_error_code(&missing)
+        ),
         (Code::NotFound, Some("not_found"))
     );
     let zero = grpc
         .delete_product(as_admin(DeleteProductRequest { id: -1 }))
         .await
         .expect_err("not an id");
-    assert_eq!(error_code(&zero), Some("validation_error"));
+    assert_eq!(
+        ecom_shared::testing::grpc_error_code(&zero),
+        Some("validation_error")
+    );
 
     // Units held by an open order: the product stays, as over HTTP (409 → FAILED_PRECONDITION).
     grpc.reserve_stock(authed(ReserveStockRequest {
@@ -346,7 +359,7 @@ async fn grpc_catalogue_validation_matches_http(pool: PgPool) {
         .await
         .expect_err("held by an order");
     assert_eq!(
-        (held.code(), error_code(&held)),
+        (held.code(), ecom_shared::testing::grpc_error_code(&held)),
         (Code::FailedPrecondition, Some("invalid_state"))
     );
     let (_, mug) = app.get(&format!("/products/{id}")).await;

@@ -8,7 +8,7 @@ use ecom_proto::users::v1::{
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::PgPool;
-use tonic::{Code, Request, Status, transport::Channel};
+use tonic::{Code, Request, transport::Channel};
 
 use crate::helpers::*;
 
@@ -16,14 +16,6 @@ async fn client(app: &TestApp) -> UserServiceClient<Channel> {
     UserServiceClient::connect(app.grpc_url.clone())
         .await
         .expect("connect")
-}
-
-/// The stable error code a gRPC error carries (what HTTP puts in `code`).
-fn error_code(status: &Status) -> Option<&str> {
-    status
-        .metadata()
-        .get("ecom-error-code")
-        .and_then(|v| v.to_str().ok())
 }
 
 fn login(email: &str, password: &str) -> LoginRequest {
@@ -98,7 +90,10 @@ async fn register_login_refresh_me_and_logout_over_grpc(pool: PgPool) {
         .await
         .expect_err("a used refresh token is dead");
     assert_eq!(
-        (reused.code(), error_code(&reused)),
+        (
+            reused.code(),
+            ecom_shared::testing::grpc_error_code(&reused)
+        ),
         (Code::Unauthenticated, Some("invalid_token"))
     );
 
@@ -144,7 +139,7 @@ async fn grpc_account_errors_carry_the_http_codes(pool: PgPool) {
         .await
         .expect_err("duplicate e-mail");
     assert_eq!(
-        (taken.code(), error_code(&taken)),
+        (taken.code(), ecom_shared::testing::grpc_error_code(&taken)),
         (Code::AlreadyExists, Some("email_taken"))
     );
     let short = grpc
@@ -152,7 +147,7 @@ async fn grpc_account_errors_carry_the_http_codes(pool: PgPool) {
         .await
         .expect_err("short password");
     assert_eq!(
-        (short.code(), error_code(&short)),
+        (short.code(), ecom_shared::testing::grpc_error_code(&short)),
         (Code::InvalidArgument, Some("validation_error"))
     );
     assert_error(
@@ -176,20 +171,29 @@ async fn grpc_account_errors_carry_the_http_codes(pool: PgPool) {
             .await
             .expect_err("bad credentials");
         assert_eq!(
-            (refused.code(), error_code(&refused)),
+            (
+                refused.code(),
+                ecom_shared::testing::grpc_error_code(&refused)
+            ),
             (Code::Unauthenticated, Some("invalid_credentials")),
             "{email}"
         );
     }
     let empty = grpc.login(login("", "")).await.expect_err("empty");
-    assert_eq!(error_code(&empty), Some("validation_error"));
+    assert_eq!(
+        ecom_shared::testing::grpc_error_code(&empty),
+        Some("validation_error")
+    );
 
     let anonymous = grpc
         .get_me(Request::new(GetMeRequest {}))
         .await
         .expect_err("no token");
     assert_eq!(
-        (anonymous.code(), error_code(&anonymous)),
+        (
+            anonymous.code(),
+            ecom_shared::testing::grpc_error_code(&anonymous)
+        ),
         (Code::Unauthenticated, Some("invalid_token"))
     );
     let forged = grpc
@@ -206,7 +210,10 @@ async fn grpc_account_errors_carry_the_http_codes(pool: PgPool) {
         })
         .await
         .expect_err("no refresh token");
-    assert_eq!(error_code(&refresh), Some("validation_error"));
+    assert_eq!(
+        ecom_shared::testing::grpc_error_code(&refresh),
+        Some("validation_error")
+    );
 }
 
 #[sqlx::test(migrator = "users::MIGRATOR")]
@@ -227,7 +234,10 @@ async fn grpc_logins_ignore_forwarded_for_from_an_untrusted_peer(pool: PgPool) {
         .await
         .expect_err("a claimed address is not a new budget");
     assert_eq!(
-        (limited.code(), error_code(&limited)),
+        (
+            limited.code(),
+            ecom_shared::testing::grpc_error_code(&limited)
+        ),
         (Code::ResourceExhausted, Some("rate_limited"))
     );
 }
@@ -252,7 +262,10 @@ async fn grpc_logins_believe_forwarded_for_from_a_trusted_proxy(pool: PgPool) {
         .login(login_for(ADMIN_EMAIL, ADMIN_PASSWORD, "203.0.113.1"))
         .await
         .expect_err("this client's budget is spent");
-    assert_eq!(error_code(&limited), Some("rate_limited"));
+    assert_eq!(
+        ecom_shared::testing::grpc_error_code(&limited),
+        Some("rate_limited")
+    );
     // Another client behind the same proxy has its own budget.
     grpc.login(login_for(ADMIN_EMAIL, ADMIN_PASSWORD, "203.0.113.2"))
         .await
