@@ -1,0 +1,490 @@
+//! The `Shop` custom resource: one object describing a whole ecom platform on Kubernetes.
+//!
+//! `shops.ecom.dev/v1alpha1`, namespaced. The schema (with its defaults and CEL rules) is
+//! generated from these types: `operator crd` prints it, `crds/shop.yaml` is the committed copy.
+//! v1alpha1 has no conversion webhook: change it additively only.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::core::v1::{EnvVar, ResourceRequirements},
+    apimachinery::pkg::apis::meta::v1::Condition,
+};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The platform's services, in the order they are reconciled and reported.
+pub const SERVICES: [&str; 5] = ["users", "products", "orders", "payments", "gateway"];
+
+/// The services that own a database.
+pub const DATABASE_SERVICES: [&str; 4] = ["users", "products", "orders", "payments"];
+
+/// The condition types `status.conditions` carries.
+pub mod condition {
+    pub const READY: &str = "Ready";
+    pub const PROGRESSING: &str = "Progressing";
+    pub const DEGRADED: &str = "Degraded";
+    pub const DATABASES_READY: &str = "DatabasesReady";
+    pub const MONITORING_AVAILABLE: &str = "MonitoringAvailable";
+    pub const RECONCILE_SUSPENDED: &str = "ReconcileSuspended";
+}
+
+/// A whole ecom platform: five services, their databases, Redis, ingress and monitoring.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "ecom.dev",
+    version = "v1alpha1",
+    kind = "Shop",
+    plural = "shops",
+    shortname = "shop",
+    namespaced,
+    status = "ShopStatus",
+    category = "ecom",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Version","type":"string","jsonPath":".status.platformVersion"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ShopSpec {
+    /// The platform version: the default image tag of every service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub global: GlobalSpec,
+    #[serde(default)]
+    pub services: ServicesSpec,
+    #[serde(default)]
+    pub database: DatabaseSpec,
+    #[serde(default)]
+    pub redis: RedisSpec,
+    #[serde(default)]
+    pub auth: AuthSpec,
+    #[serde(default)]
+    pub monitoring: MonitoringSpec,
+    #[serde(default)]
+    pub rate_limits: RateLimitsSpec,
+    /// Stop reconciling: no writes to any child, only a status update.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// Settings applied to every workload.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GlobalSpec {
+    /// Registry prefix of the default images (e.g. `ghcr.io/acme`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_registry: Option<String>,
+    /// Names of Secrets used to pull images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<String>,
+    /// Extra labels on every object.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Extra annotations on every object.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicesSpec {
+    #[serde(default)]
+    pub users: ServiceSpec,
+    #[serde(default)]
+    pub products: ServiceSpec,
+    #[serde(default)]
+    pub orders: ServiceSpec,
+    #[serde(default)]
+    pub payments: ServiceSpec,
+    #[serde(default)]
+    pub gateway: GatewaySpec,
+}
+
+impl ServicesSpec {
+    /// One service's settings by name (the gateway's common part for `gateway`).
+    pub fn get(&self, name: &str) -> Option<&ServiceSpec> {
+        match name {
+            "users" => Some(&self.users),
+            "products" => Some(&self.products),
+            "orders" => Some(&self.orders),
+            "payments" => Some(&self.payments),
+            "gateway" => Some(&self.gateway.service),
+            _ => None,
+        }
+    }
+}
+
+fn enabled() -> bool {
+    true
+}
+
+/// One service's workload.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.replicas) || self.replicas >= 0", "message": "replicas must be >= 0"}
+]))]
+pub struct ServiceSpec {
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// Pods to run (default 1). Left to the HorizontalPodAutoscaler when `autoscaling` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// The full image reference; default `<imageRegistry>/ecom-<service>:<version>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Extra environment (e.g. `ECOM_LOG`); the operator's own wiring wins on a clash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            replicas: None,
+            image: None,
+            resources: None,
+            env: Vec::new(),
+            autoscaling: None,
+        }
+    }
+}
+
+/// A HorizontalPodAutoscaler on CPU for one service (it then owns `replicas`).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.minReplicas <= self.maxReplicas", "message": "minReplicas must be <= maxReplicas"}
+]))]
+pub struct AutoscalingSpec {
+    pub min_replicas: i32,
+    pub max_replicas: i32,
+    #[serde(default = "default_cpu")]
+    pub target_cpu_utilization: i32,
+}
+
+fn default_cpu() -> i32 {
+    70
+}
+
+/// The gateway: a service plus its Ingress.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySpec {
+    #[serde(flatten)]
+    pub service: ServiceSpec,
+    #[serde(default)]
+    pub ingress: IngressSpec,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!self.enabled || (has(self.host) && size(self.host) > 0)", "message": "ingress.enabled needs a host"}
+]))]
+pub struct IngressSpec {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+    /// A TLS Secret for `host` (cert-manager or your own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret_name: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DatabaseProvider {
+    /// A PostgreSQL StatefulSet per service, run by the operator.
+    #[default]
+    Builtin,
+    /// A CloudNativePG `Cluster` per service (needs the CNPG operator).
+    CloudNativePG,
+    /// Databases you run: one Secret per service with `uri`.
+    External,
+}
+
+/// The services' PostgreSQL databases (one per service).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.provider == oldSelf.provider", "message": "database.provider is immutable"},
+    {"rule": "self.provider != 'External' || (has(self.external) && size(self.external.secretRefs) == 4)", "message": "provider External needs external.secretRefs for users, products, orders and payments"}
+]))]
+pub struct DatabaseSpec {
+    #[serde(default)]
+    pub provider: DatabaseProvider,
+    #[serde(default = "default_postgres")]
+    pub postgres_version: String,
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// Keep the volumes (PVCs) when the Shop is deleted.
+    #[serde(default)]
+    pub retain_on_delete: bool,
+    /// CloudNativePG: instances per cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalDatabases>,
+}
+
+impl Default for DatabaseSpec {
+    fn default() -> Self {
+        Self {
+            provider: DatabaseProvider::Builtin,
+            postgres_version: default_postgres(),
+            storage: StorageSpec::default(),
+            retain_on_delete: false,
+            instances: None,
+            external: None,
+        }
+    }
+}
+
+fn default_postgres() -> String {
+    "16".to_owned()
+}
+
+/// Secrets holding each service's connection (`uri` key), by service name.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalDatabases {
+    pub secret_refs: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    #[serde(default = "default_size")]
+    pub size: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            size: default_size(),
+            storage_class_name: None,
+        }
+    }
+}
+
+fn default_size() -> String {
+    "1Gi".to_owned()
+}
+
+/// Redis: run by the operator (`enabled`), or yours (`url`).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.enabled || has(self.url)", "message": "redis needs enabled: true or a url"}
+]))]
+pub struct RedisSpec {
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// A volume for the operator's Redis (none: in memory only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
+    /// An external Redis (used when `enabled` is false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl Default for RedisSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            storage: None,
+            url: None,
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// The Secret holding the JWT signing key material and the service secret; generated once
+    /// (named `<shop>-auth`) when absent, never regenerated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_secret_ref: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoringSpec {
+    #[serde(default)]
+    pub service_monitor: ServiceMonitorSpec,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceMonitorSpec {
+    /// A ServiceMonitor per service when the Prometheus operator's CRD exists.
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    /// Labels your Prometheus selects ServiceMonitors by.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Default for ServiceMonitorSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval: default_interval(),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_interval() -> String {
+    "30s".to_owned()
+}
+
+/// The gateway's and Users' budgets (`N/second|minute|hour`).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitsSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[1-9][0-9]*/(second|minute|hour)$"))]
+    pub default: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[1-9][0-9]*/(second|minute|hour)$"))]
+    pub login: Option<String>,
+}
+
+/// What the operator last saw and did.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShopStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// For display: `Pending`, `Progressing`, `Ready`, `Degraded`, `Suspended`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub components: BTreeMap<String, ComponentStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_version: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentStatus {
+    pub ready: bool,
+    pub ready_replicas: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The gateway's public URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn schema() -> Value {
+        let crd = serde_json::to_value(Shop::crd()).expect("crd");
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+    }
+
+    fn errors(object: &Value, old: Option<&Value>) -> Vec<String> {
+        kube_cel::validation::Validator::new()
+            .validate(&schema(), object, old)
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    fn shop(spec: Value) -> Value {
+        json!({"apiVersion": "ecom.dev/v1alpha1", "kind": "Shop", "metadata": {"name": "s"}, "spec": spec})
+    }
+
+    #[test]
+    fn the_crd_is_named_and_shaped_as_the_contract_says() {
+        let crd = serde_json::to_value(Shop::crd()).expect("crd");
+        assert_eq!(crd["metadata"]["name"], "shops.ecom.dev");
+        assert_eq!(crd["spec"]["scope"], "Namespaced");
+        assert_eq!(crd["spec"]["names"]["shortNames"], json!(["shop"]));
+        let v = &crd["spec"]["versions"][0];
+        assert_eq!(v["name"], "v1alpha1");
+        assert_eq!(v["subresources"]["status"], json!({}));
+        let columns: Vec<&str> = v["additionalPrinterColumns"]
+            .as_array()
+            .expect("columns")
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(columns, ["Ready", "Phase", "Version", "Age"]);
+        let conditions = &v["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
+        assert_eq!(conditions["x-kubernetes-list-type"], "map");
+        assert_eq!(conditions["x-kubernetes-list-map-keys"], json!(["type"]));
+    }
+
+    #[test]
+    fn ingress_enabled_needs_a_host() {
+        let ok = shop(json!({"services": {"gateway": {"ingress": {"enabled": true, "host": "shop.example.com"}}}}));
+        assert_eq!(errors(&ok, None), Vec::<String>::new());
+        let bad = shop(json!({"services": {"gateway": {"ingress": {"enabled": true}}}}));
+        let e = errors(&bad, None);
+        assert!(e.iter().any(|e| e.contains("needs a host")), "{e:?}");
+    }
+
+    #[test]
+    fn the_database_provider_is_immutable() {
+        let old = shop(json!({"database": {"provider": "Builtin"}}));
+        let same = shop(json!({"database": {"provider": "Builtin", "storage": {"size": "5Gi"}}}));
+        assert_eq!(errors(&same, Some(&old)), Vec::<String>::new());
+        let changed = shop(json!({"database": {"provider": "CloudNativePG"}}));
+        let e = errors(&changed, Some(&old));
+        assert!(e.iter().any(|e| e.contains("immutable")), "{e:?}");
+        // On create there is no old object: any provider is fine.
+        assert_eq!(errors(&changed, None), Vec::<String>::new());
+    }
+
+    #[test]
+    fn replicas_cannot_be_negative() {
+        let ok = shop(json!({"services": {"users": {"replicas": 0}, "gateway": {"replicas": 3}}}));
+        assert_eq!(errors(&ok, None), Vec::<String>::new());
+        for bad in [
+            shop(json!({"services": {"users": {"replicas": -1}}})),
+            shop(json!({"services": {"gateway": {"replicas": -2}}})),
+        ] {
+            let e = errors(&bad, None);
+            assert!(e.iter().any(|e| e.contains("replicas must be >= 0")), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn a_minimal_spec_takes_the_defaults() {
+        let spec: ShopSpec = serde_json::from_value(json!({})).expect("empty spec");
+        assert!(spec.services.gateway.service.enabled);
+        assert_eq!(spec.database.provider, DatabaseProvider::Builtin);
+        assert_eq!(spec.database.postgres_version, "16");
+        assert!(spec.redis.enabled);
+        assert!(!spec.suspend);
+    }
+}
