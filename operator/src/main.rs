@@ -1,13 +1,174 @@
 //! `operator crd`: print the `Shop` CustomResourceDefinition (YAML).
+//! `operator run`: the controller, with leader election, `/metrics` and `/health`.
 
-use kube::CustomResourceExt;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-fn main() -> anyhow::Result<()> {
+use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
+use ecom_shop_api::Shop;
+use futures::StreamExt;
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    coordination::v1::Lease,
+    core::v1::{ConfigMap, Secret, Service},
+    networking::v1::Ingress,
+};
+use kube::{
+    Api, Client, CustomResourceExt,
+    runtime::{
+        Controller,
+        events::{Recorder, Reporter},
+        watcher,
+    },
+};
+use operator::{
+    FIELD_MANAGER,
+    controller::{self, Context, Metrics},
+    leader::Elector,
+};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     match std::env::args().nth(1).as_deref() {
         Some("crd") => {
-            print!("{}", serde_norway::to_string(&ecom_shop_api::Shop::crd())?);
+            print!("{}", serde_norway::to_string(&Shop::crd())?);
             Ok(())
         }
-        _ => anyhow::bail!("usage: operator crd"),
+        Some("run") => run().await,
+        _ => anyhow::bail!("usage: operator crd | operator run"),
     }
+}
+
+fn env(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.to_owned())
+}
+
+async fn metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    let mut text = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut text, &metrics.registry);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+async fn run() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ECOM_LOG")
+                .unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .init();
+    let port: u16 = env("ECOM_OPERATOR_PORT", "8080").parse()?;
+    let namespace = env("POD_NAMESPACE", "ecom-system");
+    let identity = env("POD_NAME", &format!("ecom-operator-{}", std::process::id()));
+    let leader_election = env("ECOM_OPERATOR_LEADER_ELECTION", "true") == "true";
+
+    let shutdown = CancellationToken::new();
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            shutdown.cancel();
+        });
+    }
+
+    let metrics = Arc::new(Metrics::default());
+    let app = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/metrics", get(metrics_handler))
+        .with_state(metrics.clone());
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port))).await?;
+    let server_shutdown = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(server_shutdown.cancelled_owned())
+            .await
+    });
+
+    let client = Client::try_default().await?;
+    if leader_election {
+        let elector = Elector::new(
+            Api::<Lease>::namespaced(client.clone(), &namespace),
+            "ecom-operator",
+            &identity,
+            Duration::from_secs(15),
+        );
+        tracing::info!(identity, "waiting for leadership");
+        loop {
+            if elector.try_acquire().await.unwrap_or(false) {
+                break;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
+        tracing::info!(identity, "leading");
+        let lost = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                match elector.try_acquire().await {
+                    Ok(true) => {}
+                    other => {
+                        tracing::error!(?other, "leadership lost: stopping");
+                        lost.cancel();
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some(identity.clone()),
+        },
+    );
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        recorder,
+        metrics,
+        Arc::new(controller::random_secret),
+    ));
+    let owned =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
+    let shops = Api::<Shop>::all(client.clone());
+    let stop = shutdown.clone();
+    Controller::new(shops, watcher::Config::default().any_semantic())
+        .owns(Api::<Deployment>::all(client.clone()), owned.clone())
+        .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
+        .owns(Api::<Service>::all(client.clone()), owned.clone())
+        .owns(Api::<Secret>::all(client.clone()), owned.clone())
+        .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
+        .owns(Api::<Ingress>::all(client.clone()), owned)
+        .graceful_shutdown_on(async move { stop.cancelled().await })
+        .run(controller::reconcile, controller::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile outcome");
+            }
+        })
+        .await;
+    shutdown.cancel();
+    server.await??;
+    tracing::info!("operator stopped");
+    Ok(())
+}
+
+async fn metrics_handler(state: State<Arc<Metrics>>) -> impl IntoResponse {
+    metrics(state).await
 }

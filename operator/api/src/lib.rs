@@ -439,14 +439,17 @@ mod tests {
             .filter_map(|c| c["name"].as_str())
             .collect();
         assert_eq!(columns, ["Ready", "Phase", "Version", "Age"]);
-        let conditions = &v["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
+        let conditions =
+            &v["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
         assert_eq!(conditions["x-kubernetes-list-type"], "map");
         assert_eq!(conditions["x-kubernetes-list-map-keys"], json!(["type"]));
     }
 
     #[test]
     fn ingress_enabled_needs_a_host() {
-        let ok = shop(json!({"services": {"gateway": {"ingress": {"enabled": true, "host": "shop.example.com"}}}}));
+        let ok = shop(
+            json!({"services": {"gateway": {"ingress": {"enabled": true, "host": "shop.example.com"}}}}),
+        );
         assert_eq!(errors(&ok, None), Vec::<String>::new());
         let bad = shop(json!({"services": {"gateway": {"ingress": {"enabled": true}}}}));
         let e = errors(&bad, None);
@@ -474,7 +477,10 @@ mod tests {
             shop(json!({"services": {"gateway": {"replicas": -2}}})),
         ] {
             let e = errors(&bad, None);
-            assert!(e.iter().any(|e| e.contains("replicas must be >= 0")), "{e:?}");
+            assert!(
+                e.iter().any(|e| e.contains("replicas must be >= 0")),
+                "{e:?}"
+            );
         }
     }
 

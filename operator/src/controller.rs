@@ -1,0 +1,786 @@
+//! The controller: a `Shop` in, the platform out.
+//!
+//! `reconcile` is wrapped in kube's `finalizer()`: a new Shop first gets the finalizer; a live one
+//! is applied (secrets created once when missing, then every object of [`desired_state`] by
+//! server-side apply under one field manager, then one status patch); a deleted one is cleaned up
+//! (volumes dropped unless `retainOnDelete`; the owned objects go by garbage collection) and the
+//! finalizer removed. `suspend: true` writes nothing but the status. Failures back off per object
+//! (exponentially, capped, reset on success) and are counted by kind.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
+
+use ecom_shop_api::{DatabaseProvider, SERVICES, Shop, ShopStatus, condition};
+use k8s_openapi::{
+    api::core::v1::{PersistentVolumeClaim, Secret},
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    jiff::Timestamp,
+};
+use kube::{
+    Resource, ResourceExt,
+    api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
+    client::Client,
+    core::{ApiResource, GroupVersionKind},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType, Recorder},
+        finalizer::{Event as Finalizer, finalizer},
+    },
+};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::Registry,
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    FIELD_MANAGER, VERSION,
+    desired::{Desired, Discovery, desired_state, generated_secrets},
+};
+
+/// The Shop's finalizer: cleanup runs before the Shop goes.
+pub const FINALIZER: &str = "shops.ecom.dev/cleanup";
+
+/// How often a healthy Shop is looked at again (drift is also caught by the watches).
+const RESYNC: Duration = Duration::from_secs(300);
+/// How soon a Shop that is not ready yet is looked at again.
+const NOT_READY_RESYNC: Duration = Duration::from_secs(15);
+/// The first retry after a failure, and the most a retry waits.
+const BACKOFF_BASE: Duration = Duration::from_secs(5);
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the Shop has no namespace")]
+    NotNamespaced,
+    #[error("invalid object {0}: {1}")]
+    InvalidObject(String, String),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// A small, bounded label for the failure metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(s)) if s.code == 403 => "forbidden",
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
+            Error::Kube(kube::Error::Api(s)) if s.code == 422 => "invalid",
+            Error::Kube(kube::Error::Api(_)) => "api",
+            Error::Kube(_) => "transport",
+            Error::NotNamespaced => "not_namespaced",
+            Error::InvalidObject(..) => "invalid_object",
+            Error::Finalizer(e) => match &**e {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
+                _ => "finalizer",
+            },
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    error: &'static str,
+}
+
+/// The controller's metrics.
+pub struct Metrics {
+    pub registry: Registry,
+    reconciliations: Counter,
+    failures: Family<ErrorLabels, Counter>,
+    duration: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ecom_operator");
+        let reconciliations = Counter::default();
+        let failures = Family::<ErrorLabels, Counter>::default();
+        let duration = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
+        registry.register(
+            "reconciliations",
+            "reconciliations of Shops",
+            reconciliations.clone(),
+        );
+        registry.register(
+            "reconcile_failures",
+            "failed reconciliations, by error",
+            failures.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "time per reconciliation",
+            duration.clone(),
+        );
+        Self {
+            registry,
+            reconciliations,
+            failures,
+            duration,
+        }
+    }
+}
+
+/// A secret string generator (random in production; deterministic in tests).
+pub type Random = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// A fresh 40-character alphanumeric secret.
+pub fn random_secret() -> String {
+    use rand::{Rng, distributions::Alphanumeric};
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(40)
+        .map(char::from)
+        .collect()
+}
+
+/// What every reconciliation shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub random: Random,
+    /// Consecutive failures per Shop (`namespace/name`), for the backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, recorder: Recorder, metrics: Arc<Metrics>, random: Random) -> Self {
+        Self {
+            client,
+            recorder,
+            metrics,
+            random,
+            failures: Mutex::default(),
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.failures.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn key(shop: &Shop) -> String {
+    format!(
+        "{}/{}",
+        shop.namespace().unwrap_or_default(),
+        shop.name_any()
+    )
+}
+
+/// The controller's reconcile function.
+pub async fn reconcile(shop: Arc<Shop>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    ctx.metrics.reconciliations.inc();
+    let ns = shop.namespace().ok_or(Error::NotNamespaced)?;
+    let shops: Api<Shop> = Api::namespaced(ctx.client.clone(), &ns);
+    let id = key(&shop);
+    let result = finalizer(&shops, FINALIZER, shop, |event| async {
+        match event {
+            Finalizer::Apply(shop) => apply(&shop, &ctx).await,
+            Finalizer::Cleanup(shop) => cleanup(&shop, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.failures().remove(&id);
+    }
+    result
+}
+
+/// The delay before retrying after the `attempt`-th consecutive failure.
+pub fn backoff(attempt: u32) -> Duration {
+    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
+    BACKOFF_BASE.saturating_mul(factor).min(BACKOFF_CAP)
+}
+
+/// The controller's error policy: count, log, retry with backoff.
+pub fn error_policy(shop: Arc<Shop>, error: &Error, ctx: Arc<Context>) -> Action {
+    let label = error.metric_label();
+    ctx.metrics
+        .failures
+        .get_or_create(&ErrorLabels { error: label })
+        .inc();
+    let attempt = {
+        let mut failures = ctx.failures();
+        let n = failures.entry(key(&shop)).or_insert(0);
+        *n += 1;
+        *n
+    };
+    let delay = backoff(attempt);
+    tracing::warn!(shop = %key(&shop), error = %error, attempt, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// The dynamic API of a desired object's kind in `ns`.
+fn api_for(client: &Client, ns: &str, d: &Desired) -> Api<DynamicObject> {
+    let (group, version) = d
+        .api_version
+        .split_once('/')
+        .unwrap_or(("", &d.api_version));
+    let gvk = GroupVersionKind::gvk(group, version, &d.kind);
+    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk(&gvk))
+}
+
+/// Whether the cluster serves `kind` in `group_version` (e.g. a CRD is installed).
+async fn api_served(client: &Client, group_version: &str, kind: &str) -> Result<bool> {
+    match client.list_api_group_resources(group_version).await {
+        Ok(list) => Ok(list.resources.iter().any(|r| r.kind == kind)),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A stable checksum of a Secret's data.
+fn checksum(secret: &Secret) -> String {
+    let mut hash = Sha256::new();
+    for (k, v) in secret.data.iter().flatten() {
+        hash.update(k.as_bytes());
+        hash.update([0]);
+        hash.update(&v.0);
+        hash.update([0]);
+    }
+    format!("{:x}", hash.finalize())
+}
+
+/// Every Secret name the pods of `objects` read (env `secretKeyRef`).
+fn referenced_secrets(objects: &[Desired]) -> Vec<String> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(name) = map
+                    .get("secretKeyRef")
+                    .and_then(|r| r.get("name"))
+                    .and_then(Value::as_str)
+                    && !out.iter().any(|n| n == name)
+                {
+                    out.push(name.to_owned());
+                }
+                map.values().for_each(|v| walk(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for d in objects {
+        walk(&d.object, &mut out);
+    }
+    out
+}
+
+async fn apply(shop: &Shop, ctx: &Context) -> Result<Action> {
+    let ns = shop.namespace().ok_or(Error::NotNamespaced)?;
+    let name = shop.name_any();
+    let shops: Api<Shop> = Api::namespaced(ctx.client.clone(), &ns);
+    if shop.spec.suspend {
+        let status = suspended_status(shop);
+        patch_status(&shops, &name, &status).await?;
+        return Ok(Action::requeue(RESYNC));
+    }
+    let discovery_cnpg = shop.spec.database.provider == DatabaseProvider::CloudNativePG
+        && api_served(&ctx.client, "postgresql.cnpg.io/v1", "Cluster").await?;
+    let discovery_monitors = shop.spec.monitoring.service_monitor.enabled
+        && api_served(&ctx.client, "monitoring.coreos.com/v1", "ServiceMonitor").await?;
+    let mut discovery = Discovery {
+        cnpg: discovery_cnpg,
+        service_monitors: discovery_monitors,
+        checksums: BTreeMap::new(),
+    };
+
+    // Secrets: created once when missing, never regenerated.
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let random = ctx.random.clone();
+    for generated in generated_secrets(shop, &mut || random()) {
+        let existing = match secrets.get_opt(&generated.name).await? {
+            Some(s) => s,
+            None => {
+                let secret: Secret = serde_json::from_value(generated.object.clone())
+                    .map_err(|e| Error::InvalidObject(generated.name.clone(), e.to_string()))?;
+                let pp = PostParams {
+                    field_manager: Some(FIELD_MANAGER.to_owned()),
+                    ..PostParams::default()
+                };
+                match secrets.create(&pp, &secret).await {
+                    Ok(created) => created,
+                    // Created meanwhile (another replica, a retry): keep theirs.
+                    Err(kube::Error::Api(s)) if s.code == 409 => {
+                        secrets.get(&generated.name).await?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        discovery
+            .checksums
+            .insert(generated.name.clone(), checksum(&existing));
+    }
+    // Secrets the pods read that someone else provides (External databases, CloudNativePG's
+    // app secrets, a given auth Secret): their checksums roll the pods too.
+    let mut missing = Vec::new();
+    for name in referenced_secrets(&desired_state(shop, &discovery)) {
+        if discovery.checksums.contains_key(&name) {
+            continue;
+        }
+        match secrets.get_opt(&name).await? {
+            Some(s) => {
+                discovery.checksums.insert(name, checksum(&s));
+            }
+            None => missing.push(name),
+        }
+    }
+
+    let objects = desired_state(shop, &discovery);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut applied = Vec::with_capacity(objects.len());
+    for d in &objects {
+        let api = api_for(&ctx.client, &ns, d);
+        let object = api
+            .patch(&d.name, &params, &Patch::Apply(&d.object))
+            .await?;
+        applied.push((d.kind.clone(), d.name.clone(), object));
+    }
+
+    prune(shop, ctx, &ns, &objects, discovery.service_monitors).await?;
+
+    let status = observed_status(shop, &discovery, &applied, &missing);
+    let was_ready = is_true(shop.status.as_ref(), condition::READY);
+    let now_ready = is_true(Some(&status), condition::READY);
+    patch_status(&shops, &name, &status).await?;
+    if was_ready != now_ready {
+        let (type_, reason, note) = if now_ready {
+            (EventType::Normal, "Ready", "every component is ready")
+        } else {
+            (
+                EventType::Normal,
+                "Progressing",
+                "waiting for components to become ready",
+            )
+        };
+        publish(ctx, shop, type_, reason, note).await;
+    }
+    Ok(Action::requeue(if now_ready {
+        RESYNC
+    } else {
+        NOT_READY_RESYNC
+    }))
+}
+
+/// The kinds whose objects can leave the desired state (a service disabled, autoscaling or the
+/// Ingress turned off, Redis storage toggled): (apiVersion, kind). Secrets and databases are
+/// never pruned: they hold data.
+const PRUNABLE: [(&str, &str); 7] = [
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("v1", "Service"),
+    ("v1", "ConfigMap"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("networking.k8s.io/v1", "Ingress"),
+];
+
+/// Deletes what this Shop owns (controller owner reference, managed-by label) but no longer
+/// wants. A database StatefulSet is kept (its volume holds data) even when its service is off.
+async fn prune(
+    shop: &Shop,
+    ctx: &Context,
+    ns: &str,
+    wanted: &[Desired],
+    service_monitors: bool,
+) -> Result<()> {
+    let uid = shop.uid().unwrap_or_default();
+    let selector = format!(
+        "app.kubernetes.io/instance={},app.kubernetes.io/managed-by={FIELD_MANAGER}",
+        shop.name_any()
+    );
+    let monitors = [("monitoring.coreos.com/v1", "ServiceMonitor")];
+    let kinds = PRUNABLE
+        .iter()
+        .chain(monitors.iter().filter(|_| service_monitors));
+    for (api_version, kind) in kinds {
+        let probe = Desired {
+            api_version: (*api_version).to_owned(),
+            kind: (*kind).to_owned(),
+            name: String::new(),
+            object: Value::Null,
+        };
+        let api = api_for(&ctx.client, ns, &probe);
+        for existing in api.list(&ListParams::default().labels(&selector)).await? {
+            let name = existing.name_any();
+            let ours = existing
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.controller == Some(true) && o.uid == uid);
+            let still_wanted = wanted.iter().any(|d| d.kind == *kind && d.name == name);
+            let data = component_of(&existing) == Some("database");
+            if ours && !still_wanted && !data {
+                tracing::info!(shop = %key(shop), kind, name, "pruning what the Shop no longer wants");
+                match api.delete(&name, &DeleteParams::background()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Publishes an Event about the Shop; a failure (e.g. forbidden in a terminating namespace) is
+/// logged and never fails the reconciliation.
+async fn publish(ctx: &Context, shop: &Shop, type_: EventType, reason: &str, note: &str) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note.to_owned()),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &shop.object_ref(&())).await {
+        tracing::warn!(shop = %key(shop), error = %e, "could not publish an event");
+    }
+}
+
+async fn cleanup(shop: &Shop, ctx: &Context) -> Result<Action> {
+    let ns = shop.namespace().ok_or(Error::NotNamespaced)?;
+    // Owned objects go by garbage collection (owner references); volumes created from
+    // StatefulSet claim templates are not owned: drop them unless asked to keep them.
+    if !shop.spec.database.retain_on_delete {
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+        let selector = format!(
+            "app.kubernetes.io/instance={},app.kubernetes.io/managed-by={FIELD_MANAGER}",
+            shop.name_any()
+        );
+        for pvc in pvcs.list(&ListParams::default().labels(&selector)).await? {
+            pvcs.delete(&pvc.name_any(), &DeleteParams::default())
+                .await
+                .map(|_| ())
+                .or_else(|e| match e {
+                    kube::Error::Api(s) if s.code == 404 => Ok(()),
+                    e => Err(e),
+                })?;
+        }
+    }
+    publish(
+        ctx,
+        shop,
+        EventType::Normal,
+        "Deleted",
+        "the platform's objects are being removed",
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+async fn patch_status(shops: &Api<Shop>, name: &str, status: &ShopStatus) -> Result<()> {
+    let patch = json!({
+        "apiVersion": "ecom.dev/v1alpha1",
+        "kind": "Shop",
+        "status": status,
+    });
+    shops
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
+fn is_true(status: Option<&ShopStatus>, type_: &str) -> bool {
+    status
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .is_some_and(|c| c.status == "True")
+}
+
+/// A condition, keeping the previous `lastTransitionTime` when the status did not change (so a
+/// status patch with nothing new is identical and does not trigger another reconciliation).
+fn condition(
+    previous: Option<&ShopStatus>,
+    generation: Option<i64>,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let last = previous
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .filter(|c| c.status == status)
+        .map_or_else(
+            || Time(Timestamp::now()),
+            |c| c.last_transition_time.clone(),
+        );
+    Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        observed_generation: generation,
+        last_transition_time: last,
+    }
+}
+
+fn base_status(shop: &Shop) -> ShopStatus {
+    ShopStatus {
+        observed_generation: shop.metadata.generation,
+        operator_version: Some(VERSION.to_owned()),
+        platform_version: Some(
+            shop.spec
+                .version
+                .clone()
+                .unwrap_or_else(|| VERSION.to_owned()),
+        ),
+        // Components are reported as last seen while suspended.
+        components: shop
+            .status
+            .as_ref()
+            .map(|s| s.components.clone())
+            .unwrap_or_default(),
+        ..ShopStatus::default()
+    }
+}
+
+fn suspended_status(shop: &Shop) -> ShopStatus {
+    let previous = shop.status.as_ref();
+    let generation = shop.metadata.generation;
+    let mut status = base_status(shop);
+    status.phase = Some("Suspended".to_owned());
+    // Keep the other conditions as they were; only ReconcileSuspended is (re)stated.
+    status.conditions = previous
+        .map(|s| {
+            s.conditions
+                .iter()
+                .filter(|c| c.type_ != condition::RECONCILE_SUSPENDED)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    status.conditions.push(condition(
+        previous,
+        generation,
+        condition::RECONCILE_SUSPENDED,
+        true,
+        "Suspended",
+        "spec.suspend is true: no changes are made to the platform",
+    ));
+    status
+}
+
+/// An object's `app.kubernetes.io/component` label.
+fn component_of(o: &DynamicObject) -> Option<&str> {
+    o.metadata
+        .labels
+        .as_ref()?
+        .get("app.kubernetes.io/component")
+        .map(String::as_str)
+}
+
+fn int_at(v: &Value, path: &str) -> i64 {
+    v.pointer(path).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// The status after an apply: per-component readiness read from the applied Deployments (the
+/// server's answer to the apply carries their status), databases, monitoring, and the gateway URL.
+fn observed_status(
+    shop: &Shop,
+    discovery: &Discovery,
+    applied: &[(String, String, DynamicObject)],
+    missing_secrets: &[String],
+) -> ShopStatus {
+    let previous = shop.status.as_ref();
+    let generation = shop.metadata.generation;
+    let shop_name = shop.name_any();
+    let mut status = base_status(shop);
+    status.components = BTreeMap::new();
+    let mut all_ready = true;
+    for service in SERVICES {
+        if !shop.spec.services.get(service).is_some_and(|s| s.enabled) {
+            continue;
+        }
+        let deployment = applied
+            .iter()
+            .find(|(kind, _, o)| kind == "Deployment" && component_of(o) == Some(service));
+        let (ready_replicas, wanted, image) = deployment.map_or((0, 1, None), |(_, _, d)| {
+            let wanted = d
+                .data
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            let image = d
+                .data
+                .pointer("/spec/template/spec/containers/0/image")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            (int_at(&d.data, "/status/readyReplicas"), wanted, image)
+        });
+        let ready = ready_replicas >= wanted;
+        all_ready &= ready;
+        let url = (service == "gateway").then(|| {
+            let ingress = &shop.spec.services.gateway.ingress;
+            match (&ingress.enabled, &ingress.host) {
+                (true, Some(host)) if ingress.tls_secret_name.is_some() => {
+                    format!("https://{host}")
+                }
+                (true, Some(host)) => format!("http://{host}"),
+                _ => format!(
+                    "http://{shop_name}-gateway.{}.svc:8080",
+                    shop.namespace().unwrap_or_default()
+                ),
+            }
+        });
+        status.components.insert(
+            service.to_owned(),
+            ecom_shop_api::ComponentStatus {
+                ready,
+                ready_replicas: i32::try_from(ready_replicas).unwrap_or(i32::MAX),
+                image,
+                url,
+            },
+        );
+    }
+
+    let (db_ok, db_reason, db_message) = match shop.spec.database.provider {
+        DatabaseProvider::CloudNativePG if !discovery.cnpg => (
+            false,
+            "CloudNativePGMissing",
+            "provider CloudNativePG needs the CloudNativePG operator (postgresql.cnpg.io/v1 Cluster)"
+                .to_owned(),
+        ),
+        _ if !missing_secrets.is_empty() => (
+            false,
+            "SecretMissing",
+            format!("missing Secrets: {}", missing_secrets.join(", ")),
+        ),
+        DatabaseProvider::Builtin => {
+            let ready = applied
+                .iter()
+                .filter(|(kind, _, o)| kind == "StatefulSet" && component_of(o) == Some("database"))
+                .all(|(_, _, s)| int_at(&s.data, "/status/readyReplicas") >= 1);
+            (
+                ready,
+                if ready { "Ready" } else { "Starting" },
+                if ready {
+                    "every database answers".to_owned()
+                } else {
+                    "waiting for the databases".to_owned()
+                },
+            )
+        }
+        DatabaseProvider::CloudNativePG => {
+            let ready = applied
+                .iter()
+                .filter(|(kind, _, _)| kind == "Cluster")
+                .all(|(_, _, c)| {
+                    int_at(&c.data, "/status/readyInstances") >= int_at(&c.data, "/spec/instances").max(1)
+                });
+            (
+                ready,
+                if ready { "Ready" } else { "Starting" },
+                if ready {
+                    "every CloudNativePG cluster is ready".to_owned()
+                } else {
+                    "waiting for the CloudNativePG clusters".to_owned()
+                },
+            )
+        }
+        DatabaseProvider::External => (true, "External", "external databases".to_owned()),
+    };
+
+    let monitoring = &shop.spec.monitoring.service_monitor;
+    let (mon_ok, mon_reason, mon_message) = match (monitoring.enabled, discovery.service_monitors) {
+        (true, true) => (true, "Available", "a ServiceMonitor per service"),
+        (true, false) => (
+            false,
+            "ServiceMonitorCRDMissing",
+            "monitoring.coreos.com/v1 ServiceMonitor is not served: install the Prometheus operator",
+        ),
+        (false, _) => (
+            false,
+            "Disabled",
+            "spec.monitoring.serviceMonitor.enabled is false",
+        ),
+    };
+
+    let ready = all_ready && db_ok;
+    let degraded = !db_ok && db_reason != "Starting";
+    let c = |type_: &str, ok: bool, reason: &str, message: &str| {
+        condition(previous, generation, type_, ok, reason, message)
+    };
+    status.conditions = vec![
+        c(
+            condition::READY,
+            ready,
+            if ready { "Ready" } else { "NotReady" },
+            if ready {
+                "every component is ready"
+            } else {
+                "some components are not ready yet"
+            },
+        ),
+        c(
+            condition::PROGRESSING,
+            !ready && !degraded,
+            if ready { "Complete" } else { "Rolling" },
+            if ready {
+                "the platform matches the spec"
+            } else {
+                "components are starting or updating"
+            },
+        ),
+        c(
+            condition::DEGRADED,
+            degraded,
+            if degraded { db_reason } else { "AsExpected" },
+            if degraded {
+                &db_message
+            } else {
+                "nothing is wrong"
+            },
+        ),
+        c(condition::DATABASES_READY, db_ok, db_reason, &db_message),
+        c(
+            condition::MONITORING_AVAILABLE,
+            mon_ok,
+            mon_reason,
+            mon_message,
+        ),
+        c(
+            condition::RECONCILE_SUSPENDED,
+            false,
+            "Active",
+            "the operator manages the platform",
+        ),
+    ];
+    status.phase = Some(
+        if ready {
+            "Ready"
+        } else if degraded {
+            "Degraded"
+        } else {
+            "Progressing"
+        }
+        .to_owned(),
+    );
+    status
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,154 @@
+//! The desired state: a pure function from a `Shop` and what the cluster offers to every object
+//! that should exist. No I/O, no clock, no randomness: two runs give byte-identical output.
+//!
+//! Every object is named `<shop>-<part>` (at most 63 characters, 50 for StatefulSets and
+//! CloudNativePG clusters: longer names end in a hash), lives in the Shop's namespace, carries
+//! the six `app.kubernetes.io` labels (plus `spec.global.labels`), `spec.global.annotations`
+//! and one controller owner reference to the Shop.
+//!
+//! A disabled service loses its workload (Service, Deployment, PodDisruptionBudget,
+//! HorizontalPodAutoscaler, ServiceMonitor) but keeps its database: disabling a service stops
+//! it, it does not drop its data (deleting the Shop does, unless `retainOnDelete`).
+
+mod database;
+mod meta;
+mod network;
+mod pod;
+mod redis;
+mod services;
+
+use std::collections::BTreeMap;
+
+use ecom_shop_api::{DATABASE_SERVICES, DatabaseProvider, SERVICES, Shop};
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use kube::ResourceExt;
+
+use self::meta::{Ctx, typed};
+pub use self::{
+    meta::{CHECKSUM_ANNOTATION, MAX_NAME, MAX_STATEFUL_NAME, child_name},
+    services::{Ports, ports},
+};
+
+/// What the reconciler observed, that the desired state depends on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Discovery {
+    /// `postgresql.cnpg.io/v1` `Cluster` is served (CloudNativePG installed).
+    pub cnpg: bool,
+    /// `monitoring.coreos.com/v1` `ServiceMonitor` is served (Prometheus operator installed).
+    pub service_monitors: bool,
+    /// A checksum of each Secret / ConfigMap the pods read, by object name: a change rolls the
+    /// pods that use it (pod template annotation).
+    pub checksums: BTreeMap<String, String>,
+}
+
+/// One object to apply (server-side apply, field manager [`crate::FIELD_MANAGER`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    /// e.g. `apps/v1`, `v1`, `postgresql.cnpg.io/v1`.
+    pub api_version: String,
+    /// e.g. `Deployment`.
+    pub kind: String,
+    pub name: String,
+    /// The whole object: apiVersion, kind, metadata (name, namespace, labels, annotations, the
+    /// controller owner reference), spec.
+    pub object: serde_json::Value,
+}
+
+/// The Secret the services' `ECOM_SERVICE_SECRET` (and the Users service's bootstrap admin)
+/// come from: `spec.auth.jwtSecretRef`, else the generated `<shop>-auth`.
+pub fn auth_secret_name(shop: &Shop) -> String {
+    shop.spec
+        .auth
+        .jwt_secret_ref
+        .clone()
+        .unwrap_or_else(|| child_name(&shop.name_any(), "auth", MAX_NAME))
+}
+
+/// Every object the Shop should own, in apply order (config and storage before workloads):
+/// the ConfigMap, the databases, Redis, per enabled service its Service, Deployment,
+/// PodDisruptionBudget and HorizontalPodAutoscaler, the Ingress, the ServiceMonitors.
+/// Secrets are not here: see [`generated_secrets`].
+pub fn desired_state(shop: &Shop, discovery: &Discovery) -> Vec<Desired> {
+    let ctx = Ctx::new(shop);
+    let spec = &shop.spec;
+    let enabled: Vec<_> = SERVICES
+        .into_iter()
+        .filter_map(|name| Some((name, spec.services.get(name)?)))
+        .filter(|(_, service)| service.enabled)
+        .collect();
+
+    let config = services::config_map(&ctx);
+    let mut objects = vec![typed(&config)];
+    for service in DATABASE_SERVICES {
+        objects.extend(database::objects(&ctx, service, discovery));
+    }
+    objects.extend(redis::objects(&ctx));
+    for &(name, service) in &enabled {
+        objects.push(typed(&services::service(&ctx, name)));
+        objects.push(typed(&services::deployment(
+            &ctx, name, service, &config, discovery,
+        )));
+        objects.push(typed(&services::pod_disruption_budget(&ctx, name)));
+        if let Some(autoscaling) = &service.autoscaling {
+            objects.push(typed(&services::autoscaler(&ctx, name, autoscaling)));
+        }
+    }
+    if spec.services.gateway.service.enabled
+        && let Some(ingress) = network::ingress(&ctx)
+    {
+        objects.push(typed(&ingress));
+    }
+    if spec.monitoring.service_monitor.enabled && discovery.service_monitors {
+        for &(name, _) in &enabled {
+            objects.push(network::service_monitor(&ctx, name));
+        }
+    }
+    objects
+}
+
+/// The Secrets the operator creates once when missing and never regenerates (database
+/// credentials of the Builtin provider, the auth Secret). `random` yields a fresh secret string
+/// per call (injected: tests pass a deterministic one).
+pub fn generated_secrets(shop: &Shop, random: &mut dyn FnMut() -> String) -> Vec<Desired> {
+    let ctx = Ctx::new(shop);
+    let mut secrets = Vec::new();
+    if shop.spec.database.provider == DatabaseProvider::Builtin {
+        // Every backend service, enabled or not: its database outlives a disabled service.
+        for service in DATABASE_SERVICES {
+            let password = at_least(random, 24);
+            secrets.push(typed(&database::credentials(&ctx, service, &password)));
+        }
+    }
+    if shop.spec.auth.jwt_secret_ref.is_none() {
+        let data = [
+            ("service-secret", at_least(random, 32)),
+            ("admin-email", format!("admin@{}.local", ctx.name)),
+            ("admin-password", at_least(random, 24)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), ByteString(v.into_bytes())))
+        .collect();
+        secrets.push(typed(&Secret {
+            metadata: ctx.meta(&auth_secret_name(shop), "ecom-auth", "auth"),
+            type_: Some("Opaque".to_owned()),
+            data: Some(data),
+            ..Secret::default()
+        }));
+    }
+    secrets
+}
+
+/// At least `min` characters from `random` (called again while shorter: production refuses a
+/// service secret under 32 characters).
+fn at_least(random: &mut dyn FnMut() -> String, min: usize) -> String {
+    let mut out = String::new();
+    while out.chars().count() < min {
+        let next = random();
+        if next.is_empty() {
+            // A generator that yields nothing would never get there.
+            break;
+        }
+        out.push_str(&next);
+    }
+    out
+}
