@@ -461,7 +461,27 @@ async fn cleanup(shop: &Shop, ctx: &Context) -> Result<Action> {
     let ns = shop.namespace().ok_or(Error::NotNamespaced)?;
     // Owned objects go by garbage collection (owner references); volumes created from
     // StatefulSet claim templates are not owned: drop them unless asked to keep them.
-    if !shop.spec.database.retain_on_delete {
+    if shop.spec.database.retain_on_delete {
+        // The kept volumes are only usable with their passwords: the generated Secrets are
+        // released from the Shop (no owner reference), so garbage collection keeps them and a
+        // Shop created again under the same name finds them (never regenerated).
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+        let release = json!({"metadata": {"ownerReferences": null}});
+        for generated in generated_secrets(shop, &mut String::new) {
+            match secrets
+                .patch(
+                    &generated.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&release),
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    } else {
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
         let selector = format!(
             "app.kubernetes.io/instance={},app.kubernetes.io/managed-by={FIELD_MANAGER}",

@@ -437,10 +437,10 @@ async fn deletion_cleans_up_and_removes_the_finalizer_even_when_events_are_forbi
 }
 
 #[tokio::test]
-async fn retain_on_delete_keeps_the_volumes() {
+async fn retain_on_delete_keeps_the_volumes_and_their_passwords() {
     let s = shop(json!({"database": {"retainOnDelete": true}}), true, true);
     let (client, recorded) = mock(cluster(&s, &[], &[]));
-    reconcile(Arc::new(s), context(client))
+    reconcile(Arc::new(s.clone()), context(client))
         .await
         .expect("cleanup");
     let calls = calls(&recorded);
@@ -450,7 +450,26 @@ async fn retain_on_delete_keeps_the_volumes() {
             .any(|c| c.path().contains("persistentvolumeclaims")),
         "{calls:#?}"
     );
-    assert_eq!(calls.last().map(|c| c.method.as_str()), Some("PATCH"));
+    // Every generated Secret is released from the Shop (merge patch dropping owner references).
+    let released: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.method == "PATCH" && c.path().contains("/secrets/"))
+        .map(|c| {
+            assert_eq!(c.content_type, "application/merge-patch+json");
+            assert_eq!(c.body, json!({"metadata": {"ownerReferences": null}}));
+            c.path().rsplit('/').next().unwrap_or_default()
+        })
+        .collect();
+    let generated: Vec<String> = generated_secrets(&s, &mut String::new)
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(released, generated);
+    assert_eq!(
+        calls.last().map(|c| c.path()),
+        Some("/apis/ecom.dev/v1alpha1/namespaces/shop/shops/demo"),
+        "the finalizer is removed last"
+    );
 }
 
 #[tokio::test]
