@@ -40,7 +40,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     FIELD_MANAGER, VERSION,
-    desired::{Desired, Discovery, desired_state, generated_secrets},
+    desired::{Desired, Discovery, desired_state, generated_secrets, referenced_secrets},
 };
 
 /// The Shop's finalizer: cleanup runs before the Shop goes.
@@ -255,32 +255,6 @@ fn checksum(secret: &Secret) -> String {
         hash.update([0]);
     }
     format!("{:x}", hash.finalize())
-}
-
-/// Every Secret name the pods of `objects` read (env `secretKeyRef`).
-fn referenced_secrets(objects: &[Desired]) -> Vec<String> {
-    fn walk(v: &Value, out: &mut Vec<String>) {
-        match v {
-            Value::Object(map) => {
-                if let Some(name) = map
-                    .get("secretKeyRef")
-                    .and_then(|r| r.get("name"))
-                    .and_then(Value::as_str)
-                    && !out.iter().any(|n| n == name)
-                {
-                    out.push(name.to_owned());
-                }
-                map.values().for_each(|v| walk(v, out));
-            }
-            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    for d in objects {
-        walk(&d.object, &mut out);
-    }
-    out
 }
 
 async fn apply(shop: &Shop, ctx: &Context) -> Result<Action> {

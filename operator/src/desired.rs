@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use ecom_shop_api::{DATABASE_SERVICES, DatabaseProvider, SERVICES, Shop};
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::ResourceExt;
+use serde_json::Value;
 
 use self::meta::{Ctx, typed};
 pub use self::{
@@ -149,6 +150,32 @@ fn at_least(random: &mut dyn FnMut() -> String, min: usize) -> String {
             break;
         }
         out.push_str(&next);
+    }
+    out
+}
+
+/// Every Secret name the pods of `objects` read (env `secretKeyRef`).
+pub fn referenced_secrets(objects: &[Desired]) -> Vec<String> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(name) = map
+                    .get("secretKeyRef")
+                    .and_then(|r| r.get("name"))
+                    .and_then(Value::as_str)
+                    && !out.iter().any(|n| n == name)
+                {
+                    out.push(name.to_owned());
+                }
+                map.values().for_each(|v| walk(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for d in objects {
+        walk(&d.object, &mut out);
     }
     out
 }

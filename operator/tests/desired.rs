@@ -130,31 +130,11 @@ fn counter() -> impl FnMut() -> String {
 fn discovered(shop: &Shop, base: Discovery) -> Discovery {
     let mut discovery = base;
     let objects = desired_state(shop, &discovery);
-    for name in secret_refs(&objects) {
+    for name in operator::desired::referenced_secrets(&objects) {
         let sum = format!("sum-of-{name}");
         discovery.checksums.insert(name, sum);
     }
     discovery
-}
-
-fn secret_refs(objects: &[Desired]) -> Vec<String> {
-    fn walk(v: &Value, out: &mut Vec<String>) {
-        match v {
-            Value::Object(map) => {
-                if let Some(name) = map.get("secretKeyRef").and_then(|r| r["name"].as_str())
-                    && !out.iter().any(|n| n == name)
-                {
-                    out.push(name.to_owned());
-                }
-                map.values().for_each(|v| walk(v, out));
-            }
-            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    objects.iter().for_each(|d| walk(&d.object, &mut out));
-    out
 }
 
 /// One object as YAML that YAML 1.1 readers (kubectl, PyYAML) read back the same: the YAML 1.2
@@ -1036,7 +1016,7 @@ fn generated_secrets_are_stable_for_a_given_random() {
     );
     let objects = desired_state(&given, &Discovery::default());
     assert_eq!(
-        secret_refs(&objects)
+        operator::desired::referenced_secrets(&objects)
             .iter()
             .filter(|n| n.contains("auth"))
             .collect::<Vec<_>>(),
