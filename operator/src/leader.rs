@@ -87,3 +87,97 @@ impl Elector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use http::{Request, Response};
+    use kube::client::{Body, Client};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// A mock API server holding one Lease (or none); records (method, path) of every call.
+    fn server(lease: Option<Value>) -> (Client, Arc<Mutex<Vec<(String, String)>>>) {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let recorded = calls.clone();
+        tokio::spawn(async move {
+            let mut lease = lease;
+            while let Some((request, send)) = handle.next_request().await {
+                let method = request.method().to_string();
+                let path = request.uri().path().to_owned();
+                let body = request.into_body().collect_bytes().await.expect("body");
+                recorded.lock().expect("calls").push((method.clone(), path));
+                let (code, answer) = match (method.as_str(), &lease) {
+                    ("GET", Some(l)) => (200, l.clone()),
+                    ("GET", None) => (
+                        404,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+                    ),
+                    ("POST" | "PUT", _) => {
+                        let written: Value = serde_json::from_slice(&body).expect("lease");
+                        lease = Some(written.clone());
+                        (if method == "POST" { 201 } else { 200 }, written)
+                    }
+                    _ => (500, json!({})),
+                };
+                send.send_response(
+                    Response::builder()
+                        .status(code)
+                        .body(Body::from(serde_json::to_vec(&answer).expect("json")))
+                        .expect("response"),
+                );
+            }
+        });
+        (Client::new(service, "ecom-system"), calls)
+    }
+
+    fn elector(client: Client, identity: &str) -> Elector {
+        Elector::new(
+            Api::namespaced(client, "ecom-system"),
+            "ecom-operator",
+            identity,
+            Duration::from_secs(15),
+        )
+    }
+
+    fn lease(holder: &str, renewed: Timestamp) -> Value {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+               "metadata": {"name": "ecom-operator", "namespace": "ecom-system", "resourceVersion": "7"},
+               "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+                        "renewTime": MicroTime(renewed), "leaseTransitions": 2}})
+    }
+
+    #[tokio::test]
+    async fn the_first_replica_creates_the_lease_and_leads() {
+        let (client, calls) = server(None);
+        assert!(elector(client, "a").try_acquire().await.expect("acquire"));
+        let calls = calls.lock().expect("calls").clone();
+        assert_eq!(calls[1].0, "POST");
+    }
+
+    #[tokio::test]
+    async fn a_fresh_lease_of_another_replica_is_respected() {
+        let (client, calls) = server(Some(lease("b", Timestamp::now())));
+        assert!(!elector(client, "a").try_acquire().await.expect("acquire"));
+        assert_eq!(calls.lock().expect("calls").len(), 1, "only a read");
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_is_taken_and_a_held_one_renewed() {
+        let stale = Timestamp::now() - std::time::Duration::from_secs(60);
+        let (client, calls) = server(Some(lease("b", stale)));
+        let a = elector(client, "a");
+        assert!(a.try_acquire().await.expect("take over"));
+        assert!(a.try_acquire().await.expect("renew"));
+        let methods: Vec<String> = calls
+            .lock()
+            .expect("calls")
+            .iter()
+            .map(|c| c.0.clone())
+            .collect();
+        assert_eq!(methods, ["GET", "PUT", "GET", "PUT"]);
+    }
+}
