@@ -98,8 +98,11 @@ mod tests {
 
     use super::*;
 
-    /// A mock API server holding one Lease (or none); records (method, path) of every call.
-    fn server(lease: Option<Value>) -> (Client, Arc<Mutex<Vec<(String, String)>>>) {
+    /// (method, path) of every call the mock API server saw.
+    type Calls = Arc<Mutex<Vec<(String, String)>>>;
+
+    /// A mock API server holding one Lease (or none); records every call.
+    fn server(lease: Option<Value>) -> (Client, Calls) {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let calls = Arc::new(Mutex::new(Vec::new()));
         let recorded = calls.clone();
