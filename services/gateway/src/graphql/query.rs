@@ -21,26 +21,39 @@ fn gateway<'a>(ctx: &'a Context<'_>) -> &'a Arc<Gateway> {
     ctx.data_unchecked::<Arc<Gateway>>()
 }
 
+/// The contract's paging defaults (`limit: Int = 20, offset: Int = 0`; an explicit `null` means
+/// the default too).
+const LIMIT: i32 = 20;
+
 /// `limit` as a list's complexity multiplier (1..=100; out of range is refused later anyway).
-pub fn weight(limit: i32) -> usize {
-    usize::try_from(limit.clamp(1, 100)).unwrap_or(1)
+pub fn weight(limit: Option<i32>) -> usize {
+    usize::try_from(limit.unwrap_or(LIMIT).clamp(1, 100)).unwrap_or(1)
+}
+
+/// A page of the contract's shape as the services' request fields.
+fn page(limit: Option<i32>, offset: Option<i32>) -> (Option<i64>, Option<i64>) {
+    (
+        Some(i64::from(limit.unwrap_or(LIMIT))),
+        Some(i64::from(offset.unwrap_or(0))),
+    )
 }
 
 #[Object]
 impl Query {
-    /// The catalogue, newest filters first: `search` matches names and descriptions.
+    /// The catalogue: `search` matches names and descriptions, `category` one category.
     #[graphql(complexity = "weight(limit) * child_complexity")]
     async fn products(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20)] limit: i32,
-        #[graphql(default = 0)] offset: i32,
+        #[graphql(default = 20)] limit: Option<i32>,
+        #[graphql(default = 0)] offset: Option<i32>,
         search: Option<String>,
         category: Option<String>,
     ) -> async_graphql::Result<Vec<Product>> {
+        let (limit, offset) = page(limit, offset);
         let request = viewer(ctx).request(ListProductsRequest {
-            limit: Some(i64::from(limit)),
-            offset: Some(i64::from(offset)),
+            limit,
+            offset,
             search,
             category,
             ..Default::default()
@@ -83,14 +96,15 @@ impl Query {
     async fn orders(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20)] limit: i32,
-        #[graphql(default = 0)] offset: i32,
+        #[graphql(default = 20)] limit: Option<i32>,
+        #[graphql(default = 0)] offset: Option<i32>,
     ) -> async_graphql::Result<Vec<Order>> {
         let viewer = viewer(ctx);
         let user = viewer.user()?;
+        let (limit, offset) = page(limit, offset);
         let request = viewer.request(ListOrdersRequest {
-            limit: Some(i64::from(limit)),
-            offset: Some(i64::from(offset)),
+            limit,
+            offset,
             // An admin's `orders` is theirs too: the contract says "the caller's own".
             user_id: user.is_admin().then_some(user.id),
         });
