@@ -109,8 +109,13 @@ impl Application {
                 limits::middleware,
             ))
             .with_state(state);
-        // Ready when the four services answer their gRPC health checks.
-        let mut readiness = Readiness::new();
+        // Ready when Redis and the four services' gRPC health checks answer (the contract's
+        // rule for every service). Requests are still served without Redis (see `limits`).
+        let redis = gateway.redis.clone();
+        let mut readiness = Readiness::new().check("redis", move || {
+            let redis = redis.clone();
+            async move { redis.ping().await }
+        });
         for pool in gateway.clients.all() {
             let pool = pool.clone();
             readiness = readiness.check(pool.name(), move || {

@@ -322,6 +322,17 @@ async fn redis_down_serves_requests_but_refuses_logins() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(first_code(&body), "SERVICE_UNAVAILABLE");
 
+    // Served, but not ready: the contract's readiness includes Redis.
+    let r = app
+        .client
+        .get(format!("{}/health/ready", app.base))
+        .send()
+        .await
+        .expect("send");
+    let (status, body) = testing::parts(r).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["checks"]["redis"], "down", "{body}");
+
     let metrics = app.metrics().await;
     assert!(
         testing::sample(
