@@ -22,7 +22,8 @@ use axum::{
     routing::{any, get},
 };
 use ecom_shared::{
-    auth::JwtVerifier, cache::Cache, health::Readiness, metrics::Metrics, redis::Redis,
+    auth::JwtVerifier, cache::Cache, health::Readiness, http::TrustedProxies, metrics::Metrics,
+    redis::Redis,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +45,14 @@ pub struct Gateway {
     pub http: reqwest::Client,
     pub openapi: rest::OpenApiCache,
     pub known_queries: graphql::KnownQueries,
+    /// `ECOM_TRUSTED_PROXIES`, for the shared client-address extractor.
+    pub trusted_proxies: TrustedProxies,
+}
+
+impl axum::extract::FromRef<AppState> for TrustedProxies {
+    fn from_ref(state: &AppState) -> Self {
+        state.gateway.trusted_proxies.clone()
+    }
 }
 
 /// Router state: the gateway and its schema.
@@ -87,6 +96,7 @@ impl Application {
             cache,
             openapi: rest::OpenApiCache::default(),
             known_queries: graphql::KnownQueries::default(),
+            trusted_proxies: TrustedProxies(Arc::new(config.common.trusted_proxies.clone())),
             config,
         });
         let state = AppState {
@@ -105,7 +115,7 @@ impl Application {
             .route("/openapi.json", get(rest::openapi))
             .route("/", get(storefront))
             .route_layer(middleware::from_fn_with_state(
-                gateway.clone(),
+                state.clone(),
                 limits::middleware,
             ))
             .with_state(state);

@@ -6,14 +6,10 @@
 //! not become an outage of the shop); logins fail closed with 503 `service_unavailable` (a
 //! password-guessing budget that silently disappears is worse than a short login outage).
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    sync::Arc,
-    time::Duration,
-};
+use std::{net::IpAddr, time::Duration};
 
 use axum::{
-    extract::{ConnectInfo, Request, State},
+    extract::{Request, State},
     http::{HeaderMap, HeaderValue, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -27,7 +23,7 @@ use ecom_shared::{
 };
 use prometheus_client::metrics::{counter::Counter, family::Family};
 
-use crate::{Gateway, error::GatewayError};
+use crate::{AppState, Gateway, error::GatewayError};
 
 /// The caller as the edge sees it.
 #[derive(Clone, Debug)]
@@ -123,19 +119,6 @@ impl Limits {
     }
 }
 
-/// The client's address: the peer, or `X-Forwarded-For` from a configured proxy.
-pub fn client_ip(gw: &Gateway, req: &Request) -> IpAddr {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-    let xff = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    ClientIp::resolve(peer, xff, &gw.config.common.trusted_proxies)
-}
-
 async fn identify(gw: &Gateway, headers: &HeaderMap, ip: IpAddr) -> Identity {
     let token = Some(bearer_token(headers))
         .filter(|t| !t.is_empty())
@@ -192,11 +175,16 @@ pub fn refusal_response(graphql: bool, refusal: &Refusal) -> Response {
 
 /// Middleware on every API route: identify the caller, spend one unit of their default
 /// budget, and hand the identity to the handler.
-pub async fn middleware(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next) -> Response {
-    let ip = client_ip(&gw, &req);
-    let identity = identify(&gw, req.headers(), ip).await;
+pub async fn middleware(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let gw = &state.gateway;
+    let identity = identify(gw, req.headers(), ip).await;
     let rate = gw.limits.default.rate();
-    let remaining = match Limits::check(&gw, &gw.limits.default, &identity.subject()).await {
+    let remaining = match Limits::check(gw, &gw.limits.default, &identity.subject()).await {
         Ok(Decision::Allowed { remaining }) => Some(remaining),
         Ok(Decision::Limited { retry_after_ms }) => {
             gw.metrics.count_rate_limited("default");

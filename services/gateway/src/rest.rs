@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 use axum::{
     body::{Body, Bytes},
     extract::{Request, State},
-    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, header},
     response::{IntoResponse, Response},
 };
 use ecom_shared::error::ApiError;
@@ -110,14 +110,7 @@ pub async fn proxy(State(state): State<AppState>, req: Request) -> Response {
     };
     let body = match axum::body::to_bytes(body, ecom_shared::http::MAX_BODY_BYTES).await {
         Ok(b) => b,
-        Err(_) => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is too large",
-            )
-            .into_response();
-        }
+        Err(_) => return ApiError::payload_too_large().into_response(),
     };
     let ip = identity
         .as_ref()
