@@ -1,5 +1,6 @@
 //! `operator crd`: print the `Shop` CustomResourceDefinition (YAML).
 //! `operator run`: the controller, with leader election, `/metrics` and `/health`.
+//! `operator --version`: the version.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -35,7 +36,11 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some("run") => run().await,
-        _ => anyhow::bail!("usage: operator crd | operator run"),
+        Some("--version" | "-V" | "version") => {
+            println!("operator {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        _ => anyhow::bail!("usage: operator crd | operator run | operator --version"),
     }
 }
 

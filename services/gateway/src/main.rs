@@ -1,14 +1,20 @@
-//! `gateway`: run the ecom Gateway (GraphQL, the REST facade, rate limits) on 8080.
+//! `gateway`: run the ecom Gateway (GraphQL, the REST facade, rate limits) on 8080, with
+//! `/metrics` on its ops port 9080; `gateway healthcheck` asks the running gateway's
+//! `/health/ready` (container and Kubernetes probes); `gateway --version`.
 
-use gateway::{Application, Config};
+use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    ecom_shared::telemetry::init("gateway");
-    let config = Config::from_env().inspect_err(|e| tracing::error!("{e:#}"))?;
-    let shutdown = ecom_shared::shutdown::token_on_signal();
-    let app = Application::build(config)
-        .await
-        .inspect_err(|e| tracing::error!("{e:#}"))?;
-    app.run(shutdown).await
+use ecom_shared::cli::{self, Command, Probe};
+use gateway::{Application, Config, config::SPEC};
+
+fn main() -> ExitCode {
+    if let Command::Exit(code) = cli::parse("gateway", &Probe::ready(SPEC), false) {
+        return code;
+    }
+    cli::run("gateway", async {
+        ecom_shared::telemetry::init("gateway");
+        let config = Config::from_env()?;
+        let shutdown = ecom_shared::shutdown::token_on_signal();
+        Application::build(config).await?.run(shutdown).await
+    })
 }

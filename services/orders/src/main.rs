@@ -1,17 +1,4 @@
-//! `orders`: run the Orders service, or `orders migrate` to apply its migrations and exit.
+//! `orders`: run the service; `orders migrate` applies its migrations and exits; `orders healthcheck`
+//! asks the running service's `/health/ready` (container and Kubernetes probes); `orders --version`.
 
-use orders::{Application, Config, MIGRATOR};
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    ecom_shared::telemetry::init("orders");
-    let config = Config::from_env().inspect_err(|e| tracing::error!("{e:#}"))?;
-    if std::env::args().nth(1).as_deref() == Some("migrate") {
-        return ecom_shared::db::migrate(&config.common.database_url, &MIGRATOR).await;
-    }
-    let shutdown = ecom_shared::shutdown::token_on_signal();
-    let app = Application::build(config)
-        .await
-        .inspect_err(|e| tracing::error!("{e:#}"))?;
-    app.run(shutdown).await
-}
+ecom_shared::service_main!(orders);

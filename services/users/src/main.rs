@@ -1,17 +1,4 @@
-//! `users`: run the Users service, or `users migrate` to apply its migrations and exit.
+//! `users`: run the service; `users migrate` applies its migrations and exits; `users healthcheck`
+//! asks the running service's `/health/ready` (container and Kubernetes probes); `users --version`.
 
-use users::{Application, Config, MIGRATOR};
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    ecom_shared::telemetry::init("users");
-    let config = Config::from_env().inspect_err(|e| tracing::error!("{e:#}"))?;
-    if std::env::args().nth(1).as_deref() == Some("migrate") {
-        return ecom_shared::db::migrate(&config.common.database_url, &MIGRATOR).await;
-    }
-    let shutdown = ecom_shared::shutdown::token_on_signal();
-    let app = Application::build(config)
-        .await
-        .inspect_err(|e| tracing::error!("{e:#}"))?;
-    app.run(shutdown).await
-}
+ecom_shared::service_main!(users);
