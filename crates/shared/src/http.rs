@@ -70,43 +70,53 @@ pub fn finish_router(
     metrics: Arc<Metrics>,
     readiness: Readiness,
 ) -> Router {
-    finish(
-        api,
-        SwaggerUi::new("/docs").url("/openapi.json", openapi),
-        metrics,
-        readiness,
-    )
+    let docs = SwaggerUi::new("/docs").url("/openapi.json", openapi);
+    let ops = health_routes(&metrics, readiness).merge(metrics_route(&metrics));
+    finish(api.merge(ops).merge(docs), metrics)
 }
 
 /// Like [`finish_router`], for a router that serves its own `/openapi.json` (the gateway's,
-/// assembled from the services' documents at run time).
+/// assembled from the services' documents at run time). Its `/metrics` is not on this router:
+/// the gateway is public, so it serves metrics on an ops port ([`ops_router`]).
 pub fn finish_router_with_own_openapi(
     api: Router,
     metrics: Arc<Metrics>,
     readiness: Readiness,
 ) -> Router {
     let docs = SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json"));
-    finish(api, docs, metrics, readiness)
+    let ops = health_routes(&metrics, readiness);
+    finish(api.merge(ops).merge(docs), metrics)
 }
 
-fn finish(api: Router, docs: SwaggerUi, metrics: Arc<Metrics>, readiness: Readiness) -> Router {
-    let ops = Router::new()
+/// `/metrics` and the health routes on a port of their own (the gateway's ops port), for
+/// Prometheus and probes, never published to clients.
+pub fn ops_router(metrics: Arc<Metrics>, readiness: Readiness) -> Router {
+    let ops = health_routes(&metrics, readiness).merge(metrics_route(&metrics));
+    finish(ops, metrics)
+}
+
+/// `/health/live` and `/health/ready`; every scrape of `/metrics` reports the same checks as
+/// `dependency_up`.
+fn health_routes(metrics: &Arc<Metrics>, readiness: Readiness) -> Router {
+    metrics.watch_readiness(readiness.clone());
+    Router::new()
         .route("/health/live", get(health::live))
         .merge(
             Router::new()
                 .route("/health/ready", get(health::ready))
                 .with_state(readiness),
         )
-        .merge(
-            Router::new()
-                .route("/metrics", get(metrics_handler))
-                .with_state(metrics.clone()),
-        );
-    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+}
+
+fn metrics_route(metrics: &Arc<Metrics>) -> Router {
     Router::new()
-        .merge(api)
-        .merge(ops)
-        .merge(docs)
+        .route("/metrics", get(metrics_handler))
+        .with_state(metrics.clone())
+}
+
+fn finish(routes: Router, metrics: Arc<Metrics>) -> Router {
+    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+    routes
         .route_layer(middleware::from_fn_with_state(metrics, track_http))
         .fallback(|| async { ApiError::not_found("route") })
         .layer(

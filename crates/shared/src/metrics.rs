@@ -2,7 +2,7 @@
 //! gRPC middleware that feed them. `route` is always the matched route template.
 
 use std::{
-    sync::{Arc, RwLock},
+    sync::{Arc, OnceLock, RwLock},
     task::{Context, Poll},
     time::Instant,
 };
@@ -14,14 +14,18 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, text::encode},
     metrics::{
-        counter::Counter,
+        counter::{ConstCounter, Counter},
         family::Family,
+        gauge::{ConstGauge, Gauge},
         histogram::{Histogram, exponential_buckets},
     },
     registry::{Metric, Registry},
 };
+
+use crate::health::Readiness;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -43,6 +47,24 @@ pub struct GrpcLabels {
     pub service: &'static str,
     pub grpc_method: String,
     pub grpc_code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcDurationLabels {
+    pub service: &'static str,
+    pub grpc_method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplayLabels {
+    pub service: &'static str,
+    pub operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DependencyLabels {
+    pub service: &'static str,
+    pub dependency: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -70,8 +92,13 @@ pub struct Metrics {
     pub http_duration: Family<HttpDurationLabels, Histogram, fn() -> Histogram>,
     pub grpc_server_handled: Family<GrpcLabels, Counter>,
     pub grpc_client_handled: Family<GrpcLabels, Counter>,
+    pub grpc_server_duration: Family<GrpcDurationLabels, Histogram, fn() -> Histogram>,
     pub cache_requests: Family<CacheLabels, Counter>,
     pub rate_limited: Family<RateLimitLabels, Counter>,
+    idempotent_replays: Family<ReplayLabels, Counter>,
+    /// 1 when a readiness check passed at the last scrape, 0 when it failed.
+    dependency_up: Family<DependencyLabels, Gauge>,
+    readiness: OnceLock<Readiness>,
 }
 
 impl Metrics {
@@ -104,6 +131,28 @@ impl Metrics {
             "gRPC calls this process made to other services",
             grpc_client_handled.clone(),
         );
+        let grpc_server_duration =
+            Family::<GrpcDurationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram,
+            );
+        registry.register(
+            "grpc_server_handling_seconds",
+            "gRPC call latency, server side",
+            grpc_server_duration.clone(),
+        );
+        let idempotent_replays = Family::<ReplayLabels, Counter>::default();
+        registry.register(
+            "idempotent_replays",
+            "requests answered from an idempotency key's stored result",
+            idempotent_replays.clone(),
+        );
+        let dependency_up = Family::<DependencyLabels, Gauge>::default();
+        registry.register(
+            "dependency_up",
+            "whether each dependency of the readiness probe answered at this scrape (1) or not (0)",
+            dependency_up.clone(),
+        );
+        registry.register_collector(Box::new(ProcessCollector { service }));
         let cache_requests = Family::<CacheLabels, Counter>::default();
         registry.register(
             "cache_requests",
@@ -123,9 +172,51 @@ impl Metrics {
             http_duration,
             grpc_server_handled,
             grpc_client_handled,
+            grpc_server_duration,
             cache_requests,
             rate_limited,
+            idempotent_replays,
+            dependency_up,
+            readiness: OnceLock::new(),
         })
+    }
+
+    /// The counter of `operation`'s idempotent replays (created at 0, so it shows from the start).
+    pub fn replay_counter(&self, operation: &'static str) -> Counter {
+        self.idempotent_replays
+            .get_or_create(&ReplayLabels {
+                service: self.service,
+                operation,
+            })
+            .clone()
+    }
+
+    /// Reports the readiness checks as `dependency_up` at every scrape (once per process).
+    pub fn watch_readiness(&self, readiness: Readiness) {
+        let _ = self.readiness.set(readiness);
+    }
+
+    /// Reports the pool's connections (`db_pool_connections{state}`, `db_pool_max_connections`).
+    pub fn watch_pool(&self, pool: sqlx::PgPool) {
+        if let Ok(mut r) = self.registry.write() {
+            r.register_collector(Box::new(PoolCollector {
+                service: self.service,
+                pool,
+            }));
+        }
+    }
+
+    async fn refresh_dependencies(&self) {
+        if let Some(readiness) = self.readiness.get() {
+            for (dependency, up) in readiness.run().await {
+                self.dependency_up
+                    .get_or_create(&DependencyLabels {
+                        service: self.service,
+                        dependency,
+                    })
+                    .set(i64::from(up));
+            }
+        }
     }
 
     /// Registers a service's own metric (call at start-up).
@@ -167,6 +258,7 @@ impl Metrics {
 
 /// `GET /metrics`.
 pub async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> Response {
+    metrics.refresh_dependencies().await;
     (
         StatusCode::OK,
         [(
@@ -312,6 +404,7 @@ where
         };
         Box::pin(async move {
             let fut = async {
+                let start = Instant::now();
                 let res = inner.call(req).await;
                 let code = match &res {
                     Ok(r) => grpc_code_of(r),
@@ -320,6 +413,13 @@ where
                 let family = if client {
                     &metrics.grpc_client_handled
                 } else {
+                    metrics
+                        .grpc_server_duration
+                        .get_or_create(&GrpcDurationLabels {
+                            service: metrics.service,
+                            grpc_method: grpc_method.clone(),
+                        })
+                        .observe(start.elapsed().as_secs_f64());
                     &metrics.grpc_server_handled
                 };
                 family
@@ -343,5 +443,216 @@ where
                 _ => fut.await,
             }
         })
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabel {
+    service: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    service: &'static str,
+    state: &'static str,
+}
+
+/// Encodes one sample of a metric computed at scrape time.
+fn encode_one(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    labels: &impl EncodeLabelSet,
+    metric: &impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+    metric.encode(family.encode_family(labels)?)
+}
+
+/// The process's memory, CPU, threads and open files, read from `/proc` at each scrape (the
+/// names Prometheus' client libraries use, so the usual dashboards work).
+#[derive(Debug)]
+struct ProcessCollector {
+    service: &'static str,
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(p) = ProcessStats::read() else {
+            return Ok(());
+        };
+        let labels = ServiceLabel {
+            service: self.service,
+        };
+        let e = &mut encoder;
+        encode_one(
+            e,
+            "process_cpu_seconds",
+            "user and system CPU time",
+            &labels,
+            &ConstCounter::new(p.cpu_seconds),
+        )?;
+        encode_one(
+            e,
+            "process_resident_memory_bytes",
+            "resident memory",
+            &labels,
+            &ConstGauge::new(p.resident_bytes),
+        )?;
+        encode_one(
+            e,
+            "process_virtual_memory_bytes",
+            "virtual memory",
+            &labels,
+            &ConstGauge::new(p.virtual_bytes),
+        )?;
+        encode_one(
+            e,
+            "process_threads",
+            "OS threads",
+            &labels,
+            &ConstGauge::new(p.threads),
+        )?;
+        encode_one(
+            e,
+            "process_open_fds",
+            "open file descriptors",
+            &labels,
+            &ConstGauge::new(p.open_fds),
+        )?;
+        encode_one(
+            e,
+            "process_start_time_seconds",
+            "start time, seconds since the Unix epoch",
+            &labels,
+            &ConstGauge::new(p.start_time_seconds),
+        )?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct ProcessStats {
+    cpu_seconds: f64,
+    resident_bytes: i64,
+    virtual_bytes: i64,
+    threads: i64,
+    open_fds: i64,
+    start_time_seconds: f64,
+}
+
+/// Linux's clock tick (`sysconf(_SC_CLK_TCK)` is 100 on every Linux platform we build for).
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+const PAGE_BYTES: i64 = 4096;
+
+impl ProcessStats {
+    fn read() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let boot_time = std::fs::read_to_string("/proc/stat").ok()?;
+        let mut stats = Self::parse(&stat, &boot_time)?;
+        stats.open_fds = std::fs::read_dir("/proc/self/fd")
+            .map(|d| i64::try_from(d.count()).unwrap_or(i64::MAX))
+            .unwrap_or_default();
+        Some(stats)
+    }
+
+    /// `stat` is `/proc/self/stat`, `boot` is `/proc/stat` (for `btime`).
+    fn parse(stat: &str, boot: &str) -> Option<Self> {
+        // The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // `rest` starts at field 3 (state): field N is f[N - 3].
+        let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+        let btime: f64 = boot
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse().ok())?;
+        Some(Self {
+            cpu_seconds: (field(14)? + field(15)?) / CLOCK_TICKS_PER_SECOND,
+            threads: field(20)? as i64,
+            start_time_seconds: btime + field(22)? / CLOCK_TICKS_PER_SECOND,
+            virtual_bytes: field(23)? as i64,
+            resident_bytes: field(24)? as i64 * PAGE_BYTES,
+            open_fds: 0,
+        })
+    }
+}
+
+/// A PostgreSQL pool's connections at each scrape.
+#[derive(Debug)]
+struct PoolCollector {
+    service: &'static str,
+    pool: sqlx::PgPool,
+}
+
+impl Collector for PoolCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let size = i64::from(self.pool.size());
+        let idle = i64::try_from(self.pool.num_idle()).unwrap_or(i64::MAX);
+        let max = i64::from(self.pool.options().get_max_connections());
+        let mut family = encoder.encode_descriptor(
+            "db_pool_connections",
+            "connections of the PostgreSQL pool, by state",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (state, value) in [("idle", idle), ("in_use", (size - idle).max(0))] {
+            ConstGauge::new(value).encode(family.encode_family(&PoolLabels {
+                service: self.service,
+                state,
+            })?)?;
+        }
+        encode_one(
+            &mut encoder,
+            "db_pool_max_connections",
+            "the PostgreSQL pool's size limit",
+            &ServiceLabel {
+                service: self.service,
+            },
+            &ConstGauge::new(max),
+        )
+    }
+}
+
+#[cfg(test)]
+mod process_tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_is_parsed_past_a_command_with_spaces() {
+        let stat = "4242 (tokio (worker) x) S 1 4242 4242 0 -1 4194560 900 0 0 0 \
+                    250 50 0 0 20 0 7 0 1000 123456789 300 18446744073709551615";
+        let boot = "cpu  1 2 3\nbtime 1700000000\nprocesses 9\n";
+        let p = ProcessStats::parse(stat, boot).expect("parsed");
+        assert_eq!(p.cpu_seconds, 3.0);
+        assert_eq!(p.threads, 7);
+        assert_eq!(p.start_time_seconds, 1_700_000_010.0);
+        assert_eq!(p.virtual_bytes, 123_456_789);
+        assert_eq!(p.resident_bytes, 300 * 4096);
+    }
+
+    #[tokio::test]
+    async fn a_scrape_reports_the_process_and_the_dependencies() {
+        let metrics = Metrics::new("test");
+        metrics.watch_readiness(
+            Readiness::new()
+                .check("database", || async { true })
+                .check("redis", || async { false }),
+        );
+        metrics.refresh_dependencies().await;
+        let text = metrics.encode();
+        for line in [
+            r#"dependency_up{service="test",dependency="database"} 1"#,
+            r#"dependency_up{service="test",dependency="redis"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        for name in [
+            "process_cpu_seconds_total{service=\"test\"}",
+            "process_resident_memory_bytes{service=\"test\"}",
+            "process_open_fds{service=\"test\"}",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
     }
 }

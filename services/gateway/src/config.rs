@@ -11,6 +11,9 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     grpc_port: None,
 };
 
+/// The gateway's ops port: `/metrics` for Prometheus, health for probes.
+pub const DEFAULT_OPS_PORT: u16 = 9080;
+
 /// One upstream service: its gRPC server (GraphQL) and its HTTP server (the REST facade).
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -22,6 +25,8 @@ pub struct Upstream {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
+    /// `/metrics` and the health routes, never the public API (`ECOM_GATEWAY_OPS_PORT`).
+    pub ops_port: u16,
     pub users: Upstream,
     pub products: Upstream,
     pub orders: Upstream,
@@ -76,6 +81,7 @@ impl Config {
 
     pub fn read(mut env: EnvReader) -> anyhow::Result<Self> {
         let common = CommonConfig::read(SPEC, &mut env);
+        let ops_port = env.parse("ECOM_GATEWAY_OPS_PORT", DEFAULT_OPS_PORT);
         let users = upstream(&mut env, "users", 8001, 50051);
         let products = upstream(&mut env, "products", 8002, 50052);
         let orders = upstream(&mut env, "orders", 8003, 50053);
@@ -99,6 +105,7 @@ impl Config {
         env.finish()?;
         Ok(Self {
             common,
+            ops_port,
             users,
             products,
             orders,

@@ -65,6 +65,9 @@ pub struct AppState {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    /// `/metrics` and health on the ops port (`ECOM_GATEWAY_OPS_PORT`).
+    ops_listener: TcpListener,
+    ops_router: Router,
 }
 
 async fn storefront() -> Html<&'static str> {
@@ -133,11 +136,24 @@ impl Application {
                 async move { pool.healthy().await }
             });
         }
+        let ops_router = ecom_shared::http::ops_router(metrics.clone(), readiness.clone());
         let router = ecom_shared::http::finish_router_with_own_openapi(api, metrics, readiness);
-        let listener =
-            ecom_shared::http::bind(gateway.config.common.bind, gateway.config.common.http_port)
-                .await?;
-        Ok(Self { listener, router })
+        let bind = gateway.config.common.bind;
+        let listener = ecom_shared::http::bind(bind, gateway.config.common.http_port).await?;
+        let ops_listener = ecom_shared::http::bind(bind, gateway.config.ops_port).await?;
+        Ok(Self {
+            listener,
+            router,
+            ops_listener,
+            ops_router,
+        })
+    }
+
+    pub fn ops_port(&self) -> u16 {
+        self.ops_listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
     }
 
     pub fn http_port(&self) -> u16 {
@@ -149,8 +165,14 @@ impl Application {
 
     /// Serves until `shutdown` is cancelled, then lets in-flight requests finish.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(http = self.http_port(), "gateway listening");
-        ecom_shared::http::serve(self.listener, self.router, shutdown).await?;
+        tracing::info!(
+            http = self.http_port(),
+            ops = self.ops_port(),
+            "gateway listening"
+        );
+        let ops = ecom_shared::http::serve(self.ops_listener, self.ops_router, shutdown.clone());
+        let public = ecom_shared::http::serve(self.listener, self.router, shutdown);
+        tokio::try_join!(public, ops)?;
         tracing::info!("gateway stopped");
         Ok(())
     }

@@ -41,6 +41,8 @@ fn dead_upstreams() -> Vec<(String, String)> {
 
 struct App {
     base: String,
+    /// The ops port: `/metrics`.
+    ops: String,
     client: reqwest::Client,
 }
 
@@ -48,6 +50,7 @@ async fn spawn(overrides: &[(&str, &str)]) -> App {
     let dead = dead_upstreams();
     let mut pairs: Vec<(&str, &str)> = vec![
         ("ECOM_GATEWAY_HTTP_PORT", "0"),
+        ("ECOM_GATEWAY_OPS_PORT", "0"),
         ("ECOM_BIND_ADDRESS", "127.0.0.1"),
         ("ECOM_UPSTREAM_TIMEOUT_MS", "2000"),
     ];
@@ -57,9 +60,11 @@ async fn spawn(overrides: &[(&str, &str)]) -> App {
         .await
         .expect("build");
     let base = format!("http://127.0.0.1:{}", app.http_port());
+    let ops = format!("http://127.0.0.1:{}", app.ops_port());
     tokio::spawn(app.run(tokio_util::sync::CancellationToken::new()));
     App {
         base,
+        ops,
         client: reqwest::Client::new(),
     }
 }
@@ -97,7 +102,7 @@ impl App {
 
     async fn metrics(&self) -> String {
         self.client
-            .get(format!("{}/metrics", self.base))
+            .get(format!("{}/metrics", self.ops))
             .send()
             .await
             .expect("metrics")
@@ -393,6 +398,43 @@ async fn services_down_are_503_with_retry_after_and_not_ready() {
     }
 }
 
+/// The gateway is public: its metrics are on the ops port only, and they report what is down.
+#[tokio::test]
+async fn metrics_are_on_the_ops_port_only_and_name_what_is_down() {
+    let app = spawn(&[]).await;
+    let public = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("send");
+    testing::assert_error(
+        &testing::parts(public).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    let metrics = app.metrics().await;
+    // The upstreams are dead in this test, Redis is up.
+    for line in [
+        r#"dependency_up{service="gateway",dependency="redis"} 1"#,
+        r#"dependency_up{service="gateway",dependency="products"} 0"#,
+        r#"dependency_up{service="gateway",dependency="payments"} 0"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
+    assert!(
+        metrics.contains(r#"process_resident_memory_bytes{service="gateway"}"#),
+        "{metrics}"
+    );
+    let ready = app
+        .client
+        .get(format!("{}/health/live", app.ops))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(ready.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn the_console_and_the_storefront_are_served_from_the_binary() {
     let app = spawn(&[]).await;
@@ -433,6 +475,7 @@ impl Drop for Proc {
 fn gateway_process(port: u16, prefix: &str, dead: &[(String, String)]) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
     cmd.env("ECOM_GATEWAY_HTTP_PORT", port.to_string())
+        .env("ECOM_GATEWAY_OPS_PORT", "0")
         .env("ECOM_BIND_ADDRESS", "127.0.0.1")
         .env("ECOM_REDIS_URL", testing::redis_url())
         .env("ECOM_REDIS_PREFIX", prefix)

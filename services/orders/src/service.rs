@@ -68,6 +68,7 @@ pub struct OrdersService {
     fault: Fault,
     created: Counter,
     transitions: Family<TransitionLabels, Counter>,
+    replays: Counter,
 }
 
 impl OrdersService {
@@ -96,6 +97,7 @@ impl OrdersService {
             fault: Fault::None,
             created,
             transitions,
+            replays: metrics.replay_counter("create_order"),
         }
     }
 
@@ -141,6 +143,7 @@ impl OrdersService {
                 .claim_key(user.id, key, &domain::fingerprint(&lines))
                 .await?
         {
+            self.replays.inc();
             return Ok(Created::Replayed(order));
         }
         let result = self.checkout(user, token, &lines, key.as_deref()).await;

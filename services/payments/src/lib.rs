@@ -61,6 +61,7 @@ impl Application {
             MIGRATOR.run(&pool).await?;
         }
         let metrics = Metrics::new(config::SPEC.name);
+        metrics.watch_pool(pool.clone());
         let channel = ecom_shared::grpc::channel(
             &config.orders_grpc_url,
             metrics.clone(),

@@ -11,7 +11,10 @@
 //!   cancelled or its reservation expired), the payment is refunded in the same transaction
 //!   that settles the event.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, atomic::AtomicU64},
+    time::Duration,
+};
 
 use chrono::Utc;
 use ecom_proto::orders::v1::OrderStatus;
@@ -24,6 +27,7 @@ use ecom_shared::{
 };
 use futures::StreamExt;
 use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};
+use rust_decimal::prelude::ToPrimitive;
 use sqlx::PgPool;
 
 use crate::{
@@ -47,6 +51,12 @@ const RELAY_CONCURRENCY: usize = 16;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 struct StatusLabels {
     status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct AmountLabels {
+    status: &'static str,
+    currency: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -75,6 +85,8 @@ pub struct PaymentsService {
     stuck_after: Duration,
     fault_after_commit: bool,
     payments: Family<StatusLabels, Counter>,
+    amounts: Family<AmountLabels, Counter<f64, AtomicU64>>,
+    replays: Counter,
     outbox_pending: Gauge,
     relay_attempts: Family<RelayLabels, Counter>,
     relay_failures: Family<RelayLabels, Counter>,
@@ -97,6 +109,12 @@ impl PaymentsService {
     ) -> Self {
         let payments = Family::<StatusLabels, Counter>::default();
         metrics.register("payments", "payments by resulting status", payments.clone());
+        let amounts = Family::<AmountLabels, Counter<f64, AtomicU64>>::default();
+        metrics.register(
+            "payments_amount",
+            "money charged (succeeded) and given back (refunded), in currency units",
+            amounts.clone(),
+        );
         let outbox_pending = Gauge::default();
         metrics.register(
             "outbox_pending",
@@ -124,10 +142,23 @@ impl PaymentsService {
             stuck_after: settings.stuck_after,
             fault_after_commit: settings.fault.as_deref() == Some("payments.after_commit"),
             payments,
+            amounts,
+            replays: metrics.replay_counter("pay"),
             outbox_pending,
             relay_attempts,
             relay_failures,
         }
+    }
+
+    /// Money moved, in the currency's units (a float is fine for a dashboard; never for money
+    /// that is kept).
+    fn count_amount(&self, status: PaymentStatus, payment: &Payment) {
+        self.amounts
+            .get_or_create(&AmountLabels {
+                status: status.as_str(),
+                currency: payment.currency.clone(),
+            })
+            .inc_by(payment.amount.to_f64().unwrap_or_default());
     }
 
     fn count(&self, status: PaymentStatus) {
@@ -165,6 +196,7 @@ impl PaymentsService {
             let payment = repo::get_payment(&self.pool, payment_id)
                 .await?
                 .ok_or(Error::NotFound("payment"))?;
+            self.replays.inc();
             return Ok(Paid::Replayed(payment));
         }
         let result = self.charge(user, token, &request, key.as_deref()).await;
@@ -289,6 +321,9 @@ impl PaymentsService {
                 .ok_or(Error::NotFound("payment"));
         };
         self.count(status);
+        if status == PaymentStatus::Succeeded {
+            self.count_amount(status, &payment);
+        }
         tracing::info!(
             payment_id,
             order_id = request.order_id,
@@ -456,6 +491,7 @@ impl PaymentsService {
         .await?;
         tx.commit().await?;
         self.count(PaymentStatus::Refunded);
+        self.count_amount(PaymentStatus::Refunded, &payment);
         tracing::info!(
             payment_id = id,
             order_id = payment.order_id,

@@ -59,6 +59,7 @@ impl Application {
             seed::seed_demo(&pool, &config.currency).await?;
         }
         let metrics = Metrics::new(config::SPEC.name);
+        metrics.watch_pool(pool.clone());
         let redis = Arc::new(Redis::new(
             &config.common.redis_url,
             &config.common.redis_prefix,

@@ -86,6 +86,8 @@ pub struct ProductsService {
     currency: String,
     default_ttl: Duration,
     reservations: Family<ResultLabels, Counter>,
+    /// Units committed to paid orders.
+    units_sold: Counter,
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> std::result::Result<String, String> {
@@ -121,12 +123,19 @@ impl ProductsService {
             "stock reservation calls by result",
             reservations.clone(),
         );
+        let units_sold = Counter::default();
+        metrics.register(
+            "stock_units_sold",
+            "units committed to paid orders",
+            units_sold.clone(),
+        );
         Self {
             pool,
             cache,
             currency,
             default_ttl,
             reservations,
+            units_sold,
         }
     }
 
@@ -434,6 +443,11 @@ impl ProductsService {
         repo::set_status(&mut *tx, order_id, target.as_str()).await?;
         tx.commit().await?;
         self.count(target.as_str());
+        if target == S::Committed {
+            let units: i64 = lines.iter().map(|l| l.quantity).sum();
+            self.units_sold
+                .inc_by(u64::try_from(units).unwrap_or_default());
+        }
         self.invalidate(&lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
             .await;
         Ok(Reservation {

@@ -54,6 +54,7 @@ impl Application {
             MIGRATOR.run(&pool).await?;
         }
         let metrics = Metrics::new(config::SPEC.name);
+        metrics.watch_pool(pool.clone());
         let redis = Arc::new(Redis::new(
             &config.common.redis_url,
             &config.common.redis_prefix,

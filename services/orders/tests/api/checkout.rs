@@ -46,7 +46,18 @@ async fn checkout_reserves_stock_and_snapshots_prices(pool: PgPool) {
         (page["total"].as_i64(), page["items"][0]["id"].as_i64()),
         (Some(1), Some(id))
     );
-    assert!(app.metrics().await.contains("orders_created_total 1"));
+    let m = app.metrics().await;
+    assert!(m.contains("orders_created_total 1"), "{m}");
+    // What the runtime dashboard shows: the pool and the dependencies seen at this scrape.
+    for line in [
+        r#"db_pool_max_connections{service="orders"} "#,
+        r#"db_pool_connections{service="orders",state="idle"} "#,
+        r#"dependency_up{service="orders",dependency="database"} 1"#,
+        r#"dependency_up{service="orders",dependency="products"} 1"#,
+        r#"idempotent_replays_total{service="orders",operation="create_order"} 0"#,
+    ] {
+        assert!(m.contains(line), "{line} missing:\n{m}");
+    }
 }
 
 #[sqlx::test(migrator = "orders::MIGRATOR")]
@@ -124,6 +135,11 @@ async fn idempotency_keys_replay_conflict_and_are_scoped_per_user(pool: PgPool) 
     assert_eq!(
         replay, first,
         "same key, same body: the same order, byte for byte"
+    );
+    let m = app.metrics().await;
+    assert!(
+        m.contains(r#"idempotent_replays_total{service="orders",operation="create_order"} 1"#),
+        "{m}"
     );
     assert_error(
         &app.order(&alice, &[(mug, 3)], Some("checkout-1")).await,

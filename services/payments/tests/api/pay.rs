@@ -131,6 +131,14 @@ async fn a_good_card_pays_the_order_total_and_the_order_becomes_paid(pool: PgPoo
         1.0,
         "{m}"
     );
+    assert_eq!(
+        sample(
+            &m,
+            r#"payments_amount_total{status="succeeded",currency="USD"}"#
+        ),
+        27.97,
+        "revenue: {m}"
+    );
     assert!(m.contains("outbox_pending"), "{m}");
 }
 

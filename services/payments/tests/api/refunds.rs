@@ -87,6 +87,11 @@ async fn an_admin_refund_refunds_the_order_and_returns_the_stock(pool: PgPool) {
         1.0,
         "{m}"
     );
+    // Money in and money back out; the declined payment moved none.
+    for status in ["succeeded", "refunded"] {
+        let name = format!(r#"payments_amount_total{{status="{status}",currency="USD"}}"#);
+        assert_eq!(sample(&m, &name), 15.0, "{m}");
+    }
 }
 
 #[sqlx::test(migrator = "payments::MIGRATOR")]
