@@ -44,8 +44,8 @@ impl Sources {
     }
 }
 
-/// Finds a server binary on PATH or in the usual Debian and Homebrew places.
-fn find_binary(name: &str) -> Option<PathBuf> {
+/// Finds a binary on PATH or in the usual Debian and Homebrew places.
+pub fn find_binary(name: &str) -> Option<PathBuf> {
     let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect())
         .unwrap_or_default();
@@ -111,7 +111,7 @@ fn as_user(cmd: &mut std::process::Command, user: Option<&nix::unistd::User>) {
     }
 }
 
-fn port_from_env(key: &str, default: u16) -> anyhow::Result<u16> {
+pub fn port_from_env(key: &str, default: u16) -> anyhow::Result<u16> {
     match std::env::var(key) {
         Ok(v) if !v.trim().is_empty() => v
             .trim()
@@ -121,7 +121,7 @@ fn port_from_env(key: &str, default: u16) -> anyhow::Result<u16> {
     }
 }
 
-fn port_is_free(port: u16) -> bool {
+pub fn port_is_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 

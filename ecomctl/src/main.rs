@@ -1,18 +1,19 @@
 //! `ecomctl`: the platform on a laptop.
 //!
 //! - `ecomctl up [--fresh]`: PostgreSQL and Redis (given or private), a database per service,
-//!   every service as its own process, a table of URLs, prefixed logs, and a clean stop on
-//!   Ctrl-C / SIGTERM.
+//!   every service as its own process, Prometheus scraping them when it is installed, a table
+//!   of URLs, prefixed logs, and a clean stop on Ctrl-C / SIGTERM.
 //! - `ecomctl with-infra -- CMD...`: runs CMD with `ECOM_TEST_DATABASE_URL`, `DATABASE_URL` and
 //!   `ECOM_TEST_REDIS_URL` pointing at servers provided the same way (what `make test` uses).
 
 mod infra;
 mod procs;
+mod prometheus;
 mod services;
 
 use std::{
     path::{Path, PathBuf},
-    process::ExitCode,
+    process::{ExitCode, ExitStatus},
     time::Duration,
 };
 
@@ -131,6 +132,7 @@ async fn up(
             );
         }
     }
+    let prometheus = prometheus::Plan::from_env()?;
     if fresh && data_dir.exists() {
         std::fs::remove_dir_all(data_dir)
             .with_context(|| format!("cannot wipe {}", data_dir.display()))?;
@@ -141,7 +143,7 @@ async fn up(
         i = infra::provide(data_dir, false, infra::Sources::from_env(&["ECOM_DATABASE_URL"], &["ECOM_REDIS_URL"]), &log) => i?,
         () = stop_signal() => return Ok(ExitCode::from(130)),
     };
-    let outcome = run_services(&bins, &infra, &log).await;
+    let outcome = run_services(&bins, &infra, &prometheus, data_dir, &log).await;
     infra::stop(&mut infra).await;
     println!("ecom stopped");
     outcome
@@ -150,6 +152,8 @@ async fn up(
 async fn run_services(
     bins: &Path,
     infra: &infra::Infra,
+    prometheus: &prometheus::Plan,
+    data_dir: &Path,
     log: &Prefixed,
 ) -> anyhow::Result<ExitCode> {
     let names: Vec<String> = SERVICES
@@ -164,29 +168,98 @@ async fn run_services(
         .map_or(8001, |s| s.http());
 
     let mut children: Vec<(&'static str, Child)> = Vec::new();
+    let mut monitor: Option<Child> = None;
     let started = start_all(bins, infra, &databases, users_http, log, &mut children).await;
     let code = match started {
         Err(e) => {
             eprintln!("ecomctl: {e:#}");
             ExitCode::FAILURE
         }
-        Ok(()) => {
-            print_table(infra);
-            // Run until a signal, or until a service dies on its own.
-            tokio::select! {
-                () = stop_signal() => { println!("stopping..."); ExitCode::SUCCESS }
-                name = first_exit(&mut children) => {
-                    eprintln!("ecomctl: {name} exited unexpectedly; stopping everything");
-                    ExitCode::FAILURE
-                }
+        Ok(()) => match start_prometheus(prometheus, data_dir, log, &mut monitor).await {
+            None => {
+                println!("stopping...");
+                ExitCode::SUCCESS
             }
-        }
+            Some(line) => {
+                print_table(infra, &line);
+                supervise(&mut children, &mut monitor).await
+            }
+        },
     };
     let stops = children
         .into_iter()
+        .chain(monitor.map(|child| ("prometheus", child)))
         .map(|(name, child)| procs::stop(name, child, Signal::SIGTERM, Duration::from_secs(6)));
     futures::future::join_all(stops).await;
     Ok(code)
+}
+
+/// Starts Prometheus (into `child`) when the plan says so; the table's line about it, or `None`
+/// when a signal came first.
+async fn start_prometheus(
+    plan: &prometheus::Plan,
+    data_dir: &Path,
+    log: &Prefixed,
+    child: &mut Option<Child>,
+) -> Option<String> {
+    let settings = match plan {
+        prometheus::Plan::Disabled => return Some("off (ECOM_PROMETHEUS=false)".to_owned()),
+        prometheus::Plan::NotInstalled => {
+            return Some(
+                "not installed (sudo apt-get install prometheus; brew install prometheus)"
+                    .to_owned(),
+            );
+        }
+        prometheus::Plan::Run(settings) => settings,
+    };
+    let started = match prometheus::spawn(settings, data_dir, log) {
+        Ok(c) => child.insert(c),
+        Err(e) => return Some(format!("not started: {e:#}")),
+    };
+    let ready = tokio::select! {
+        r = prometheus::wait_ready(started, settings) => r,
+        () = stop_signal() => return None,
+    };
+    match ready {
+        Ok(()) => Some(settings.describe(data_dir)),
+        // Optional: the platform runs without it.
+        Err(e) => Some(format!("not running: {e:#}")),
+    }
+}
+
+/// Runs until a signal (success), or until a service dies on its own (failure). Prometheus
+/// dying is reported and the services keep running.
+async fn supervise(
+    children: &mut [(&'static str, Child)],
+    monitor: &mut Option<Child>,
+) -> ExitCode {
+    let signal = stop_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            () = &mut signal => {
+                println!("stopping...");
+                return ExitCode::SUCCESS;
+            }
+            name = first_exit(children) => {
+                eprintln!("ecomctl: {name} exited unexpectedly; stopping everything");
+                return ExitCode::FAILURE;
+            }
+            status = exited(monitor) => {
+                let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+                eprintln!("ecomctl: prometheus exited ({status}); the services keep running");
+                *monitor = None;
+            }
+        }
+    }
+}
+
+/// Resolves when `child` exits; never when there is none.
+async fn exited(child: &mut Option<Child>) -> std::io::Result<ExitStatus> {
+    match child {
+        Some(c) => c.wait().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn start_all(
@@ -277,7 +350,7 @@ async fn first_exit(children: &mut [(&'static str, Child)]) -> &'static str {
     }
 }
 
-fn print_table(infra: &infra::Infra) {
+fn print_table(infra: &infra::Infra, prometheus: &str) {
     let mut out = String::from("\n  ecom is up\n\n");
     out.push_str(&format!(
         "  {:<10} {:<24} {:<18} {}\n",
@@ -303,6 +376,7 @@ fn print_table(infra: &infra::Infra) {
     for (what, desc) in &infra.description {
         out.push_str(&format!("  {what:<10} {desc}\n"));
     }
+    out.push_str(&format!("  {:<10} {prometheus}\n", "Prometheus"));
     let env = std::env::var("ECOM_ENV").unwrap_or_else(|_| "development".to_owned());
     if !env.eq_ignore_ascii_case("production") {
         let email =

@@ -7,6 +7,8 @@ pub struct ServiceDef {
     pub name: &'static str,
     pub http_port: u16,
     pub grpc_port: Option<u16>,
+    /// A port of its own for `/metrics` (`ECOM_<NAME>_OPS_PORT`), when not on the HTTP port.
+    pub ops_port: Option<u16>,
     /// Whether it owns a PostgreSQL database (`ecom_<name>`).
     pub database: bool,
     /// Settings `ecomctl up` gives it (unless the environment already sets them).
@@ -20,6 +22,7 @@ pub const SERVICES: &[ServiceDef] = &[
         name: "users",
         http_port: 8001,
         grpc_port: Some(50051),
+        ops_port: None,
         database: true,
         env: &[("ECOM_TRUSTED_PROXIES", "127.0.0.1")],
     },
@@ -28,6 +31,7 @@ pub const SERVICES: &[ServiceDef] = &[
         name: "products",
         http_port: 8002,
         grpc_port: Some(50052),
+        ops_port: None,
         database: true,
         env: &[("ECOM_SEED_DEMO", "true")],
     },
@@ -35,6 +39,7 @@ pub const SERVICES: &[ServiceDef] = &[
         name: "orders",
         http_port: 8003,
         grpc_port: Some(50053),
+        ops_port: None,
         database: true,
         env: &[],
     },
@@ -42,6 +47,7 @@ pub const SERVICES: &[ServiceDef] = &[
         name: "payments",
         http_port: 8004,
         grpc_port: Some(50054),
+        ops_port: None,
         database: true,
         env: &[],
     },
@@ -50,6 +56,8 @@ pub const SERVICES: &[ServiceDef] = &[
         name: "gateway",
         http_port: 8080,
         grpc_port: None,
+        // Public: its metrics are on an ops port that is never published.
+        ops_port: Some(9080),
         database: false,
         env: &[],
     },
@@ -74,6 +82,13 @@ impl ServiceDef {
     /// The gRPC port, honouring `ECOM_<NAME>_GRPC_PORT`.
     pub fn grpc(&self) -> Option<u16> {
         self.grpc_port.map(|p| self.env_port("GRPC", p))
+    }
+
+    /// Where Prometheus scrapes `/metrics`: the ops port (honouring `ECOM_<NAME>_OPS_PORT`)
+    /// or the HTTP port.
+    pub fn metrics_port(&self) -> u16 {
+        self.ops_port
+            .map_or_else(|| self.http(), |p| self.env_port("OPS", p))
     }
 
     pub fn database_name(&self) -> String {

@@ -33,6 +33,13 @@ async fn up_runs_the_platform_and_ctrl_c_stops_everything() {
         "the demo admin is printed:\n{table}"
     );
     assert!(
+        table.contains(&format!(
+            "  Prometheus http://127.0.0.1:{} ",
+            ports.prometheus
+        )) || table.contains("  Prometheus not installed"),
+        "Prometheus runs on its port (stopped by Ctrl-C with the rest), or the table says how to install it:\n{table}"
+    );
+    assert!(
         table.contains("   users | "),
         "service logs are streamed with a prefix:\n{table}"
     );

@@ -17,6 +17,8 @@ const DECLINED_CARD: &str = "4000000000000002";
 
 struct Gw {
     base: String,
+    /// The gateway's ops port, where its `/metrics` is.
+    ops: String,
     client: reqwest::Client,
 }
 
@@ -85,7 +87,7 @@ impl Gw {
     async fn metric(&self, prefix: &str) -> f64 {
         let text = self
             .client
-            .get(format!("{}/metrics", self.base))
+            .get(format!("{}/metrics", self.ops))
             .send()
             .await
             .expect("metrics")
@@ -138,16 +140,21 @@ async fn the_gateway_serves_the_whole_platform() {
     let _ = std::fs::remove_dir_all(&dir);
     let ports = Ports::free();
     // One client address makes every request here: the default budget is raised for the
-    // suite (the limits themselves are tested in the gateway's own suite).
+    // suite (the limits themselves are tested in the gateway's own suite). Prometheus is
+    // tested in monitoring.rs.
     let mut up = start_with(
         &dir,
         &ports,
         true,
-        &[("ECOM_RATE_LIMIT_DEFAULT", "100000/minute")],
+        &[
+            ("ECOM_RATE_LIMIT_DEFAULT", "100000/minute"),
+            ("ECOM_PROMETHEUS", "false"),
+        ],
     );
     up.wait_ready(ports.gateway).await;
     let gw = Gw {
         base: format!("http://127.0.0.1:{}", ports.gateway),
+        ops: format!("http://127.0.0.1:{}", ports.gateway_ops),
         client: reqwest::Client::new(),
     };
     assert!(

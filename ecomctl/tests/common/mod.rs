@@ -34,6 +34,10 @@ pub struct Ports {
     pub pg: u16,
     pub redis: u16,
     pub gateway: u16,
+    /// The gateway's `/metrics` (`ECOM_GATEWAY_OPS_PORT`).
+    pub gateway_ops: u16,
+    /// `ecomctl up` runs Prometheus here when it is installed (`ECOM_PROMETHEUS_PORT`).
+    pub prometheus: u16,
 }
 
 impl Ports {
@@ -51,7 +55,27 @@ impl Ports {
             pg: free_port(),
             redis: free_port(),
             gateway: free_port(),
+            gateway_ops: free_port(),
+            prometheus: free_port(),
         }
+    }
+
+    fn all(&self) -> [u16; 13] {
+        [
+            self.http,
+            self.grpc,
+            self.products_http,
+            self.products_grpc,
+            self.orders_http,
+            self.orders_grpc,
+            self.payments_http,
+            self.payments_grpc,
+            self.pg,
+            self.redis,
+            self.gateway,
+            self.gateway_ops,
+            self.prometheus,
+        ]
     }
 }
 
@@ -90,6 +114,8 @@ pub fn start_with(dir: &Path, ports: &Ports, fresh: bool, env: &[(&str, &str)]) 
         .env("ECOM_PG_PORT", ports.pg.to_string())
         .env("ECOM_REDIS_PORT", ports.redis.to_string())
         .env("ECOM_GATEWAY_HTTP_PORT", ports.gateway.to_string())
+        .env("ECOM_GATEWAY_OPS_PORT", ports.gateway_ops.to_string())
+        .env("ECOM_PROMETHEUS_PORT", ports.prometheus.to_string())
         .env("ECOM_LOG_FORMAT", "json")
         .env_remove("ECOM_DATABASE_URL")
         .env_remove("ECOM_REDIS_URL")
@@ -129,6 +155,51 @@ pub fn start_with(dir: &Path, ports: &Ports, fresh: bool, env: &[(&str, &str)]) 
         });
     }
     Up { child, output }
+}
+
+/// A test that fails half-way still stops the platform (Ctrl-C, then a kill), so no services
+/// outlive it.
+impl Drop for Up {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGINT,
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// POST `query` to the gateway's `/graphql` and return its `data`, asserting there were no
+/// errors.
+pub async fn graphql(
+    client: &reqwest::Client,
+    gateway: &str,
+    token: Option<&str>,
+    query: &str,
+    variables: serde_json::Value,
+) -> serde_json::Value {
+    let mut req = client
+        .post(format!("{gateway}/graphql"))
+        .json(&serde_json::json!({"query": query, "variables": variables}));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.expect("graphql");
+    let status = r.status().as_u16();
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(status, 200, "{query}: {body}");
+    assert!(body.get("errors").is_none(), "{query}: {body}");
+    body["data"].clone()
 }
 
 impl Up {
@@ -182,19 +253,7 @@ impl Up {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        for port in [
-            ports.http,
-            ports.grpc,
-            ports.products_http,
-            ports.products_grpc,
-            ports.orders_http,
-            ports.orders_grpc,
-            ports.payments_http,
-            ports.payments_grpc,
-            ports.pg,
-            ports.redis,
-            ports.gateway,
-        ] {
+        for port in ports.all() {
             let deadline = sent + Duration::from_secs(10);
             while !port_is_free(port) {
                 assert!(
