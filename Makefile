@@ -27,10 +27,14 @@ KIND_CLUSTER ?= ecom
 IMAGE_REGISTRY ?= ghcr.io/ecom
 IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"*\([^"]*\)"*$$/\1/p' charts/ecom-operator/Chart.yaml)
 IMAGES := users products orders payments gateway operator
+# Debian's docker client (BuildKit built in) before another one earlier on PATH (FIELD-NOTES).
+DOCKER ?= $(shell test -x /usr/bin/docker && echo /usr/bin/docker || echo docker)
+export DOCKER
+PROMTOOL ?= promtool
 # Needs internet access (the kind flavour of ingress-nginx's static manifests).
 INGRESS_NGINX_MANIFEST ?= https://raw.githubusercontent.com/kubernetes/ingress-nginx/controller-v1.11.2/deploy/static/provider/kind/deploy.yaml
 
-.PHONY: help up build test bench lint fmt sqlx-prepare sqlx-check clean-data kind-up kind-down
+.PHONY: help up build test bench lint fmt sqlx-prepare sqlx-check clean-data kind-up kind-down images compose-test
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -43,6 +47,8 @@ build: ## Build every crate (debug)
 	cargo build --workspace --all-targets
 
 test: ## Every test (unit, integration, end-to-end) against real PostgreSQL and Redis
+	@command -v $(PROMTOOL) >/dev/null || { echo "make test needs promtool and prometheus (apt-get install prometheus)" >&2; exit 1; }
+	$(PROMTOOL) test rules monitoring/prometheus/tests/*.yml
 	cargo build --workspace --bins
 	$(ECOMCTL_DEBUG) with-infra -- cargo nextest run --workspace --no-fail-fast $(NEXTEST_ARGS)
 
@@ -54,8 +60,13 @@ lint: $(LINT_TOOLS) ## rustfmt, clippy (warnings are errors), and the deploy-fil
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
-	$(VENV)/bin/hadolint --no-color Dockerfile
-	$(VENV)/bin/shellcheck scripts/*
+	$(VENV)/bin/hadolint --no-color Dockerfile docker/stand-ins/*/Dockerfile
+	$(VENV)/bin/shellcheck .ci/run $$(grep -l '^#!/usr/bin/env bash' scripts/*) docker/stand-ins/*/*.sh
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	@command -v $(PROMTOOL) >/dev/null || { echo "make lint needs promtool (apt-get install prometheus)" >&2; exit 1; }
+	$(PROMTOOL) check config monitoring/prometheus/prometheus.yml
+	$(PROMTOOL) check rules monitoring/prometheus/rules/*.yml
+	python3 monitoring/scripts/check_dashboards.py
 	@# Built-in kinds against the bundled schemas (strict: unknown fields fail); Shop instances only
 	@# print "Couldn't find schema" here: operator/tests/deploy_files.rs checks them against the CRD.
 	$(VENV)/bin/kubernetes-validate --quiet --strict -k $(K8S_VERSION) crds/shop.yaml \
@@ -85,6 +96,12 @@ sqlx-check: ## Check that .sqlx/ matches the queries and migrations (needs sqlx-
 	   cargo sqlx prepare --check) || exit 1; \
 	done
 
+images: ## The six images (host-built binaries; a local stand-in base where no registry answers)
+	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) scripts/images
+
+compose-test: ## docker-compose.yml for real: images, up, the shopper journey, Prometheus, down -v
+	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) scripts/compose-test
+
 kind-up: ## The platform on a local kind cluster (needs docker, kind, helm, kubectl and internet access)
 	@for tool in docker kind helm kubectl; do \
 	  command -v $$tool >/dev/null || { echo "make kind-up needs '$$tool' on PATH (docker: docs.docker.com/get-docker, kind: kind.sigs.k8s.io, helm: helm.sh/docs/intro/install, kubectl: kubernetes.io/docs/tasks/tools)" >&2; exit 1; }; \
@@ -92,9 +109,8 @@ kind-up: ## The platform on a local kind cluster (needs docker, kind, helm, kube
 	@if kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then echo "kind cluster $(KIND_CLUSTER) exists"; \
 	else kind create cluster --config kind-config.yaml --name $(KIND_CLUSTER); fi
 	kubectl config use-context kind-$(KIND_CLUSTER)
+	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) scripts/images
 	@for bin in $(IMAGES); do \
-	  echo "docker build $(IMAGE_REGISTRY)/ecom-$$bin:$(IMAGE_TAG)"; \
-	  DOCKER_BUILDKIT=1 docker build --build-arg BIN=$$bin -t $(IMAGE_REGISTRY)/ecom-$$bin:$(IMAGE_TAG) . || exit 1; \
 	  kind load docker-image --name $(KIND_CLUSTER) $(IMAGE_REGISTRY)/ecom-$$bin:$(IMAGE_TAG) || exit 1; \
 	done
 	@# ingress-nginx for the gateway's Ingress (downloaded: needs internet access).
