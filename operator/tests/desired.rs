@@ -516,9 +516,14 @@ fn the_small_shop_runs_everything_with_defaults() {
     );
     let service = find(&objects, "Service", "demo-gateway");
     assert_eq!(service["spec"]["type"], "ClusterIP");
+    // `/metrics` is on the gateway's ops port, which only Prometheus reaches (the Ingress
+    // routes `http`).
     assert_eq!(
         service["spec"]["ports"],
-        json!([{ "name": "http", "port": 8080, "protocol": "TCP", "targetPort": "http" }])
+        json!([
+            { "name": "http", "port": 8080, "protocol": "TCP", "targetPort": "http" },
+            { "name": "metrics", "port": 9080, "protocol": "TCP", "targetPort": "metrics" },
+        ])
     );
     let service = find(&objects, "Service", "demo-orders");
     let names: Vec<_> = service["spec"]["ports"]
@@ -810,6 +815,9 @@ fn service_monitors_need_both_the_setting_and_the_crd() {
             "endpoints": [{ "port": "http", "path": "/metrics", "interval": "15s" }],
         })
     );
+    // The gateway's metrics are on its ops port, named on its Service.
+    let gateway = find(&objects, "ServiceMonitor", "prod-gateway");
+    assert_eq!(gateway["spec"]["endpoints"][0]["port"], "metrics");
     // The ServiceMonitor selects the Service, which carries the selected labels.
     let service = find(&objects, "Service", "prod-orders");
     for (k, v) in monitor["spec"]["selector"]["matchLabels"]

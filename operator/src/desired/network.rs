@@ -79,7 +79,7 @@ pub fn service_monitor(ctx: &Ctx<'_>, service: &str) -> Desired {
             "selector": { "matchLabels": ctx.selector(service, None) },
             "namespaceSelector": { "matchNames": ctx.namespace.iter().collect::<Vec<_>>() },
             "endpoints": [{
-                "port": "http",
+                "port": super::services::ports(service).metrics_port_name(),
                 "path": "/metrics",
                 "interval": monitoring.interval,
             }],

@@ -32,17 +32,42 @@ use super::{
 pub struct Ports {
     pub http: i32,
     pub grpc: Option<i32>,
+    /// A port of its own for `/metrics` (the gateway's ops port); else `/metrics` is on `http`.
+    pub metrics: Option<i32>,
 }
 
 pub fn ports(service: &str) -> Ports {
-    let (http, grpc) = match service {
-        "users" => (8001, Some(50051)),
-        "products" => (8002, Some(50052)),
-        "orders" => (8003, Some(50053)),
-        "payments" => (8004, Some(50054)),
-        _ => (8080, None),
+    let (http, grpc, metrics) = match service {
+        "users" => (8001, Some(50051), None),
+        "products" => (8002, Some(50052), None),
+        "orders" => (8003, Some(50053), None),
+        "payments" => (8004, Some(50054), None),
+        _ => (8080, None, Some(9080)),
     };
-    Ports { http, grpc }
+    Ports {
+        http,
+        grpc,
+        metrics,
+    }
+}
+
+impl Ports {
+    /// The named port Prometheus scrapes.
+    pub fn metrics_port_name(&self) -> &'static str {
+        if self.metrics.is_some() {
+            "metrics"
+        } else {
+            "http"
+        }
+    }
+
+    /// `(name, port)` of every port beyond `http`.
+    fn extra(&self) -> impl Iterator<Item = (&'static str, i32)> {
+        self.grpc
+            .map(|p| ("grpc", p))
+            .into_iter()
+            .chain(self.metrics.map(|p| ("metrics", p)))
+    }
 }
 
 /// The default image of a service: `<imageRegistry>/ecom-<service>:<version>`.
@@ -194,10 +219,10 @@ pub fn deployment(
         protocol: Some("TCP".to_owned()),
         ..ContainerPort::default()
     }];
-    if let Some(grpc) = p.grpc {
+    for (name, port) in p.extra() {
         container_ports.push(ContainerPort {
-            name: Some("grpc".to_owned()),
-            container_port: grpc,
+            name: Some(name.to_owned()),
+            container_port: port,
             protocol: Some("TCP".to_owned()),
             ..ContainerPort::default()
         });
@@ -280,12 +305,12 @@ pub fn service(ctx: &Ctx<'_>, service: &str) -> Service {
         target_port: Some(IntOrString::String("http".to_owned())),
         ..ServicePort::default()
     }];
-    if let Some(grpc) = p.grpc {
+    for (name, port) in p.extra() {
         service_ports.push(ServicePort {
-            name: Some("grpc".to_owned()),
-            port: grpc,
+            name: Some(name.to_owned()),
+            port,
             protocol: Some("TCP".to_owned()),
-            target_port: Some(IntOrString::String("grpc".to_owned())),
+            target_port: Some(IntOrString::String(name.to_owned())),
             ..ServicePort::default()
         });
     }
