@@ -114,3 +114,56 @@ async fn unknown_routes_get_a_json_404_and_a_request_id(pool: PgPool) {
     );
     assert_error(&parts(res).await, StatusCode::NOT_FOUND, "not_found");
 }
+
+/// The binary as a container runs it: `--version`, `healthcheck` (the image has no curl), and a
+/// bad setting reported in one line on stderr with exit code 1.
+#[sqlx::test(migrator = "users::MIGRATOR")]
+async fn the_binary_answers_version_healthcheck_and_bad_settings(pool: PgPool) {
+    // Asynchronously: the service answering the healthcheck runs on this test's runtime.
+    async fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_users"));
+        cmd.args(args)
+            .env_remove("ECOM_USERS_HTTP_PORT")
+            .env("ECOM_LOG", "off");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().await.expect("run the users binary")
+    }
+    let port = |app: &TestApp| app.base.rsplit(':').next().unwrap_or_default().to_owned();
+
+    let version = run(&["--version"], &[]).await;
+    assert!(version.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("users {}", env!("CARGO_PKG_VERSION"))
+    );
+
+    let app = spawn_app(pool.clone()).await;
+    let healthy = run(&["healthcheck"], &[("ECOM_USERS_HTTP_PORT", &port(&app))]).await;
+    assert!(healthy.status.success(), "{healthy:?}");
+    let no_redis = spawn_app_with(pool, &[("ECOM_REDIS_URL", "redis://127.0.0.1:1")]).await;
+    let unready = run(
+        &["healthcheck"],
+        &[("ECOM_USERS_HTTP_PORT", &port(&no_redis))],
+    )
+    .await;
+    assert_eq!(unready.status.code(), Some(1), "{unready:?}");
+    assert!(String::from_utf8_lossy(&unready.stderr).contains("503"));
+
+    let bad = run(
+        &[],
+        &[("ECOM_USERS_HTTP_PORT", "http"), ("ECOM_ENV", "nonsense")],
+    )
+    .await;
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with("users: invalid configuration: ")
+            && stderr.contains("ECOM_USERS_HTTP_PORT")
+            && stderr.contains("ECOM_ENV"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
