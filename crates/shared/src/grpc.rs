@@ -1,7 +1,7 @@
 //! The gRPC side every service shares: a server with health, reflection, metrics and request
 //! ids; and a client channel factory with timeouts and metrics.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -51,15 +51,53 @@ pub async fn serve(
         }
     };
     tokio::spawn(shutdown_health);
+    let known = known_methods(descriptors);
     Server::builder()
         .timeout(Duration::from_secs(30))
-        .layer(GrpcMetricsLayer::server(metrics))
+        .layer(GrpcMetricsLayer::server(metrics, known))
         .add_routes(routes)
         .add_service(health)
         .add_service(reflection)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
         .await?;
     Ok(())
+}
+
+/// Every `package.Service/Method` the server answers: the methods of the services in
+/// `descriptors`, plus health and reflection. Metrics label any other path `unknown`, so a
+/// client sending random paths cannot create new series.
+pub fn known_methods(descriptors: &[&[u8]]) -> Arc<HashSet<String>> {
+    use prost::Message;
+    let mut known: HashSet<String> = [
+        "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    let sets = descriptors
+        .iter()
+        .copied()
+        .chain([tonic_health::pb::FILE_DESCRIPTOR_SET]);
+    for bytes in sets {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(bytes) else {
+            continue;
+        };
+        for file in &set.file {
+            let package = file.package();
+            for service in &file.service {
+                for method in &service.method {
+                    let qualified = if package.is_empty() {
+                        service.name().to_owned()
+                    } else {
+                        format!("{package}.{}", service.name())
+                    };
+                    known.insert(format!("{qualified}/{}", method.name()));
+                }
+            }
+        }
+    }
+    Arc::new(known)
 }
 
 /// A client channel with metrics: generated clients take it as their transport.
@@ -149,5 +187,24 @@ impl Servers {
 
     pub fn grpc_port(&self) -> u16 {
         self.grpc.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_methods_come_from_the_descriptors() {
+        let known = known_methods(&[ecom_proto::FILE_DESCRIPTOR_SET]);
+        for method in [
+            "ecom.orders.v1.OrderService/CreateOrder",
+            "ecom.products.v1.ProductService/ReserveStock",
+            "grpc.health.v1.Health/Check",
+            "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        ] {
+            assert!(known.contains(method), "{method}");
+        }
+        assert!(!known.contains("ecom.orders.v1.OrderService/NoSuchMethod"));
     }
 }

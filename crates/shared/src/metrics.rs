@@ -2,6 +2,7 @@
 //! gRPC middleware that feed them. `route` is always the matched route template.
 
 use std::{
+    collections::HashSet,
     sync::{Arc, OnceLock, RwLock},
     task::{Context, Poll},
     time::Instant,
@@ -318,24 +319,32 @@ pub fn grpc_method_of(path: &str) -> String {
     path.trim_start_matches('/').to_owned()
 }
 
+/// The label of a call to a method the server does not have: one value, however many paths.
+pub const UNKNOWN_GRPC_METHOD: &str = "unknown";
+
 /// Tower layer counting gRPC calls (server or client side) into a family.
 #[derive(Clone)]
 pub struct GrpcMetricsLayer {
     metrics: Arc<Metrics>,
     client: bool,
+    /// Server side: the methods it answers (see `grpc::known_methods`); others are `unknown`.
+    known: Arc<HashSet<String>>,
 }
 
 impl GrpcMetricsLayer {
-    pub fn server(metrics: Arc<Metrics>) -> Self {
+    pub fn server(metrics: Arc<Metrics>, known: Arc<HashSet<String>>) -> Self {
         Self {
             metrics,
             client: false,
+            known,
         }
     }
+    /// Client side: the paths are our own code's.
     pub fn client(metrics: Arc<Metrics>) -> Self {
         Self {
             metrics,
             client: true,
+            known: Arc::default(),
         }
     }
 }
@@ -347,6 +356,7 @@ impl<S> tower::Layer<S> for GrpcMetricsLayer {
             inner,
             metrics: self.metrics.clone(),
             client: self.client,
+            known: self.known.clone(),
         }
     }
 }
@@ -356,6 +366,7 @@ pub struct GrpcMetrics<S> {
     inner: S,
     metrics: Arc<Metrics>,
     client: bool,
+    known: Arc<HashSet<String>>,
 }
 
 impl<S, B, R> tower::Service<http::Request<B>> for GrpcMetrics<S>
@@ -381,7 +392,10 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let metrics = self.metrics.clone();
         let client = self.client;
-        let grpc_method = grpc_method_of(req.uri().path());
+        let mut grpc_method = grpc_method_of(req.uri().path());
+        if !client && !self.known.contains(&grpc_method) {
+            UNKNOWN_GRPC_METHOD.clone_into(&mut grpc_method);
+        }
         let request_id = if client {
             // Carry the current request id to the next service.
             let id = crate::telemetry::current_request_id();

@@ -167,3 +167,42 @@ async fn the_binary_answers_version_healthcheck_and_bad_settings(pool: PgPool) {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// gRPC metrics label calls by method, and a path the server does not have as `unknown`: random
+/// paths from a client cannot create new series.
+#[sqlx::test(migrator = "users::MIGRATOR")]
+async fn grpc_metrics_label_unknown_methods_as_one_value(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let channel = tonic::transport::Endpoint::from_shared(app.grpc_url.clone())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    for path in [
+        "/ecom.users.v1.UserService/NoSuchMethod",
+        "/random.Service/Abc123",
+        "/random.Service/Def456",
+    ] {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.expect("ready");
+        let status = grpc
+            .unary::<(), (), _>(
+                tonic::Request::new(()),
+                tonic::codegen::http::uri::PathAndQuery::from_static(path),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await
+            .expect_err("no such method");
+        assert_eq!(status.code(), tonic::Code::Unimplemented, "{path}");
+    }
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(
+            r#"grpc_server_handled_total{service="users",grpc_method="unknown",grpc_code="Unimplemented"} 3"#
+        ),
+        "{metrics}"
+    );
+    for raw in ["NoSuchMethod", "random.Service"] {
+        assert!(!metrics.contains(raw), "{raw} became a label:\n{metrics}");
+    }
+}
