@@ -26,6 +26,25 @@ use crate::{
 };
 
 /// Which service serves a path under `/api/` (by its first segment).
+/// The path under `/api/` when every segment is a plain name: no empty segment (but a trailing
+/// slash), no `.` or `..` (literal or percent-encoded: the URL parser of the upstream request
+/// would resolve them and reach routes the allow-list below excludes), no encoded slash or
+/// backslash. `None`: refused (404).
+fn checked_path(path: &str) -> Option<&str> {
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    let plain = |segment: &str| {
+        let lower = segment.to_ascii_lowercase();
+        let dots = lower.replace("%2e", ".");
+        !segment.is_empty()
+            && dots != "."
+            && dots != ".."
+            && !lower.contains("%2f")
+            && !lower.contains("%5c")
+            && !segment.contains('\\')
+    };
+    trimmed.split('/').all(plain).then_some(path)
+}
+
 fn route<'a>(gw: &'a Gateway, path: &str) -> Option<&'a Upstream> {
     let first = path.split('/').next().unwrap_or_default();
     let config = &gw.config;
@@ -99,12 +118,11 @@ pub async fn proxy(State(state): State<AppState>, req: Request) -> Response {
     let gw = &state.gateway;
     let identity = req.extensions().get::<Identity>().cloned();
     let (parts, body) = req.into_parts();
-    let path = parts
-        .uri
-        .path()
-        .strip_prefix("/api/")
-        .unwrap_or_default()
-        .to_owned();
+    let Some(path) =
+        checked_path(parts.uri.path().strip_prefix("/api/").unwrap_or_default()).map(str::to_owned)
+    else {
+        return ApiError::not_found("route").into_response();
+    };
     let Some(upstream) = route(gw, &path) else {
         return ApiError::not_found("route").into_response();
     };
@@ -301,6 +319,34 @@ pub async fn openapi(State(state): State<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_segments_encoded_slashes_and_empty_segments_are_refused() {
+        for ok in [
+            "products",
+            "products/12",
+            "auth/login",
+            "auth/login/",
+            ".well-known/jwks.json",
+        ] {
+            assert_eq!(checked_path(ok), Some(ok), "{ok}");
+        }
+        for bad in [
+            "users/../admin/x",
+            "payments/%2e%2e/metrics",
+            "payments/%2E%2e/metrics",
+            "payments/.%2e/metrics",
+            "auth/./login",
+            "auth/%2e/login",
+            "products//1",
+            "",
+            "products/%2f..%2fx",
+            "products/a%5cb",
+            "products/a\\b",
+        ] {
+            assert_eq!(checked_path(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn merged_paths_live_under_api_without_ops_routes() {

@@ -398,6 +398,51 @@ async fn services_down_are_503_with_retry_after_and_not_ready() {
     }
 }
 
+/// The status line of a request written byte for byte (an HTTP client would resolve `..`).
+async fn raw_status(base: &str, request_line: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(
+            format!("{request_line}\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}")
+                .as_bytes(),
+        )
+        .await
+        .expect("write");
+    let mut head = vec![0u8; 64];
+    let n = stream.read(&mut head).await.expect("read");
+    String::from_utf8_lossy(&head[..n])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_default()
+}
+
+/// The REST facade routes on the first segment: a dot segment, an encoded one, an encoded slash
+/// or an empty segment would let the upstream URL resolve to a route outside the allow-list (or
+/// past the login budget). They are 404 here, never forwarded (forwarded, the dead upstreams of
+/// this test would answer 503).
+#[tokio::test]
+async fn rest_paths_with_dot_segments_are_refused_not_forwarded() {
+    let app = spawn(&[]).await;
+    assert_eq!(
+        raw_status(&app.base, "GET /api/products?limit=5 HTTP/1.1").await,
+        503
+    );
+    for line in [
+        "GET /api/users/../admin/metrics HTTP/1.1",
+        "GET /api/payments/%2e%2e/metrics HTTP/1.1",
+        "GET /api/payments/%2E%2E/health/ready HTTP/1.1",
+        "POST /api/auth/./login HTTP/1.1",
+        "POST /api/auth/%2e/login HTTP/1.1",
+        "GET /api/products//1 HTTP/1.1",
+        "GET /api/products/1%2f..%2f..%2fmetrics HTTP/1.1",
+    ] {
+        assert_eq!(raw_status(&app.base, line).await, 404, "{line}");
+    }
+}
+
 /// The gateway is public: its metrics are on the ops port only, and they report what is down.
 #[tokio::test]
 async fn metrics_are_on_the_ops_port_only_and_name_what_is_down() {
