@@ -321,17 +321,31 @@ impl Listing {
                 Sort::Id
             }),
         };
-        let search = blank(&p.search);
-        if search.as_ref().is_some_and(|s| s.chars().count() > 200) {
-            errors.push(FieldError::new("search", "must be at most 200 characters"));
-        }
-        let category = blank(&p.category);
-        if category.as_ref().is_some_and(|s| s.chars().count() > 100) {
-            errors.push(FieldError::new(
-                "category",
-                "must be at most 100 characters",
-            ));
-        }
+        // A NUL byte reaches PostgreSQL as an error (a 500); no control character belongs here.
+        let mut filter = |field: &str, max: usize| {
+            let value = blank(if field == "search" {
+                &p.search
+            } else {
+                &p.category
+            });
+            if value.as_ref().is_some_and(|s| s.chars().count() > max) {
+                errors.push(FieldError::new(
+                    field,
+                    format!("must be at most {max} characters"),
+                ));
+            } else if value
+                .as_ref()
+                .is_some_and(|s| s.chars().any(char::is_control))
+            {
+                errors.push(FieldError::new(
+                    field,
+                    "must not contain control characters",
+                ));
+            }
+            value
+        };
+        let search = filter("search", 200);
+        let category = filter("category", 100);
         if errors.is_empty() {
             Ok(Self {
                 limit,
@@ -455,6 +469,8 @@ mod tests {
         assert_eq!(p("sort", "-price").map(|l| l.sort), Ok(Sort::PriceDesc));
         assert!(p("sort", "price desc").is_err());
         assert!(p("min_price", "NaN").is_err());
+        assert!(p("search", "lamp\u{0}").is_err(), "NUL");
+        assert!(p("search", "a\u{7}b").is_err(), "BEL");
         assert_eq!(
             p("search", "Lap top!")
                 .ok()
