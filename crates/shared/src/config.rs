@@ -47,6 +47,13 @@ impl Rate {
             period: Duration::from_secs(60),
         }
     }
+
+    pub const fn per_hour(count: u32) -> Self {
+        Self {
+            count,
+            period: Duration::from_secs(3600),
+        }
+    }
 }
 
 impl FromStr for Rate {
@@ -181,6 +188,56 @@ pub struct CommonConfig {
     /// Shared by the platform's services to obtain service tokens from Users
     /// (`ECOM_SERVICE_SECRET`); refused in production when left at the development default.
     pub service_secret: Secret,
+    /// What a slow or idle client may hold of an HTTP server.
+    pub http_limits: HttpLimits,
+}
+
+/// Bounds on HTTP clients: a client that sends its headers or its body slowly (slowloris) is
+/// cut off, and the number of open connections is capped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Time to receive a request's headers (`ECOM_HTTP_HEADER_TIMEOUT_MS`).
+    pub header_timeout: Duration,
+    /// Longest wait for the next piece of a request body (`ECOM_HTTP_BODY_TIMEOUT_MS`).
+    pub body_timeout: Duration,
+    /// Open connections at most; more wait in the listen queue (`ECOM_HTTP_MAX_CONNECTIONS`).
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+        }
+    }
+}
+
+impl HttpLimits {
+    pub fn read(env: &mut EnvReader) -> Self {
+        let d = Self::default();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let header: u64 = env.parse("ECOM_HTTP_HEADER_TIMEOUT_MS", ms(d.header_timeout));
+        let body: u64 = env.parse("ECOM_HTTP_BODY_TIMEOUT_MS", ms(d.body_timeout));
+        let max_connections = env.parse("ECOM_HTTP_MAX_CONNECTIONS", d.max_connections);
+        for (key, value) in [
+            ("ECOM_HTTP_HEADER_TIMEOUT_MS", header),
+            ("ECOM_HTTP_BODY_TIMEOUT_MS", body),
+        ] {
+            if !(100..=600_000).contains(&value) {
+                env.error(format!("{key} must be between 100 and 600000"));
+            }
+        }
+        if max_connections == 0 {
+            env.error("ECOM_HTTP_MAX_CONNECTIONS must be at least 1");
+        }
+        Self {
+            header_timeout: Duration::from_millis(header),
+            body_timeout: Duration::from_millis(body),
+            max_connections,
+        }
+    }
 }
 
 /// The development default of `ECOM_SERVICE_SECRET`; refused when `ECOM_ENV=production`.
@@ -261,6 +318,7 @@ impl CommonConfig {
         if url::Url::parse(&users_grpc_url).is_err() {
             env.error("ECOM_USERS_GRPC_URL is not a URL");
         }
+        let http_limits = HttpLimits::read(env);
         let service_secret = env.string("ECOM_SERVICE_SECRET", DEV_SERVICE_SECRET);
         if environment.is_production()
             && (service_secret == DEV_SERVICE_SECRET || service_secret.len() < 32)
@@ -282,6 +340,7 @@ impl CommonConfig {
             run_migrations,
             users_grpc_url,
             service_secret: Secret::new(service_secret),
+            http_limits,
         }
     }
 }

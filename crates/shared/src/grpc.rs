@@ -128,12 +128,13 @@ pub struct Servers {
     pub service_names: &'static [&'static str],
     pub descriptors: &'static [&'static [u8]],
     pub metrics: Arc<Metrics>,
+    pub http_limits: crate::config::HttpLimits,
 }
 
 /// Serves HTTP and gRPC until `shutdown` is cancelled (or one of them fails, which stops the
 /// other), then waits for in-flight requests to finish.
 pub async fn serve_all(s: Servers, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let http = crate::http::serve(s.http, s.router, shutdown.clone());
+    let http = crate::http::serve(s.http, s.router, s.http_limits, shutdown.clone());
     let grpc = serve(
         s.grpc,
         s.routes,
@@ -178,6 +179,7 @@ impl Servers {
             service_names,
             descriptors,
             metrics,
+            http_limits: common.http_limits,
         })
     }
 

@@ -5,22 +5,31 @@
 use std::{
     net::{IpAddr, SocketAddr},
     sync::Arc,
+    time::Duration,
 };
 
 use axum::{
     Router,
+    body::Body,
     extract::{ConnectInfo, DefaultBodyLimit, FromRef, FromRequestParts, Request},
     http::{HeaderName, request::Parts},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
 };
-use tokio::net::TcpListener;
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt};
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::{RequestBodyTimeout, TimeoutBody},
     trace::{DefaultOnResponse, TraceLayer},
 };
 use utoipa::openapi::{
@@ -30,6 +39,7 @@ use utoipa::openapi::{
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
+    config::HttpLimits,
     error::ApiError,
     health::{self, Readiness},
     metrics::{Metrics, metrics_handler, track_http},
@@ -163,19 +173,78 @@ async fn scope_request_id(req: Request, next: Next) -> Response {
     REQUEST_ID.scope(id, next.run(req)).await
 }
 
-/// Serves `router` until `shutdown` is cancelled, with peer addresses for [`ClientIp`].
+/// Serves `router` until `shutdown` is cancelled, with peer addresses for [`ClientIp`], then lets
+/// in-flight requests finish (for up to [`DRAIN`]). Slow clients are bounded by `limits`: headers
+/// must arrive within `header_timeout`, each piece of a body within `body_timeout`, and at most
+/// `max_connections` are open at once (further clients wait in the listen queue).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    limits: HttpLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before it was accepted.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = RequestBodyTimeout::new(
+            router
+                .clone()
+                .map_request(move |mut req: Request<TimeoutBody<Incoming>>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    req.map(Body::new)
+                }),
+            limits.body_timeout,
+        );
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let connection = builder.serve_connection_with_upgrades(
+                TokioIo::new(stream),
+                TowerToHyperService::new(service),
+            );
+            // A client that goes away or times out ends its connection: nothing to report.
+            let _ = watcher.watch(connection).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after {DRAIN:?}: closed");
+    }
+    Ok(())
 }
+
+/// How long a stopping server waits for in-flight requests.
+pub const DRAIN: Duration = Duration::from_secs(10);
 
 /// Binds `addr:port` (port 0 picks a free one: tests use that).
 pub async fn bind(addr: IpAddr, port: u16) -> anyhow::Result<TcpListener> {

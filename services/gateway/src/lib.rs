@@ -68,6 +68,7 @@ pub struct Application {
     /// `/metrics` and health on the ops port (`ECOM_GATEWAY_OPS_PORT`).
     ops_listener: TcpListener,
     ops_router: Router,
+    http_limits: ecom_shared::config::HttpLimits,
 }
 
 async fn storefront() -> Html<&'static str> {
@@ -146,6 +147,7 @@ impl Application {
             router,
             ops_listener,
             ops_router,
+            http_limits: gateway.config.common.http_limits,
         })
     }
 
@@ -170,8 +172,10 @@ impl Application {
             ops = self.ops_port(),
             "gateway listening"
         );
-        let ops = ecom_shared::http::serve(self.ops_listener, self.ops_router, shutdown.clone());
-        let public = ecom_shared::http::serve(self.listener, self.router, shutdown);
+        let limits = self.http_limits;
+        let ops =
+            ecom_shared::http::serve(self.ops_listener, self.ops_router, limits, shutdown.clone());
+        let public = ecom_shared::http::serve(self.listener, self.router, limits, shutdown);
         tokio::try_join!(public, ops)?;
         tracing::info!("gateway stopped");
         Ok(())

@@ -206,3 +206,68 @@ async fn grpc_metrics_label_unknown_methods_as_one_value(pool: PgPool) {
         assert!(!metrics.contains(raw), "{raw} became a label:\n{metrics}");
     }
 }
+
+/// A slow client cannot hold a connection: headers that do not arrive in time, or a body that
+/// stops, end the connection (without these limits both waited forever).
+#[sqlx::test(migrator = "users::MIGRATOR")]
+async fn slow_clients_are_cut_off(pool: PgPool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(
+        pool,
+        &[
+            ("ECOM_HTTP_HEADER_TIMEOUT_MS", "300"),
+            ("ECOM_HTTP_BODY_TIMEOUT_MS", "300"),
+        ],
+    )
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    // What the server sends before it closes, within a deadline far above the limits.
+    let answer = |mut stream: tokio::net::TcpStream| async move {
+        let mut got = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            stream.read_to_end(&mut got),
+        )
+        .await
+        .expect("the server must close a stalled connection")
+        .ok();
+        String::from_utf8_lossy(&got).into_owned()
+    };
+
+    // Slowloris: a request line and one header, then nothing.
+    let mut stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /health/live HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .expect("write");
+    let got = answer(stream).await;
+    assert!(!got.contains("200 OK"), "{got}");
+
+    // A body that stops after 5 of its 100 bytes: refused with a 4xx, then closed.
+    let mut stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(
+            b"POST /auth/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+              content-length: 100\r\n\r\n{\"ema",
+        )
+        .await
+        .expect("write");
+    let got = answer(stream).await;
+    let status: u16 = got
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_default();
+    assert!(
+        got.is_empty() || (400..500).contains(&status),
+        "a stalled body is not a {status}: {got}"
+    );
+
+    // The service still answers everyone else.
+    let (status, _) = app.get("/health/live", None).await;
+    assert_eq!(status, StatusCode::OK);
+}
