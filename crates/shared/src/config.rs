@@ -180,7 +180,7 @@ pub struct CommonConfig {
     /// Where the Users service publishes its public keys.
     pub jwks_url: String,
     /// Peers' addresses in `X-Forwarded-For` are trusted only from these proxies.
-    pub trusted_proxies: Vec<IpAddr>,
+    pub trusted_proxies: Vec<crate::http::IpRange>,
     pub access_token_ttl: Duration,
     pub run_migrations: bool,
     /// The Users gRPC server (service tokens, users).
@@ -301,9 +301,9 @@ impl CommonConfig {
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .filter_map(|s| match s.parse() {
-                    Ok(ip) => Some(ip),
-                    Err(_) => {
-                        env.error(format!("ECOM_TRUSTED_PROXIES: `{s}` is not an IP address"));
+                    Ok(range) => Some(range),
+                    Err(e) => {
+                        env.error(format!("ECOM_TRUSTED_PROXIES: {e}"));
                         None
                     }
                 })

@@ -253,24 +253,80 @@ pub async fn bind(addr: IpAddr, port: u16) -> anyhow::Result<TcpListener> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}:{port}: {e}"))
 }
 
+/// An address or a CIDR range (`10.0.0.0/8`, `fd00::/8`, `127.0.0.1`): how proxies are named in
+/// `ECOM_TRUSTED_PROXIES` (on Kubernetes the ingress pods' addresses change; their range does not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    base: IpAddr,
+    prefix: u8,
+}
+
+impl IpRange {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // A dual-stack socket reports IPv4 peers as `::ffff:a.b.c.d`.
+        match (self.base, ip.to_canonical()) {
+            (IpAddr::V4(base), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(base) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(base), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(base) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, prefix)) => (ip, Some(prefix)),
+            None => (s, None),
+        };
+        let base: IpAddr = ip
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP address or CIDR range"))?;
+        let max = if base.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}`: the prefix length must be 0 to {max}"))?,
+        };
+        Ok(Self { base, prefix })
+    }
+}
+
 /// Proxies whose `X-Forwarded-For` is believed. Empty (the default): the header is ignored.
 #[derive(Clone, Debug, Default)]
-pub struct TrustedProxies(pub Arc<Vec<IpAddr>>);
+pub struct TrustedProxies(pub Arc<Vec<IpRange>>);
 
 /// The client's IP: the socket peer, or the forwarded address when the peer is a trusted proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
 impl ClientIp {
-    pub fn resolve(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
-        if !trusted.contains(&peer) {
+    pub fn resolve(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpRange]) -> IpAddr {
+        let is_trusted = |ip: IpAddr| trusted.iter().any(|r| r.contains(ip));
+        if !is_trusted(peer) {
             return peer;
         }
         // Walk right to left past our own proxies; the first other hop is the client.
         let hops = forwarded_for.unwrap_or_default().split(',').rev();
         for hop in hops {
             match hop.trim().parse::<IpAddr>() {
-                Ok(ip) if trusted.contains(&ip) => {}
+                Ok(ip) if is_trusted(ip) => {}
                 Ok(ip) => return ip,
                 Err(_) => break,
             }
@@ -292,11 +348,16 @@ where
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
         let trusted = TrustedProxies::from_ref(state);
+        // Every X-Forwarded-For line, in order: a proxy may append its own line rather than
+        // extend the first, and the client is found from the right.
         let xff = parts
             .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        Ok(Self(Self::resolve(peer, xff, &trusted.0)))
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok(Self(Self::resolve(peer, Some(&xff), &trusted.0)))
     }
 }
 
@@ -304,14 +365,52 @@ where
 mod tests {
     use super::*;
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+
+    fn range(s: &str) -> IpRange {
+        s.parse().unwrap_or(IpRange {
+            base: ip("255.255.255.255"),
+            prefix: 32,
+        })
+    }
+
     #[test]
     fn forwarded_for_is_trusted_only_from_proxies() {
-        let proxy: IpAddr = "10.0.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let client: IpAddr = "203.0.113.7".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let proxy = ip("10.0.0.1");
+        let client = ip("203.0.113.7");
+        let trusted = [range("10.0.0.1")];
         let spoofed = "198.51.100.1, 203.0.113.7";
         assert_eq!(ClientIp::resolve(client, Some(spoofed), &[]), client);
-        assert_eq!(ClientIp::resolve(proxy, Some(spoofed), &[proxy]), client);
-        assert_eq!(ClientIp::resolve(proxy, None, &[proxy]), proxy);
-        assert_eq!(ClientIp::resolve(proxy, Some("garbage"), &[proxy]), proxy);
+        assert_eq!(ClientIp::resolve(proxy, Some(spoofed), &trusted), client);
+        assert_eq!(ClientIp::resolve(proxy, None, &trusted), proxy);
+        assert_eq!(ClientIp::resolve(proxy, Some("garbage"), &trusted), proxy);
+    }
+
+    #[test]
+    fn trusted_proxies_may_be_ranges() {
+        let pods = [range("10.244.0.0/16"), range("fd00::/8")];
+        let client = ip("203.0.113.7");
+        // Two hops inside the cluster's range, then the client.
+        let xff = "203.0.113.7, 10.244.3.9";
+        assert_eq!(
+            ClientIp::resolve(ip("10.244.1.2"), Some(xff), &pods),
+            client
+        );
+        assert_eq!(
+            ClientIp::resolve(ip("::ffff:10.244.1.2"), Some(xff), &pods),
+            client
+        );
+        assert_eq!(ClientIp::resolve(ip("fd12::1"), Some(xff), &pods), client);
+        // Outside the range: the header is not believed.
+        assert_eq!(
+            ClientIp::resolve(ip("10.245.0.1"), Some(xff), &pods),
+            ip("10.245.0.1")
+        );
+        assert!(range("0.0.0.0/0").contains(ip("8.8.8.8")));
+        for bad in ["10.0.0.0/33", "fd00::/129", "10.0.0/8", "x", "10.0.0.0/"] {
+            assert!(bad.parse::<IpRange>().is_err(), "{bad}");
+        }
     }
 }

@@ -616,4 +616,37 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
         send(&app, "203.0.113.1").await.expect("send").status(),
         StatusCode::TOO_MANY_REQUESTS
     );
+    // Proxies named by range (a cluster's pod network), and a proxy that appends its own
+    // header line: the client is the first untrusted hop from the right over every line.
+    let app = spawn(&[
+        ("ECOM_RATE_LIMIT_DEFAULT", "2/minute"),
+        ("ECOM_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.0/8"),
+    ])
+    .await;
+    let two_lines = |client: &'static str| {
+        app.client
+            .post(format!("{}/graphql", app.base))
+            .header("x-forwarded-for", client)
+            .header("x-forwarded-for", "10.1.2.3")
+            .json(&q)
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for client in [
+        "198.51.100.7",
+        "198.51.100.7",
+        "198.51.100.7",
+        "198.51.100.8",
+    ] {
+        statuses.push(two_lines(client).await.expect("send").status());
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::OK
+        ]
+    );
 }
