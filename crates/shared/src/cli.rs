@@ -197,6 +197,7 @@ macro_rules! service_main {
             $crate::cli::run(name, async move {
                 $crate::telemetry::init(name);
                 let config = $service::Config::from_env()?;
+                config.common.announce_environment();
                 if command == Command::Migrate {
                     return $crate::db::migrate(&config.common.database_url, &$service::MIGRATOR)
                         .await;

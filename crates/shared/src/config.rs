@@ -264,6 +264,25 @@ impl std::fmt::Debug for Secret {
 }
 
 impl CommonConfig {
+    /// Says loudly, once at start, when the process runs outside production: development
+    /// accepts the public development secrets, which no deployment may rely on.
+    pub fn announce_environment(&self) {
+        if self.env.is_production() {
+            return;
+        }
+        let secret = if self.service_secret.expose() == DEV_SERVICE_SECRET {
+            "the public development ECOM_SERVICE_SECRET is in use"
+        } else {
+            "development defaults are accepted"
+        };
+        tracing::warn!(
+            environment = ?self.env,
+            "{} IS RUNNING IN {} MODE: {secret}; set ECOM_ENV=production for a deployment",
+            self.service,
+            format!("{:?}", self.env).to_uppercase()
+        );
+    }
+
     /// Reads the common settings for `spec` (`ECOM_<SERVICE>_HTTP_PORT`, ...).
     pub fn read(spec: ServiceSpec, env: &mut EnvReader) -> Self {
         let upper = spec.name.to_ascii_uppercase();

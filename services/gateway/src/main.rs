@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     cli::run("gateway", async {
         ecom_shared::telemetry::init("gateway");
         let config = Config::from_env()?;
+        config.common.announce_environment();
         let shutdown = ecom_shared::shutdown::token_on_signal();
         Application::build(config).await?.run(shutdown).await
     })

@@ -271,3 +271,64 @@ async fn slow_clients_are_cut_off(pool: PgPool) {
     let (status, _) = app.get("/health/live", None).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Outside production the process says so at start, naming the development secret it accepts.
+#[tokio::test]
+async fn development_mode_is_announced_at_start() {
+    use tokio::io::AsyncBufReadExt;
+    async fn first_lines(env: &[(&str, &str)]) -> String {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_users"));
+        cmd.env_remove("ECOM_ENV")
+            .env_remove("ECOM_SERVICE_SECRET")
+            .env("ECOM_LOG", "warn")
+            .env("ECOM_LOG_FORMAT", "json")
+            // Unreachable: the announcement comes before the database is tried.
+            .env(
+                "ECOM_USERS_DATABASE_URL",
+                "postgres://postgres@127.0.0.1:1/x",
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn users");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let mut seen = String::new();
+        // Until the first warning about the database: everything said before it.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let database = line.contains("database");
+                seen.push_str(&line);
+                seen.push('\n');
+                if database {
+                    break;
+                }
+            }
+        })
+        .await;
+        let _ = child.kill().await;
+        seen
+    }
+    let dev = first_lines(&[]).await;
+    assert!(
+        dev.contains("users IS RUNNING IN DEVELOPMENT MODE")
+            && dev.contains("development ECOM_SERVICE_SECRET"),
+        "{dev}"
+    );
+    let prod = first_lines(&[
+        ("ECOM_ENV", "production"),
+        (
+            "ECOM_SERVICE_SECRET",
+            "a-production-secret-of-at-least-32-chars",
+        ),
+        ("ECOM_ADMIN_PASSWORD", "a-strong-admin-password-here"),
+    ])
+    .await;
+    assert!(
+        prod.contains("database") && !prod.contains("MODE"),
+        "production starts quietly: {prod}"
+    );
+}
