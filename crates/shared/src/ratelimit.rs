@@ -16,24 +16,30 @@ use tokio::sync::oneshot;
 
 use crate::{config::Rate, redis::Redis};
 
+/// GCRA in microseconds (a limit above 60 000/minute keeps its meaning). The stored theoretical
+/// arrival time is clamped to the window of the limit in force (`now + burst * interval`): after
+/// a limit is lowered, a state written under the old limit never holds a client longer than the
+/// new limit's window. Returns `{admitted, ms until the next unit, remaining}`.
 const GCRA: &str = r"
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
+local window = burst * interval
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local k = math.floor((now + burst * interval - tat) / interval)
+if tat > now + window then tat = now + window end
+local k = math.floor((now + window - tat) / interval)
 if k > n then k = n end
 if k < 0 then k = 0 end
 local new_tat = tat + k * interval
 if k > 0 then
-  redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
+  redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
 end
-local retry = new_tat + interval - burst * interval - now
+local retry = new_tat + interval - window - now
 if retry < 0 then retry = 0 end
-return {k, retry, math.floor((now + burst * interval - new_tat) / interval)}
+return {k, math.ceil(retry / 1000), math.floor((now + window - new_tat) / interval)}
 ";
 
 /// The outcome of one check.
@@ -92,11 +98,10 @@ impl RateLimiter {
         };
         if lead {
             // Driven by its own task: a caller that goes away must not strand the others.
-            let interval_ms = (self.rate.period.as_millis() / u128::from(self.rate.count)).max(1);
             let drive = Drive {
                 key: redis.key(&["rl", self.name, subject]),
                 subject: subject.to_owned(),
-                interval_ms: u64::try_from(interval_ms).unwrap_or(u64::MAX),
+                interval_us: interval_us(self.rate),
                 burst: self.rate.count,
                 script: self.script.clone(),
                 queues: self.queues.clone(),
@@ -112,11 +117,17 @@ impl RateLimiter {
     }
 }
 
+/// The time one unit takes to come back, in microseconds (at least one).
+fn interval_us(rate: Rate) -> u64 {
+    let us = rate.period.as_micros() / u128::from(rate.count.max(1));
+    u64::try_from(us.max(1)).unwrap_or(u64::MAX)
+}
+
 /// Sends one subject's queued checks, a batch per round trip, until none are left.
 struct Drive {
     key: String,
     subject: String,
-    interval_ms: u64,
+    interval_us: u64,
     burst: u32,
     script: redis::Script,
     queues: Arc<Mutex<HashMap<String, Queue>>>,
@@ -168,7 +179,7 @@ impl Drive {
         let (admitted, retry, remaining): (i64, i64, i64) = self
             .script
             .key(&self.key)
-            .arg(self.interval_ms)
+            .arg(self.interval_us)
             .arg(self.burst)
             .arg(n)
             .invoke_async(&mut conn)
@@ -234,6 +245,43 @@ mod tests {
             .filter(|r| matches!(r.as_ref().expect("task"), Ok(Decision::Allowed { .. })))
             .count();
         assert_eq!(allowed, 50);
+    }
+
+    /// Running with a high limit, then restarting with a low one: the old state must not hold
+    /// the client beyond the low limit's window (it held one for minutes).
+    #[tokio::test]
+    async fn a_lowered_limit_never_holds_a_client_beyond_its_window() {
+        let redis = redis();
+        let subject = format!("lowered-{}", uuid::Uuid::new_v4());
+        let high = RateLimiter::new("t", Rate::per_minute(1_000_000));
+        for _ in 0..5_000 {
+            assert!(matches!(
+                high.check(&redis, &subject).await.expect("redis"),
+                Decision::Allowed { .. }
+            ));
+        }
+        let low = RateLimiter::new(
+            "t",
+            Rate {
+                count: 2,
+                period: Duration::from_secs(1),
+            },
+        );
+        match low.check(&redis, &subject).await.expect("redis") {
+            Decision::Allowed { .. } => {}
+            Decision::Limited { retry_after_ms } => assert!(
+                retry_after_ms <= 1_000,
+                "held {retry_after_ms} ms by a limit of 2/second"
+            ),
+        }
+    }
+
+    /// 120 000/minute is one every 500 µs (milliseconds made it one a millisecond: 60 000/minute).
+    #[test]
+    fn intervals_keep_sub_millisecond_precision() {
+        assert_eq!(interval_us(Rate::per_minute(120_000)), 500);
+        assert_eq!(interval_us(Rate::per_minute(1_200)), 50_000);
+        assert_eq!(interval_us(Rate::per_minute(600_000_000)), 1);
     }
 
     #[tokio::test]
