@@ -8,7 +8,7 @@ use ecom_proto::orders::v1::{
     order_service_server::OrderService,
 };
 use ecom_shared::{
-    auth::{JwtVerifier, grpc_bearer_token, grpc_caller, grpc_user},
+    auth::{JwtVerifier, grpc_caller, grpc_user},
     error::positive_id,
 };
 use serde_json::json;
@@ -106,7 +106,6 @@ impl OrderService for OrdersGrpc {
         request: Request<CreateOrderRequest>,
     ) -> Result<Response<CreateOrderResponse>, Status> {
         let user = grpc_user(&self.verifier, &request).await?;
-        let token = grpc_bearer_token(&request);
         let r = request.into_inner();
         // The body `POST /orders` would carry, so validation is the HTTP one.
         let items: Vec<serde_json::Value> = r
@@ -116,7 +115,7 @@ impl OrderService for OrdersGrpc {
             .collect();
         let body = json!({ "items": items });
         let key = Some(r.idempotency_key.as_str()).filter(|k| !k.is_empty());
-        let (order, created) = match self.orders.create(user, &token, key, &body).await? {
+        let (order, created) = match self.orders.create(user, key, &body).await? {
             Created::New(order) => (order, true),
             Created::Replayed(order) => (order, false),
         };
@@ -147,10 +146,7 @@ impl OrderService for OrdersGrpc {
         request: Request<CancelOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
         let user = grpc_user(&self.verifier, &request).await?;
-        let token = grpc_bearer_token(&request);
         let id = positive_id("id", request.into_inner().id)?;
-        Ok(Response::new(order_pb(
-            self.orders.cancel(user, &token, id).await?,
-        )))
+        Ok(Response::new(order_pb(self.orders.cancel(user, id).await?)))
     }
 }

@@ -9,7 +9,7 @@ use axum::{
 };
 use ecom_shared::{
     ApiError, AppJson, AppPath, AppQuery,
-    auth::{CurrentUser, JwtVerifier, bearer_token},
+    auth::{CurrentUser, JwtVerifier},
     error::{ErrorBody, positive_id},
 };
 use serde::{Deserialize, Serialize};
@@ -80,16 +80,10 @@ async fn create_order(
     AppJson(body): AppJson<serde_json::Value>,
 ) -> HttpResult<impl IntoResponse> {
     let key = ecom_shared::idempotency::header(&headers);
-    Ok(
-        match s
-            .orders
-            .create(user, bearer_token(&headers), key, &body)
-            .await?
-        {
-            Created::New(order) => (StatusCode::CREATED, AppJson(order)),
-            Created::Replayed(order) => (StatusCode::OK, AppJson(order)),
-        },
-    )
+    Ok(match s.orders.create(user, key, &body).await? {
+        Created::New(order) => (StatusCode::CREATED, AppJson(order)),
+        Created::Replayed(order) => (StatusCode::OK, AppJson(order)),
+    })
 }
 
 /// The caller's orders, newest first (admins: everyone's, or `user_id`'s).
@@ -127,13 +121,10 @@ async fn get_order(
 async fn cancel_order(
     State(s): State<AppState>,
     user: CurrentUser,
-    headers: HeaderMap,
     AppPath(id): AppPath<i64>,
 ) -> HttpResult<AppJson<Order>> {
     Ok(AppJson(
-        s.orders
-            .cancel(user, bearer_token(&headers), positive_id("id", id)?)
-            .await?,
+        s.orders.cancel(user, positive_id("id", id)?).await?,
     ))
 }
 

@@ -68,13 +68,12 @@ impl Application {
             metrics.clone(),
             Duration::from_secs(3),
         )?;
-        let products = ProductsClient::new(channel);
+        let products = ProductsClient::new(channel, tokens);
         let cache = Cache::new(redis.clone(), metrics.clone(), config.cache_ttl);
         let orders = Arc::new(
             OrdersService::new(
                 pool.clone(),
                 products.clone(),
-                tokens,
                 cache,
                 &metrics,
                 config.reservation_ttl,

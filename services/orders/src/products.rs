@@ -1,12 +1,12 @@
 //! The Products gRPC client: prices and stock, with deadlines and retries of what is idempotent.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use ecom_proto::products::v1::{
     GetProductsRequest, Line as PbLine, Product, ReservationRef, ReserveStockRequest,
     product_service_client::ProductServiceClient,
 };
-use ecom_shared::{auth::with_bearer, grpc::GrpcChannel};
+use ecom_shared::{auth::with_bearer, grpc::GrpcChannel, service_tokens::ServiceTokens};
 use tonic::{Code, Request, Status};
 
 use crate::{domain::Line, error::Error};
@@ -14,9 +14,13 @@ use crate::{domain::Line, error::Error};
 /// Attempts for a call that is safe to repeat (every call here is idempotent per order id).
 const ATTEMPTS: u32 = 3;
 
+/// Products' client. Every stock call carries this service's own token, never a user's:
+/// Products accepts stock calls from the Orders service only (a user could otherwise hold,
+/// release or claim any order id's stock directly).
 #[derive(Clone)]
 pub struct ProductsClient {
     client: ProductServiceClient<GrpcChannel>,
+    tokens: Arc<ServiceTokens>,
 }
 
 fn transient(s: &Status) -> bool {
@@ -31,7 +35,14 @@ fn to_error(s: Status) -> Error {
         Code::FailedPrecondition => Error::InsufficientStock(s.message().to_owned()),
         Code::NotFound => Error::field("items", s.message()),
         Code::InvalidArgument => Error::field("items", s.message()),
-        Code::Unauthenticated => Error::Auth(ecom_shared::auth::AuthError::Invalid),
+        // Our own service token was refused (after one renewal): not the client's doing.
+        Code::Unauthenticated => {
+            tracing::warn!(
+                message = s.message(),
+                "products refused this service's token"
+            );
+            Error::Unavailable("products (service token refused)")
+        }
         Code::Aborted => Error::Gone(s.message().to_owned()),
         Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled => {
             tracing::warn!(code = ?s.code(), message = s.message(), "products unavailable");
@@ -42,29 +53,66 @@ fn to_error(s: Status) -> Error {
 }
 
 impl ProductsClient {
-    pub fn new(channel: GrpcChannel) -> Self {
+    pub fn new(channel: GrpcChannel, tokens: Arc<ServiceTokens>) -> Self {
         Self {
             client: ProductServiceClient::new(channel),
+            tokens,
         }
     }
 
-    async fn retry<T, F, Fut>(&self, mut call: F) -> Result<T, Error>
+    /// A stock call as this service, retried like [`Self::retry`]; a refused token is renewed
+    /// once (the Users keys may have rotated).
+    async fn as_orders<M, T, F, Fut>(&self, message: M, mut call: F) -> Result<T, Error>
+    where
+        M: Clone,
+        F: FnMut(ProductServiceClient<GrpcChannel>, Request<M>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let mut renewed = false;
+        loop {
+            let token = self.tokens.token().await.map_err(|e| {
+                tracing::warn!(error = %e, "no service token");
+                Error::Unavailable("users (service token)")
+            })?;
+            let result = self
+                .retry_raw(|c| call(c, with_bearer(Request::new(message.clone()), &token)))
+                .await;
+            match result {
+                Err(s) if s.code() == Code::Unauthenticated && !renewed => {
+                    renewed = true;
+                    self.tokens.invalidate().await;
+                }
+                other => return other.map_err(to_error),
+            }
+        }
+    }
+
+    async fn retry<T, F, Fut>(&self, call: F) -> Result<T, Error>
+    where
+        F: FnMut(ProductServiceClient<GrpcChannel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        self.retry_raw(call).await.map_err(to_error)
+    }
+
+    /// Up to [`ATTEMPTS`] tries while the error is transient; the last status otherwise.
+    async fn retry_raw<T, F, Fut>(&self, mut call: F) -> Result<T, Status>
     where
         F: FnMut(ProductServiceClient<GrpcChannel>) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         let mut delay = Duration::from_millis(50);
-        for attempt in 1..=ATTEMPTS {
+        let mut attempt = 1;
+        loop {
             match call(self.client.clone()).await {
-                Ok(v) => return Ok(v),
                 Err(s) if transient(&s) && attempt < ATTEMPTS => {
                     tokio::time::sleep(delay).await;
                     delay *= 3;
+                    attempt += 1;
                 }
-                Err(s) => return Err(to_error(s)),
+                other => return other,
             }
         }
-        Err(Error::Unavailable("products"))
     }
 
     /// The products, in the order asked; unknown ids are left out.
@@ -76,57 +124,47 @@ impl ProductsClient {
         .await
     }
 
-    /// Holds stock for the order (all lines or none), as the user whose token is given.
-    pub async fn reserve(
-        &self,
-        token: &str,
-        order_id: i64,
-        lines: &[Line],
-        ttl: Duration,
-    ) -> Result<(), Error> {
-        let ttl_seconds = u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX);
-        self.retry(|mut c| {
-            let req = ReserveStockRequest {
-                order_id,
-                lines: lines
-                    .iter()
-                    .map(|l| PbLine {
-                        product_id: l.product_id,
-                        quantity: l.quantity,
-                    })
-                    .collect(),
-                ttl_seconds,
-            };
-            let req = with_bearer(Request::new(req), token);
-            async move { c.reserve_stock(req).await.map(|_| ()) }
+    /// Holds stock for the order (all lines or none), for as long as Products is configured to.
+    pub async fn reserve(&self, order_id: i64, lines: &[Line]) -> Result<(), Error> {
+        let message = ReserveStockRequest {
+            order_id,
+            lines: lines
+                .iter()
+                .map(|l| PbLine {
+                    product_id: l.product_id,
+                    quantity: l.quantity,
+                })
+                .collect(),
+            // Ignored by Products (its own ECOM_RESERVATION_TTL_SECONDS applies).
+            ttl_seconds: 0,
+        };
+        self.as_orders(message, |mut c, req| async move {
+            c.reserve_stock(req).await.map(|_| ())
         })
         .await
     }
 
-    /// Turns the order's held stock into sold stock (as this service). `Error::Gone` when the
-    /// reservation expired or was released.
-    pub async fn commit(&self, token: &str, order_id: i64) -> Result<(), Error> {
-        self.retry(|mut c| {
-            let req = with_bearer(Request::new(ReservationRef { order_id }), token);
-            async move { c.commit_reservation(req).await.map(|_| ()) }
+    /// Turns the order's held stock into sold stock. `Error::Gone` when the reservation expired
+    /// or was released.
+    pub async fn commit(&self, order_id: i64) -> Result<(), Error> {
+        self.as_orders(ReservationRef { order_id }, |mut c, req| async move {
+            c.commit_reservation(req).await.map(|_| ())
         })
         .await
     }
 
-    /// Puts the order's sold stock back on hand (a refund; as this service).
-    pub async fn return_stock(&self, token: &str, order_id: i64) -> Result<(), Error> {
-        self.retry(|mut c| {
-            let req = with_bearer(Request::new(ReservationRef { order_id }), token);
-            async move { c.return_stock(req).await.map(|_| ()) }
+    /// Puts the order's sold stock back on hand (a refund).
+    pub async fn return_stock(&self, order_id: i64) -> Result<(), Error> {
+        self.as_orders(ReservationRef { order_id }, |mut c, req| async move {
+            c.return_stock(req).await.map(|_| ())
         })
         .await
     }
 
     /// Gives the order's held stock back.
-    pub async fn release(&self, token: &str, order_id: i64) -> Result<(), Error> {
-        self.retry(|mut c| {
-            let req = with_bearer(Request::new(ReservationRef { order_id }), token);
-            async move { c.release_reservation(req).await.map(|_| ()) }
+    pub async fn release(&self, order_id: i64) -> Result<(), Error> {
+        self.as_orders(ReservationRef { order_id }, |mut c, req| async move {
+            c.release_reservation(req).await.map(|_| ())
         })
         .await
     }

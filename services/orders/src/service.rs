@@ -9,7 +9,6 @@ use ecom_shared::{
     cache::Cache,
     metrics::Metrics,
     page::Page,
-    service_tokens::ServiceTokens,
 };
 use prometheus_client::metrics::{counter::Counter, family::Family};
 use rust_decimal::Decimal;
@@ -60,9 +59,8 @@ pub enum Created {
 
 pub struct OrdersService {
     pool: PgPool,
+    /// Products, called as this service (its own token) for every stock operation.
     products: ProductsClient,
-    /// This service's own identity, for the calls no user makes (commit, return, sweeper).
-    tokens: Arc<ServiceTokens>,
     cache: Cache,
     reservation_ttl: Duration,
     fault: Fault,
@@ -75,7 +73,6 @@ impl OrdersService {
     pub fn new(
         pool: PgPool,
         products: ProductsClient,
-        tokens: Arc<ServiceTokens>,
         cache: Cache,
         metrics: &Arc<Metrics>,
         reservation_ttl: Duration,
@@ -91,7 +88,6 @@ impl OrdersService {
         Self {
             pool,
             products,
-            tokens,
             cache,
             reservation_ttl,
             fault: Fault::None,
@@ -128,7 +124,6 @@ impl OrdersService {
     pub async fn create(
         &self,
         user: CurrentUser,
-        token: &str,
         key: Option<&str>,
         body: &serde_json::Value,
     ) -> Result<Created> {
@@ -146,7 +141,7 @@ impl OrdersService {
             self.replays.inc();
             return Ok(Created::Replayed(order));
         }
-        let result = self.checkout(user, token, &lines, key.as_deref()).await;
+        let result = self.checkout(user, &lines, key.as_deref()).await;
         if result.is_err()
             && let Some(key) = &key
         {
@@ -193,7 +188,6 @@ impl OrdersService {
     async fn checkout(
         &self,
         user: CurrentUser,
-        token: &str,
         lines: &[Line],
         key: Option<&str>,
     ) -> Result<Order> {
@@ -235,9 +229,7 @@ impl OrdersService {
             return Err(Error::field("items", "the order total is too large"));
         }
         let order_id = repo::next_order_id(&self.pool).await?;
-        self.products
-            .reserve(token, order_id, lines, self.reservation_ttl)
-            .await?;
+        self.products.reserve(order_id, lines).await?;
         // Microseconds, as PostgreSQL stores them: a replay shows the very same timestamps.
         let now = Utc::now().trunc_subsecs(6);
         let order = Order {
@@ -273,7 +265,7 @@ impl OrdersService {
         .await;
         if let Err(e) = stored {
             // Compensation: nothing may stay held for an order that does not exist.
-            if let Err(release) = self.products.release(token, order_id).await {
+            if let Err(release) = self.products.release(order_id).await {
                 tracing::error!(order_id, error = %release, "could not release the reservation of a failed order; it expires on its own");
             }
             return Err(e);
@@ -350,7 +342,7 @@ impl OrdersService {
 
     /// Cancels an unpaid order and gives its stock back.
     #[tracing::instrument(skip_all, fields(order_id = id))]
-    pub async fn cancel(&self, caller: CurrentUser, token: &str, id: i64) -> Result<Order> {
+    pub async fn cancel(&self, caller: CurrentUser, id: i64) -> Result<Order> {
         let order = self.get(caller, id).await?;
         // The state change first: if the order was paid meanwhile, this fails and the stock
         // stays committed to it.
@@ -375,7 +367,7 @@ impl OrdersService {
         }
         self.count_transition(order.status, OrderStatus::Cancelled);
         self.invalidate(id).await;
-        if let Err(e) = self.products.release(token, id).await {
+        if let Err(e) = self.products.release(id).await {
             tracing::warn!(order_id = id, error = %e, "release failed; the reservation expires on its own");
         }
         self.get(caller, id).await
@@ -404,8 +396,7 @@ impl OrdersService {
             }
             OrderStatus::PendingPayment => {}
         }
-        let token = self.service_token().await?;
-        match self.products.commit(&token, order_id).await {
+        match self.products.commit(order_id).await {
             Ok(()) => {
                 let updated_at = repo::set_paid(&mut *tx, order_id, payment_id)
                     .await?
@@ -461,8 +452,7 @@ impl OrdersService {
         if order.status == OrderStatus::Refunded {
             return Ok(order);
         }
-        let token = self.service_token().await?;
-        self.products.return_stock(&token, order_id).await?;
+        self.products.return_stock(order_id).await?;
         let updated_at =
             repo::transition(&mut *tx, order_id, OrderStatus::Paid, OrderStatus::Refunded)
                 .await?
@@ -494,13 +484,6 @@ impl OrdersService {
         Ok((tx, order))
     }
 
-    async fn service_token(&self) -> Result<String> {
-        self.tokens.token().await.map_err(|e| {
-            tracing::warn!(error = %e, "no service token");
-            Error::Unavailable("users (service token)")
-        })
-    }
-
     async fn invalidate(&self, id: i64) {
         self.cache
             .invalidate(NAMESPACE, &[("order", id)], &[])
@@ -513,21 +496,10 @@ impl OrdersService {
     pub async fn sweep_expired(&self, batch: i64) -> Result<usize> {
         let ttl = i64::try_from(self.reservation_ttl.as_secs()).unwrap_or(i64::MAX);
         let cancelled = repo::cancel_expired(&self.pool, ttl, batch).await?;
-        let token = if cancelled.is_empty() {
-            None
-        } else {
-            self.tokens
-                .token()
-                .await
-                .inspect_err(|e| tracing::warn!(error = %e, "no service token; Products expires the reservations itself"))
-                .ok()
-        };
         for id in &cancelled {
             self.count_transition(OrderStatus::PendingPayment, OrderStatus::Cancelled);
             self.invalidate(*id).await;
-            if let Some(token) = &token
-                && let Err(e) = self.products.release(token, *id).await
-            {
+            if let Err(e) = self.products.release(*id).await {
                 tracing::warn!(order_id = id, error = %e, "release failed; the reservation expires on its own");
             }
         }

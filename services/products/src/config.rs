@@ -15,7 +15,7 @@ pub struct Config {
     pub common: CommonConfig,
     /// One currency per deployment.
     pub currency: String,
-    /// Default lifetime of a stock reservation.
+    /// Lifetime of every stock reservation (callers cannot choose another).
     pub reservation_ttl: Duration,
     /// How often the sweeper looks for expired reservations.
     pub sweep_interval: Duration,

@@ -25,6 +25,9 @@ pub enum Error {
     ReservationExpired,
     #[error("{0}")]
     InvalidState(&'static str),
+    /// Authenticated, but not an identity this operation accepts.
+    #[error("not allowed")]
+    Forbidden,
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error("{0} unavailable")]
@@ -62,6 +65,7 @@ impl From<Error> for ApiError {
                 "the reservation expired or was released; nothing was committed",
             ),
             Error::InvalidState(why) => ApiError::conflict("invalid_state", why),
+            Error::Forbidden => ApiError::forbidden(),
             Error::Auth(a) => a.into(),
             Error::Unavailable(what) => ApiError::unavailable(what),
             Error::Internal(cause) => ApiError::internal(&format!("{cause:#}")),

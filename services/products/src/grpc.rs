@@ -9,7 +9,6 @@ use ecom_proto::products::v1::{
     product_service_server::ProductService,
 };
 use ecom_shared::{
-    ApiError,
     auth::{JwtVerifier, grpc_caller, grpc_user},
     error::positive_id,
 };
@@ -22,13 +21,15 @@ use crate::{
     service::{ProductsService, Reservation, ReservationStatus},
 };
 
-/// Committing and returning stock move money's counterpart: only the Orders service, acting as
-/// itself after a payment, may do it; a user's token is refused.
+/// Every stock call (reserve, release, commit, return) is the Orders service's alone, acting as
+/// itself: Products cannot tell who owns an order id, so a user's token (or another service's)
+/// could otherwise hold every unit, release other people's holds or claim future order ids.
+/// No token or a bad one → UNAUTHENTICATED; any other identity → PERMISSION_DENIED.
 async fn orders_service<T>(verifier: &JwtVerifier, request: &Request<T>) -> Result<(), Status> {
     if grpc_caller(verifier, request).await?.is_service("orders") {
         Ok(())
     } else {
-        Err(ApiError::forbidden().to_status())
+        Err(Error::Forbidden.into())
     }
 }
 
@@ -38,7 +39,7 @@ async fn admin<T>(verifier: &JwtVerifier, request: &Request<T>) -> Result<(), St
     if grpc_user(verifier, request).await?.is_admin() {
         Ok(())
     } else {
-        Err(ApiError::forbidden().to_status())
+        Err(Error::Forbidden.into())
     }
 }
 
@@ -142,13 +143,12 @@ impl ProductService for ProductsGrpc {
         &self,
         request: Request<ReserveStockRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
-        grpc_caller(&self.verifier, &request).await?;
+        orders_service(&self.verifier, &request).await?;
         let r = request.into_inner();
         let lines: Vec<(i64, i64)> = r.lines.iter().map(|l| (l.product_id, l.quantity)).collect();
-        let reservation = self
-            .products
-            .reserve(r.order_id, &lines, r.ttl_seconds)
-            .await?;
+        // `ttl_seconds` is deprecated and ignored: the lifetime is ours to set
+        // (ECOM_RESERVATION_TTL_SECONDS), so no caller can hold stock for longer.
+        let reservation = self.products.reserve(r.order_id, &lines).await?;
         Ok(Response::new(reservation_pb(reservation)))
     }
 
@@ -156,7 +156,7 @@ impl ProductService for ProductsGrpc {
         &self,
         request: Request<ReservationRef>,
     ) -> Result<Response<pb::Reservation>, Status> {
-        grpc_caller(&self.verifier, &request).await?;
+        orders_service(&self.verifier, &request).await?;
         Ok(Response::new(reservation_pb(
             self.products.release(request.into_inner().order_id).await?,
         )))

@@ -84,7 +84,8 @@ pub struct ProductsService {
     pool: PgPool,
     cache: Cache,
     currency: String,
-    default_ttl: Duration,
+    /// Lifetime of every reservation (ECOM_RESERVATION_TTL_SECONDS); never the caller's choice.
+    reservation_ttl: Duration,
     reservations: Family<ResultLabels, Counter>,
     /// Units committed to paid orders.
     units_sold: Counter,
@@ -115,7 +116,7 @@ impl ProductsService {
         cache: Cache,
         metrics: &Metrics,
         currency: String,
-        default_ttl: Duration,
+        reservation_ttl: Duration,
     ) -> Self {
         let reservations = Family::<ResultLabels, Counter>::default();
         metrics.register(
@@ -133,7 +134,7 @@ impl ProductsService {
             pool,
             cache,
             currency,
-            default_ttl,
+            reservation_ttl,
             reservations,
             units_sold,
         }
@@ -287,17 +288,6 @@ impl ProductsService {
         }
     }
 
-    fn ttl_seconds(&self, ttl_seconds: u32) -> Result<i64> {
-        match ttl_seconds {
-            0 => Ok(i64::try_from(self.default_ttl.as_secs()).unwrap_or(900)),
-            1..=86_400 => Ok(i64::from(ttl_seconds)),
-            _ => Err(Error::Validation(vec![ecom_shared::FieldError::new(
-                "ttl_seconds",
-                "must be between 1 and 86400",
-            )])),
-        }
-    }
-
     async fn load(&self, order_id: i64) -> Result<Reservation> {
         let mut conn = self.pool.acquire().await?;
         let row = repo::lock_reservation(&mut conn, order_id)
@@ -312,14 +302,10 @@ impl ProductsService {
         })
     }
 
-    /// Holds stock for an order: every line or none. Idempotent per order id.
+    /// Holds stock for an order: every line or none, for the configured reservation lifetime.
+    /// Idempotent per order id.
     #[tracing::instrument(skip_all, fields(order_id = order_id))]
-    pub async fn reserve(
-        &self,
-        order_id: i64,
-        raw_lines: &[(i64, i64)],
-        ttl_seconds: u32,
-    ) -> Result<Reservation> {
+    pub async fn reserve(&self, order_id: i64, raw_lines: &[(i64, i64)]) -> Result<Reservation> {
         if order_id <= 0 {
             return Err(Error::Validation(vec![ecom_shared::FieldError::new(
                 "order_id",
@@ -327,7 +313,7 @@ impl ProductsService {
             )]));
         }
         let lines = parse_lines(raw_lines).map_err(Error::Validation)?;
-        let ttl = self.ttl_seconds(ttl_seconds)?;
+        let ttl = i64::try_from(self.reservation_ttl.as_secs()).unwrap_or(900);
         let mut tx = self.pool.begin().await?;
         let Some(expires_at) = repo::claim_reservation(&mut *tx, order_id, ttl).await? else {
             // A retry (or a concurrent duplicate, which waited for the first to commit).

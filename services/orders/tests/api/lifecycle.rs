@@ -337,7 +337,8 @@ async fn a_payment_after_the_reservation_expired_cancels_the_order(pool: PgPool)
             ("ECOM_RESERVATION_TTL_SECONDS", "1"),
             ("ECOM_ORDER_SWEEP_MS", "600000"),
         ],
-        &[],
+        // The lifetime is Products' own setting (callers cannot choose it).
+        &[("ECOM_RESERVATION_TTL_SECONDS", "1")],
     )
     .await;
     let mug = app.product("Mug", "1.00", 2).await;

@@ -56,9 +56,13 @@ impl Drop for Platform {
 }
 
 impl Platform {
-    /// Users and Products, and Orders unless it is the one to crash; Orders' HTTP and gRPC
-    /// addresses when it runs here.
-    async fn start(pool: &PgPool, with_orders: bool) -> (Self, Option<(String, String)>) {
+    /// Users and Products (with `products_env`), and Orders unless it is the one to crash;
+    /// Orders' HTTP and gRPC addresses when it runs here.
+    async fn start(
+        pool: &PgPool,
+        with_orders: bool,
+        products_env: &[(&str, &str)],
+    ) -> (Self, Option<(String, String)>) {
         ecom_shared::telemetry::init_for_tests();
         let shutdown = CancellationToken::new();
         let users_pool = ecom_shared::testing::sibling_database(pool, "users").await;
@@ -85,7 +89,8 @@ impl Platform {
         let jwks = format!("{users_http}/.well-known/jwks.json");
         let verifier = || Arc::new(JwtVerifier::remote(jwks.clone()));
 
-        let products = start_products(products_pool.clone(), verifier(), &[], &shutdown).await;
+        let products =
+            start_products(products_pool.clone(), verifier(), products_env, &shutdown).await;
         let orders = if with_orders {
             let orders = start_orders(
                 orders_pool.clone(),
@@ -254,7 +259,7 @@ async fn wait_exit(child: &mut Child) -> i32 {
 
 #[sqlx::test(migrator = "payments::MIGRATOR")]
 async fn payments_dying_between_charge_and_notify_still_pays_the_order_once(pool: PgPool) {
-    let (platform, orders) = Platform::start(&pool, true).await;
+    let (platform, orders) = Platform::start(&pool, true, &[]).await;
     let orders = orders.expect("orders");
     let alice = platform.login("alice@example.com").await;
     let mug = platform.product(10).await;
@@ -357,7 +362,9 @@ async fn payments_dying_between_charge_and_notify_still_pays_the_order_once(pool
 
 #[sqlx::test(migrator = "payments::MIGRATOR")]
 async fn orders_dying_after_a_reservation_gets_the_stock_back_within_the_ttl(pool: PgPool) {
-    let (platform, _) = Platform::start(&pool, false).await;
+    // The lifetime is Products' own setting: Orders (which dies) cannot choose it.
+    let (platform, _) =
+        Platform::start(&pool, false, &[("ECOM_RESERVATION_TTL_SECONDS", "2")]).await;
     let alice = platform.login("alice@example.com").await;
     let mug = platform.product(10).await;
 

@@ -104,6 +104,8 @@ async fn a_payment_landing_after_the_reservation_expired_is_refunded(pool: PgPoo
                 ("ECOM_RESERVATION_TTL_SECONDS", "1"),
                 ("ECOM_ORDER_SWEEP_MS", "600000"),
             ],
+            // The lifetime is Products' own setting (callers cannot choose it).
+            products: &[("ECOM_RESERVATION_TTL_SECONDS", "1")],
             ..Env::default()
         },
     )

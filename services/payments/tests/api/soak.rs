@@ -210,6 +210,7 @@ async fn a_minute_of_mixed_traffic_keeps_every_invariant(pool: PgPool) {
                 ("ECOM_RESERVATION_TTL_SECONDS", "3"),
                 ("ECOM_ORDER_SWEEP_MS", "500"),
             ],
+            products: &[("ECOM_RESERVATION_TTL_SECONDS", "3")],
             ..Env::default()
         },
     )

@@ -48,7 +48,7 @@ async fn cached_reads_show_every_write_at_once(pool: PgPool) {
     assert_eq!(app.get(listing).await.1["items"][0]["price"], "27.50");
 
     let mut grpc = app.grpc().await;
-    grpc.reserve_stock(authed(ReserveStockRequest {
+    grpc.reserve_stock(as_orders(ReserveStockRequest {
         order_id: 1,
         lines: vec![Line {
             product_id: id,
@@ -77,7 +77,7 @@ async fn cached_reads_show_every_write_at_once(pool: PgPool) {
         StatusCode::CONFLICT,
         "reserved units block deletion"
     );
-    grpc.release_reservation(authed(ecom_proto::products::v1::ReservationRef {
+    grpc.release_reservation(as_orders(ecom_proto::products::v1::ReservationRef {
         order_id: 1,
     }))
     .await

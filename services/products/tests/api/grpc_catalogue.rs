@@ -344,7 +344,7 @@ async fn grpc_catalogue_validation_matches_http(pool: PgPool) {
     );
 
     // Units held by an open order: the product stays, as over HTTP (409 → FAILED_PRECONDITION).
-    grpc.reserve_stock(authed(ReserveStockRequest {
+    grpc.reserve_stock(as_orders(ReserveStockRequest {
         order_id: 1,
         lines: vec![Line {
             product_id: id,

@@ -140,3 +140,8 @@ impl TestApp {
 pub fn authed<T>(msg: T) -> tonic::Request<T> {
     ecom_shared::auth::with_bearer(tonic::Request::new(msg), &token(7, "user"))
 }
+
+/// A gRPC request carrying the Orders service's token: the only identity stock calls accept.
+pub fn as_orders<T>(msg: T) -> tonic::Request<T> {
+    ecom_shared::auth::with_bearer(tonic::Request::new(msg), &service_token("orders"))
+}

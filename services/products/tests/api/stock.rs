@@ -10,8 +10,8 @@ use tonic::{Code, Request};
 
 use crate::helpers::*;
 
-fn reserve(order_id: i64, lines: &[(i64, i64)], ttl_seconds: u32) -> Request<ReserveStockRequest> {
-    authed(ReserveStockRequest {
+fn reserve_request(order_id: i64, lines: &[(i64, i64)], ttl_seconds: u32) -> ReserveStockRequest {
+    ReserveStockRequest {
         order_id,
         lines: lines
             .iter()
@@ -21,19 +21,33 @@ fn reserve(order_id: i64, lines: &[(i64, i64)], ttl_seconds: u32) -> Request<Res
             })
             .collect(),
         ttl_seconds,
-    })
+    }
 }
 
+/// A reservation as the Orders service makes it (its own service token).
+fn reserve(order_id: i64, lines: &[(i64, i64)], ttl_seconds: u32) -> Request<ReserveStockRequest> {
+    as_orders(reserve_request(order_id, lines, ttl_seconds))
+}
+
+/// A reference to an order's reservation, as the Orders service (every stock call is its alone).
 fn order(order_id: i64) -> Request<ReservationRef> {
-    authed(ReservationRef { order_id })
+    as_orders(ReservationRef { order_id })
 }
 
-/// Commit and return are the Orders service's alone (a service token).
-fn as_orders(order_id: i64) -> Request<ReservationRef> {
-    ecom_shared::auth::with_bearer(
-        Request::new(ReservationRef { order_id }),
-        &ecom_shared::testing::service_token("orders"),
-    )
+fn with_token<T>(msg: T, token: &str) -> Request<T> {
+    ecom_shared::auth::with_bearer(Request::new(msg), token)
+}
+
+/// (status, expires_at) of an order's reservation, straight from the database.
+async fn reservation_row(
+    app: &TestApp,
+    order_id: i64,
+) -> Option<(String, chrono::DateTime<chrono::Utc>)> {
+    sqlx::query_as("SELECT status, expires_at FROM reservations WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(&app.pool)
+        .await
+        .expect("reservation row")
 }
 
 #[sqlx::test(migrator = "products::MIGRATOR")]
@@ -139,7 +153,6 @@ async fn reservations_are_all_or_nothing_and_idempotent(pool: PgPool) {
         reserve(13, &[(a, 0)], 0),
         reserve(13, &[(a, -1)], 0),
         reserve(0, &[(a, 1)], 0),
-        reserve(13, &[(a, 1)], 999_999),
     ] {
         assert_eq!(
             grpc.reserve_stock(bad).await.expect_err("bad").code(),
@@ -147,14 +160,7 @@ async fn reservations_are_all_or_nothing_and_idempotent(pool: PgPool) {
         );
     }
     let anonymous = grpc
-        .reserve_stock(Request::new(ReserveStockRequest {
-            order_id: 14,
-            lines: vec![Line {
-                product_id: a,
-                quantity: 1,
-            }],
-            ttl_seconds: 0,
-        }))
+        .reserve_stock(Request::new(reserve_request(14, &[(a, 1)], 0)))
         .await
         .expect_err("no token");
     assert_eq!(anonymous.code(), Code::Unauthenticated);
@@ -171,7 +177,7 @@ async fn release_commit_and_return_follow_the_state_machine(pool: PgPool) {
         .await
         .expect("reserve");
     let committed = grpc
-        .commit_reservation(as_orders(1))
+        .commit_reservation(order(1))
         .await
         .expect("commit")
         .into_inner();
@@ -195,7 +201,7 @@ async fn release_commit_and_return_follow_the_state_machine(pool: PgPool) {
         );
     }
     assert_eq!(
-        grpc.commit_reservation(as_orders(1))
+        grpc.commit_reservation(order(1))
             .await
             .expect("idempotent")
             .into_inner()
@@ -217,7 +223,7 @@ async fn release_commit_and_return_follow_the_state_machine(pool: PgPool) {
         Code::FailedPrecondition
     );
     assert_eq!(
-        grpc.return_stock(as_orders(1))
+        grpc.return_stock(order(1))
             .await
             .expect("return")
             .into_inner()
@@ -225,7 +231,7 @@ async fn release_commit_and_return_follow_the_state_machine(pool: PgPool) {
         ReservationStatus::Returned
     );
     assert_eq!(
-        grpc.return_stock(as_orders(1))
+        grpc.return_stock(order(1))
             .await
             .expect("idempotent")
             .into_inner()
@@ -247,7 +253,7 @@ async fn release_commit_and_return_follow_the_state_machine(pool: PgPool) {
         .expect("idempotent");
     assert_eq!(app.stock_of(a).await, 10);
     let late = grpc
-        .commit_reservation(as_orders(2))
+        .commit_reservation(order(2))
         .await
         .expect_err("released");
     assert_eq!(
@@ -262,7 +268,7 @@ async fn release_commit_and_return_follow_the_state_machine(pool: PgPool) {
         Some("reservation_expired")
     );
     assert_eq!(
-        grpc.commit_reservation(as_orders(99))
+        grpc.commit_reservation(order(99))
             .await
             .expect_err("none")
             .code(),
@@ -359,10 +365,10 @@ async fn the_same_order_reserved_twice_at_once_holds_stock_once(pool: PgPool) {
 
 #[sqlx::test(migrator = "products::MIGRATOR")]
 async fn expired_reservations_are_swept_and_cannot_be_committed(pool: PgPool) {
-    let app = spawn_app(pool).await;
+    let app = spawn_app_with(pool, &[("ECOM_RESERVATION_TTL_SECONDS", "1")]).await;
     let a = app.create("A", "1.00", 5, None).await;
     let mut grpc = app.grpc().await;
-    grpc.reserve_stock(reserve(1, &[(a, 5)], 1))
+    grpc.reserve_stock(reserve(1, &[(a, 5)], 0))
         .await
         .expect("reserve");
     assert_eq!(app.stock_of(a).await, 0);
@@ -375,7 +381,7 @@ async fn expired_reservations_are_swept_and_cannot_be_committed(pool: PgPool) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let late = grpc
-        .commit_reservation(as_orders(1))
+        .commit_reservation(order(1))
         .await
         .expect_err("expired");
     assert_eq!(late.code(), Code::Aborted);
@@ -393,7 +399,7 @@ async fn committing_after_expiry_but_before_the_sweep_refuses_and_frees_the_stoc
     let app = spawn_app_with(pool, &[("ECOM_RESERVATION_SWEEP_MS", "600000")]).await;
     let a = app.create("A", "1.00", 2, None).await;
     let mut grpc = app.grpc().await;
-    grpc.reserve_stock(reserve(5, &[(a, 2)], 1))
+    grpc.reserve_stock(reserve(5, &[(a, 2)], 0))
         .await
         .expect("reserve");
     sqlx::query("UPDATE reservations SET expires_at = now() - interval '1 second'")
@@ -401,11 +407,184 @@ async fn committing_after_expiry_but_before_the_sweep_refuses_and_frees_the_stoc
         .await
         .expect("age it");
     assert_eq!(
-        grpc.commit_reservation(as_orders(5))
+        grpc.commit_reservation(order(5))
             .await
             .expect_err("expired")
             .code(),
         Code::Aborted
     );
     assert_eq!(app.stock_of(a).await, 2);
+}
+
+/// Every stock call is the Orders service's alone: a user's token (or an admin's, or another
+/// service's) is PERMISSION_DENIED and changes nothing, so no user can hold every unit, release
+/// someone else's reservation or claim a future order id; no token is UNAUTHENTICATED.
+#[sqlx::test(migrator = "products::MIGRATOR")]
+async fn stock_calls_take_only_the_orders_service_identity(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let a = app.create("A", "1.00", 5, None).await;
+    let mut grpc = app.grpc().await;
+    // Someone's order 1 holds two units; order 2 is still to come.
+    grpc.reserve_stock(reserve(1, &[(a, 2)], 0))
+        .await
+        .expect("orders reserves");
+    let held = reservation_row(&app, 1).await.expect("held");
+
+    let intruders = [
+        token(7, "user"),
+        admin(),
+        service_token("payments"),
+        service_token("users"),
+        service_token("gateway"),
+    ];
+    for intruder in &intruders {
+        let refusals = [
+            grpc.reserve_stock(with_token(reserve_request(2, &[(a, 3)], 86_400), intruder))
+                .await
+                .map(drop),
+            grpc.release_reservation(with_token(ReservationRef { order_id: 1 }, intruder))
+                .await
+                .map(drop),
+            grpc.commit_reservation(with_token(ReservationRef { order_id: 1 }, intruder))
+                .await
+                .map(drop),
+            grpc.return_stock(with_token(ReservationRef { order_id: 1 }, intruder))
+                .await
+                .map(drop),
+        ];
+        for refused in refusals {
+            let status = refused.expect_err("not the orders service");
+            assert_eq!(
+                (
+                    status.code(),
+                    ecom_shared::testing::grpc_error_code(&status)
+                ),
+                (Code::PermissionDenied, Some("forbidden")),
+                "{status:?}"
+            );
+        }
+    }
+    for (token, why) in [(None, "no token"), (Some("not-a-jwt"), "a bad token")] {
+        let request = |msg: ReservationRef| match token {
+            Some(t) => with_token(msg, t),
+            None => Request::new(msg),
+        };
+        let reserve_req = match token {
+            Some(t) => with_token(reserve_request(2, &[(a, 3)], 0), t),
+            None => Request::new(reserve_request(2, &[(a, 3)], 0)),
+        };
+        let refusals = [
+            grpc.reserve_stock(reserve_req).await.map(drop),
+            grpc.release_reservation(request(ReservationRef { order_id: 1 }))
+                .await
+                .map(drop),
+            grpc.commit_reservation(request(ReservationRef { order_id: 1 }))
+                .await
+                .map(drop),
+            grpc.return_stock(request(ReservationRef { order_id: 1 }))
+                .await
+                .map(drop),
+        ];
+        for refused in refusals {
+            assert_eq!(
+                refused.expect_err(why).code(),
+                Code::Unauthenticated,
+                "{why}"
+            );
+        }
+    }
+
+    assert_eq!(
+        app.stock_of(a).await,
+        3,
+        "nothing more held, nothing given back"
+    );
+    assert_eq!(
+        reservation_row(&app, 1).await,
+        Some(held),
+        "order 1's reservation is untouched"
+    );
+    assert_eq!(
+        reservation_row(&app, 2).await,
+        None,
+        "order 2's id was not claimed"
+    );
+
+    // The Orders service itself: order 2 is still free to reserve, and order 1 to release.
+    let second = grpc
+        .reserve_stock(reserve(2, &[(a, 1)], 0))
+        .await
+        .expect("orders reserves order 2")
+        .into_inner();
+    assert_eq!(second.status(), ReservationStatus::Active);
+    assert_eq!(
+        grpc.release_reservation(order(1))
+            .await
+            .expect("orders releases")
+            .into_inner()
+            .status(),
+        ReservationStatus::Released
+    );
+    assert_eq!(
+        grpc.commit_reservation(order(2))
+            .await
+            .expect("orders commits")
+            .into_inner()
+            .status(),
+        ReservationStatus::Committed
+    );
+    assert_eq!(app.stock_of(a).await, 4);
+}
+
+/// A reservation lives as long as Products is configured to (ECOM_RESERVATION_TTL_SECONDS),
+/// whatever `ttl_seconds` the caller sends: a day asked for is a second given, and the sweeper
+/// gives the stock back on that schedule.
+#[sqlx::test(migrator = "products::MIGRATOR")]
+async fn the_reservation_lifetime_is_the_configured_one_not_the_callers(pool: PgPool) {
+    let app = spawn_app_with(pool, &[("ECOM_RESERVATION_TTL_SECONDS", "1")]).await;
+    let a = app.create("A", "1.00", 5, None).await;
+    let mut grpc = app.grpc().await;
+    let before = chrono::Utc::now();
+    for (order_id, ttl_seconds) in [(1, 86_400), (2, u32::MAX)] {
+        let reservation = grpc
+            .reserve_stock(reserve(order_id, &[(a, 2)], ttl_seconds))
+            .await
+            .expect("reserve (the requested lifetime is ignored, not refused)")
+            .into_inner();
+        let expires = reservation.expires_at.expect("expires_at").seconds;
+        assert!(
+            expires <= chrono::Utc::now().timestamp() + 2,
+            "asked for {ttl_seconds} s, got a hold until {expires} (reserved at {before})"
+        );
+        let (_, stored) = reservation_row(&app, order_id).await.expect("row");
+        assert!(
+            stored <= chrono::Utc::now() + chrono::Duration::seconds(2),
+            "stored expiry {stored}"
+        );
+    }
+    assert_eq!(app.stock_of(a).await, 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.stock_of(a).await != 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the configured one-second lifetime did not end the holds"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        reservation_row(&app, 1).await.map(|(s, _)| s).as_deref(),
+        Some("expired")
+    );
+
+    // The default lifetime (900 s) holds for callers asking for a day too.
+    let app = spawn_app(app.pool.clone()).await;
+    let mut grpc = app.grpc().await;
+    let reservation = grpc
+        .reserve_stock(reserve(3, &[(a, 1)], 86_400))
+        .await
+        .expect("reserve")
+        .into_inner();
+    let lifetime =
+        reservation.expires_at.expect("expires_at").seconds - chrono::Utc::now().timestamp();
+    assert!((890..=905).contains(&lifetime), "lifetime {lifetime} s");
 }
