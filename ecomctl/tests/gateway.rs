@@ -100,6 +100,21 @@ impl Gw {
             .sum()
     }
 
+    /// How many accounts exist (an admin's view).
+    async fn users_total(&self, admin: &str) -> i64 {
+        let (status, body, _) = self
+            .rest(
+                reqwest::Method::GET,
+                "/users?limit=1",
+                Some(admin),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["total"].as_i64().expect("total")
+    }
+
     async fn register_and_login(&self, email: &str) -> String {
         let d = self
             .data(
@@ -139,15 +154,16 @@ async fn the_gateway_serves_the_whole_platform() {
     let dir = std::env::temp_dir().join(format!("ecomctl-gateway-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let ports = Ports::free();
-    // One client address makes every request here: the default budget is raised for the
-    // suite (the limits themselves are tested in the gateway's own suite). Prometheus is
-    // tested in monitoring.rs.
+    // One client address makes every request here: the default budget and the in-process
+    // burst are raised for the suite (the limits themselves are tested in the gateway's own
+    // suite). Prometheus is tested in monitoring.rs.
     let mut up = start_with(
         &dir,
         &ports,
         true,
         &[
             ("ECOM_RATE_LIMIT_DEFAULT", "100000/minute"),
+            ("ECOM_RATE_LIMIT_BURST", "10000/second"),
             ("ECOM_PROMETHEUS", "false"),
         ],
     );
@@ -267,6 +283,25 @@ async fn the_gateway_serves_the_whole_platform() {
         gw.data(None, &price_of, json!({})).await["product"],
         Value::Null
     );
+
+    // ---- Fifty aliased registrations in one operation (fifty Argon2 hashes for one request):
+    // refused before anything runs, and no account is created.
+    let before = gw.users_total(&admin).await;
+    let registers: String = (0..50)
+        .map(|i| format!("r{i}: register(email: \"amp{i}@gateway.test\", password: \"password123\", fullName: \"A\") {{ id }} "))
+        .collect();
+    let (status, body) = gw
+        .gql(None, &format!("mutation {{ {registers} }}"), json!({}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{body}"
+    );
+    assert_eq!(gw.users_total(&admin).await, before, "no account created");
+    // One per operation is fine (and amp0's address was indeed never taken).
+    gw.register_and_login("amp0@gateway.test").await;
+    assert_eq!(gw.users_total(&admin).await, before + 1);
 
     // ---- A shopper through GraphQL.
     let alice = gw.register_and_login("alice@gateway.test").await;

@@ -439,6 +439,7 @@ async fn every_dashboard_panel_has_data_after_a_shopper_journey() {
             ("ECOM_PROMETHEUS", "true"),
             ("ECOM_PROMETHEUS_SCRAPE_INTERVAL", "1s"),
             ("ECOM_RATE_LIMIT_DEFAULT", "100000/minute"),
+            ("ECOM_RATE_LIMIT_BURST", "10000/second"),
         ],
     );
     up.wait_ready(ports.gateway).await;

@@ -18,6 +18,10 @@ use serde::{Serialize, de::DeserializeOwned};
 /// Metadata key carrying the stable error code on gRPC errors.
 pub const GRPC_CODE_METADATA: &str = "ecom-error-code";
 
+/// gRPC metadata carrying a refusal's `Retry-After` (seconds), so a caller such as the gateway
+/// can tell its own client how long to wait.
+pub const GRPC_RETRY_AFTER_METADATA: &str = "retry-after";
+
 /// One invalid field of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
@@ -183,6 +187,11 @@ impl ApiError {
         let mut status = tonic::Status::new(code, self.detail.clone());
         if let Ok(v) = self.code.parse() {
             status.metadata_mut().insert(GRPC_CODE_METADATA, v);
+        }
+        if let Some(secs) = self.retry_after_secs {
+            status
+                .metadata_mut()
+                .insert(GRPC_RETRY_AFTER_METADATA, secs.into());
         }
         status
     }

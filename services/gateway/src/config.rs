@@ -14,6 +14,13 @@ pub const SPEC: ServiceSpec = ServiceSpec {
 /// The gateway's ops port: `/metrics` for Prometheus, health for probes.
 pub const DEFAULT_OPS_PORT: u16 = 9080;
 
+/// `ECOM_RATE_LIMIT_BURST` by default: far above what a person or a page does (the storefront
+/// makes a handful of requests per view), far below a flood.
+pub const DEFAULT_BURST: Rate = Rate {
+    count: 50,
+    period: Duration::from_secs(1),
+};
+
 /// One upstream service: its gRPC server (GraphQL) and its HTTP server (the REST facade).
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -31,6 +38,9 @@ pub struct Config {
     pub products: Upstream,
     pub orders: Upstream,
     pub payments: Upstream,
+    /// Per client in this process's memory, checked before the Redis budget
+    /// (`ECOM_RATE_LIMIT_BURST`; `None` when `off`).
+    pub burst_rate: Option<Rate>,
     /// Per client (user id, else IP) on every route (`ECOM_RATE_LIMIT_DEFAULT`).
     pub default_rate: Rate,
     /// Per (IP, e-mail) on logins (`ECOM_RATE_LIMIT_LOGIN`).
@@ -86,6 +96,13 @@ impl Config {
         let products = upstream(&mut env, "products", 8002, 50052);
         let orders = upstream(&mut env, "orders", 8003, 50053);
         let payments = upstream(&mut env, "payments", 8004, 50054);
+        let burst_rate = match env.raw("ECOM_RATE_LIMIT_BURST") {
+            Some(v) if matches!(v.to_ascii_lowercase().as_str(), "0" | "off") => None,
+            _ => Some(env.parse("ECOM_RATE_LIMIT_BURST", DEFAULT_BURST)),
+        };
+        if burst_rate.is_some_and(|r| r.period.as_nanos() < u128::from(r.count)) {
+            env.error("ECOM_RATE_LIMIT_BURST is above one per nanosecond (write `off` for none)");
+        }
         let default_rate = env.parse("ECOM_RATE_LIMIT_DEFAULT", Rate::per_minute(1200));
         let login_rate = env.parse("ECOM_RATE_LIMIT_LOGIN", Rate::per_minute(10));
         let grpc_channels: usize = env.parse("ECOM_GATEWAY_GRPC_CHANNELS", 4);
@@ -110,6 +127,7 @@ impl Config {
             products,
             orders,
             payments,
+            burst_rate,
             default_rate,
             login_rate,
             grpc_channels,
@@ -147,9 +165,36 @@ mod tests {
         let c = read(&[]).expect("defaults are valid");
         assert_eq!(c.common.http_port, 8080);
         assert_eq!(c.default_rate, Rate::per_minute(1200));
+        assert_eq!(c.burst_rate, Some(DEFAULT_BURST));
         assert_eq!(c.login_rate, Rate::per_minute(10));
         assert_eq!(c.products.grpc_url, "http://127.0.0.1:50052");
         assert_eq!(c.orders.http_url, "http://127.0.0.1:8003");
+    }
+
+    #[test]
+    fn the_burst_limit_takes_a_rate_or_off() {
+        let rate = |v: &str| read(&[("ECOM_RATE_LIMIT_BURST", v)]).map(|c| c.burst_rate);
+        assert_eq!(
+            rate("5/second").expect("valid"),
+            Some(Rate {
+                count: 5,
+                period: Duration::from_secs(1)
+            })
+        );
+        assert_eq!(
+            rate("300/minute").expect("valid"),
+            Some(Rate::per_minute(300))
+        );
+        assert_eq!(rate("off").expect("valid"), None);
+        assert_eq!(rate("OFF").expect("valid"), None);
+        assert_eq!(rate("0").expect("valid"), None);
+        for bad in ["0/second", "4000000000/second", "lots"] {
+            let err = rate(bad).expect_err(bad);
+            assert!(
+                format!("{err:#}").contains("ECOM_RATE_LIMIT_BURST"),
+                "{err:#}"
+            );
+        }
     }
 
     #[test]

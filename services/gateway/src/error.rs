@@ -3,7 +3,10 @@
 //! gRPC statuses (which carry that stable code in metadata) or raised at the edge.
 
 use async_graphql::ErrorExtensions;
-use ecom_shared::{auth::AuthError, error::GRPC_CODE_METADATA};
+use ecom_shared::{
+    auth::AuthError,
+    error::{GRPC_CODE_METADATA, GRPC_RETRY_AFTER_METADATA},
+};
 
 /// The contract's GraphQL error codes.
 pub mod codes {
@@ -123,7 +126,15 @@ impl GatewayError {
                 }
                 Self::unavailable(service)
             }
-            Some(codes::RATE_LIMITED) => Self::rate_limited(5),
+            // The service's own wait when it says (a registration budget refills in minutes).
+            Some(codes::RATE_LIMITED) => Self::rate_limited(
+                status
+                    .metadata()
+                    .get(GRPC_RETRY_AFTER_METADATA)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(5),
+            ),
             Some(code) => Self::new(
                 code,
                 reason.as_deref().unwrap_or(match code {
@@ -200,6 +211,16 @@ mod tests {
         let e = GatewayError::from_status("orders", &status);
         assert_eq!(e.code, codes::INTERNAL);
         assert!(!e.message.contains("relation"));
+    }
+
+    #[test]
+    fn a_services_retry_after_reaches_the_client() {
+        let e = GatewayError::from_status("users", &ApiError::rate_limited(180).to_status());
+        assert_eq!(e.code, codes::RATE_LIMITED);
+        assert_eq!(e.retry_after_secs, Some(180));
+        let e = GatewayError::from_status("users", &ApiError::unavailable("hashing").to_status());
+        assert_eq!(e.code, codes::SERVICE_UNAVAILABLE);
+        assert!(e.retry_after_secs.is_some());
     }
 
     #[test]

@@ -69,6 +69,7 @@ pub struct Application {
     ops_listener: TcpListener,
     ops_router: Router,
     http_limits: ecom_shared::config::HttpLimits,
+    gateway: Arc<Gateway>,
 }
 
 async fn storefront() -> Html<&'static str> {
@@ -91,7 +92,12 @@ impl Application {
         let clients = Clients::new(&config, &metrics)?;
         let cache = Cache::new(redis.clone(), metrics.clone(), config.response_cache_ttl);
         let gateway = Arc::new(Gateway {
-            limits: Limits::new(config.default_rate, config.login_rate, &metrics),
+            limits: Limits::new(
+                config.burst_rate,
+                config.default_rate,
+                config.login_rate,
+                &metrics,
+            ),
             http: rest::http_client(config.upstream_timeout)?,
             clients,
             verifier,
@@ -148,6 +154,7 @@ impl Application {
             ops_listener,
             ops_router,
             http_limits: gateway.config.common.http_limits,
+            gateway,
         })
     }
 
@@ -172,6 +179,7 @@ impl Application {
             ops = self.ops_port(),
             "gateway listening"
         );
+        Limits::spawn_cleanup(&self.gateway, shutdown.clone());
         let limits = self.http_limits;
         let ops =
             ecom_shared::http::serve(self.ops_listener, self.ops_router, limits, shutdown.clone());

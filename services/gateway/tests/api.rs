@@ -202,6 +202,82 @@ async fn abusive_queries_are_refused_before_they_run() {
 }
 
 #[tokio::test]
+async fn one_operation_runs_at_most_one_account_mutation() {
+    // Each register or login costs the Users service an Argon2 hash: fifty aliases in one
+    // request must not cost fifty. Refused before anything runs (the services are down here,
+    // so anything that ran would be SERVICE_UNAVAILABLE instead).
+    let app = spawn(&[("ECOM_RATE_LIMIT_LOGIN", "1/minute")]).await;
+    let refused = |status: StatusCode, body: &Value| {
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(first_code(body), "BAD_USER_INPUT", "{body}");
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("at most one"), "{body}");
+        assert_eq!(body["data"], Value::Null, "{body}");
+    };
+    let registers: String = (0..50)
+        .map(|i| {
+            format!(
+                "r{i}: register(email: \"u{i}@example.com\", password: \"password123\", fullName: \"U\") {{ id }} "
+            )
+        })
+        .collect();
+    let (status, body, _) = app
+        .graphql(
+            &json!({"query": format!("mutation {{ {registers} }}")}),
+            None,
+        )
+        .await;
+    refused(status, &body);
+
+    // Through fragments, and mixed with refreshToken.
+    let login =
+        |e: &str| format!("login(email: \"{e}\", password: \"password123\") {{ accessToken }}");
+    let spread = format!(
+        "mutation {{ ...L b: {} }} fragment L on Mutation {{ a: {} }}",
+        login("same@example.com"),
+        login("same@example.com")
+    );
+    let (status, body, _) = app.graphql(&json!({"query": spread}), None).await;
+    refused(status, &body);
+    let mixed = format!(
+        "mutation {{ {} ... on Mutation {{ refreshToken(refreshToken: \"t\") {{ accessToken }} }} }}",
+        login("same@example.com")
+    );
+    let (status, body, _) = app.graphql(&json!({"query": mixed}), None).await;
+    refused(status, &body);
+
+    // Refused requests spent nothing: the one-per-minute login budget of that pair is intact,
+    // and a single login runs (reaching the Users service, which is down).
+    let (status, body, _) = app
+        .graphql(
+            &json!({"query": format!("mutation {{ {} }}", login("same@example.com"))}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(first_code(&body), "SERVICE_UNAVAILABLE", "{body}");
+
+    // Several operations in one document: only the one named runs, so only it counts.
+    let two = format!(
+        "mutation A {{ {} }} mutation B {{ {} }}",
+        login("a@example.com"),
+        login("b@example.com")
+    );
+    let (_, body, _) = app
+        .graphql(&json!({"query": two, "operationName": "A"}), None)
+        .await;
+    assert_eq!(first_code(&body), "SERVICE_UNAVAILABLE", "{body}");
+
+    // A batch (a JSON array of operations) is not accepted at all, so it cannot multiply them.
+    let batch: Vec<Value> = (0..2)
+        .map(|i| json!({"query": format!("mutation {{ {} }}", login(&format!("batch{i}@example.com")))}))
+        .collect();
+    let (status, body, _) = app.graphql(&Value::Array(batch), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(first_code(&body), "BAD_USER_INPUT", "{body}");
+}
+
+#[tokio::test]
 async fn introspection_is_off_in_production_only() {
     let query = json!({"query": "{ __schema { queryType { name } } }"});
     let dev = spawn(&[]).await;
@@ -648,5 +724,147 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
             StatusCode::TOO_MANY_REQUESTS,
             StatusCode::OK
         ]
+    );
+}
+
+/// Sends `n` anonymous `{ __typename }` queries at once; returns each answer's status, the
+/// `Retry-After` and `X-RateLimit-Policy` it carried, and its body.
+async fn flood(app: &App, n: usize) -> Vec<(StatusCode, Option<String>, Option<String>, Value)> {
+    let q = json!({"query": "{ __typename }"});
+    let sends = (0..n).map(|_| async {
+        let (status, body, headers) = app.graphql(&q, None).await;
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        (
+            status,
+            header("retry-after"),
+            header("x-ratelimit-policy"),
+            body,
+        )
+    });
+    futures::future::join_all(sends).await
+}
+
+/// A client over its in-process burst is refused exactly as by the Redis budget (429, the
+/// contract's bodies, `Retry-After`), while the Redis budget itself is far from spent, and
+/// another client is still served. (A burst of 5 refilled one per 12 s: no refill during the
+/// test however slow the machine.)
+#[tokio::test]
+async fn the_burst_limit_refuses_a_flood_per_client_like_the_budget() {
+    let app = spawn(&[
+        ("ECOM_RATE_LIMIT_BURST", "5/minute"),
+        ("ECOM_RATE_LIMIT_DEFAULT", "100000/minute"),
+    ])
+    .await;
+    // A fresh client has its whole burst.
+    for _ in 0..5 {
+        let (status, body, _) = app.graphql(&json!({"query": "{ __typename }"}), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let answers = flood(&app, 30).await;
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|(status, ..)| *status == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert!(refused.len() >= 29, "{} of 30 refused", refused.len());
+    for (status, retry, policy, body) in &answers {
+        if *status == StatusCode::OK {
+            continue;
+        }
+        assert_eq!(first_code(body), "RATE_LIMITED", "{body}");
+        assert_eq!(body["errors"][0]["extensions"]["reason"], "rate_limited");
+        let retry: u64 = retry.as_deref().and_then(|r| r.parse().ok()).unwrap_or(0);
+        assert!((1..=12).contains(&retry), "Retry-After {retry}: {body}");
+        assert_eq!(policy.as_deref(), Some("burst"), "{body}");
+    }
+
+    // REST on the same subject: the contract's error body, with Retry-After.
+    let r = app
+        .client
+        .get(format!("{}/api/products", app.base))
+        .send()
+        .await
+        .expect("send");
+    assert!(r.headers().contains_key("retry-after"));
+    testing::assert_error(
+        &testing::parts(r).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    );
+
+    // Another client (a signed-in user from the same address) has a burst of its own.
+    let token = testing::token(4242, "user");
+    let (status, body, _) = app
+        .graphql(&json!({"query": "{ __typename }"}), Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let metrics = app.metrics().await;
+    let burst = testing::sample(
+        &metrics,
+        "rate_limited_total{service=\"gateway\",limit=\"burst\"}",
+    );
+    assert!(burst >= 30.0, "{metrics}");
+    assert_eq!(
+        testing::sample(
+            &metrics,
+            "rate_limited_total{service=\"gateway\",limit=\"default\"}"
+        ),
+        0.0,
+        "{metrics}"
+    );
+}
+
+/// The proof that a refused request never reaches Redis: with Redis unreachable, every check
+/// that reaches it is counted in `rate_limiter_unavailable_total{limit="default"}` (and served:
+/// the budget fails open). A flood beyond the burst is refused in process, so that counter grows
+/// by the requests the burst let through, not by the flood.
+#[tokio::test]
+async fn requests_over_the_burst_never_reach_redis() {
+    let redis = format!("redis://127.0.0.1:{}", closed_port());
+    let app = spawn(&[
+        ("ECOM_REDIS_URL", &redis),
+        ("ECOM_RATE_LIMIT_BURST", "5/minute"),
+    ])
+    .await;
+    let unavailable = |metrics: &str| {
+        testing::sample(metrics, "rate_limiter_unavailable_total{limit=\"default\"}")
+    };
+    let before = unavailable(&app.metrics().await);
+    let answers = flood(&app, 60).await;
+    let served = answers
+        .iter()
+        .filter(|(status, ..)| *status == StatusCode::OK)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|(status, _, policy, _)| {
+            *status == StatusCode::TOO_MANY_REQUESTS && policy.as_deref() == Some("burst")
+        })
+        .count();
+    assert_eq!(
+        served + refused,
+        answers.len(),
+        "only served or burst-refused"
+    );
+    assert!((5..=6).contains(&served), "the burst lets {served} through");
+
+    let metrics = app.metrics().await;
+    assert_eq!(
+        unavailable(&metrics) - before,
+        served as f64,
+        "Redis was tried once per served request and never for a refused one:\n{metrics}"
+    );
+    assert_eq!(
+        testing::sample(
+            &metrics,
+            "rate_limited_total{service=\"gateway\",limit=\"burst\"}"
+        ),
+        refused as f64,
+        "{metrics}"
     );
 }

@@ -20,6 +20,13 @@ pub struct Config {
     pub admin_email: String,
     pub admin_password: String,
     pub login_rate: Rate,
+    /// Registrations per client IP (`ECOM_RATE_LIMIT_REGISTER`): each costs a password hash.
+    pub register_rate: Rate,
+    /// Password hashes that may run at once (`ECOM_HASHER_CONCURRENCY`).
+    pub hasher_concurrency: usize,
+    /// Password hashes that may wait for a free slot (`ECOM_HASHER_QUEUE`); beyond it a login,
+    /// registration or password change is refused at once with 503.
+    pub hasher_queue: usize,
     pub refresh_token_ttl: Duration,
     /// A signing key older than this is replaced by a new one (the old one keeps verifying).
     pub key_rotation_interval: Duration,
@@ -32,6 +39,9 @@ impl std::fmt::Debug for Config {
             .field("admin_email", &self.admin_email)
             .field("admin_password", &"***")
             .field("login_rate", &self.login_rate)
+            .field("register_rate", &self.register_rate)
+            .field("hasher_concurrency", &self.hasher_concurrency)
+            .field("hasher_queue", &self.hasher_queue)
             .finish_non_exhaustive()
     }
 }
@@ -46,6 +56,15 @@ impl Config {
         let admin_email = env.string("ECOM_ADMIN_EMAIL", DEV_ADMIN_EMAIL);
         let admin_password = env.string("ECOM_ADMIN_PASSWORD", DEV_ADMIN_PASSWORD);
         let login_rate = env.parse("ECOM_RATE_LIMIT_LOGIN", Rate::per_minute(10));
+        let register_rate = env.parse("ECOM_RATE_LIMIT_REGISTER", Rate::per_hour(20));
+        // Argon2id is CPU-bound: twice the cores keeps them busy; the queue bounds how long a
+        // request can wait for one (about queue / throughput, well under a second by default).
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let hasher_concurrency: usize = env.parse("ECOM_HASHER_CONCURRENCY", cores * 2);
+        let hasher_queue: usize = env.parse("ECOM_HASHER_QUEUE", hasher_concurrency * 8);
+        if hasher_concurrency == 0 {
+            env.error("ECOM_HASHER_CONCURRENCY must be at least 1");
+        }
         let refresh_days: u64 = env.parse("ECOM_REFRESH_TOKEN_TTL_DAYS", 30);
         let rotation_days: u64 = env.parse("ECOM_JWT_KEY_ROTATION_DAYS", 30);
         if refresh_days == 0 || rotation_days == 0 {
@@ -73,6 +92,9 @@ impl Config {
             admin_email,
             admin_password,
             login_rate,
+            register_rate,
+            hasher_concurrency,
+            hasher_queue,
             refresh_token_ttl: Duration::from_secs(refresh_days * 86_400),
             key_rotation_interval: Duration::from_secs(rotation_days * 86_400),
         })
@@ -107,6 +129,32 @@ mod tests {
             .is_ok()
         );
         assert!(read(&[]).is_ok(), "development accepts the defaults");
+    }
+
+    #[test]
+    fn registration_and_hasher_limits_have_defaults_and_are_checked() {
+        let c = read(&[]).expect("defaults");
+        assert_eq!(c.register_rate, Rate::per_hour(20));
+        assert!(c.hasher_concurrency >= 1);
+        assert_eq!(c.hasher_queue, c.hasher_concurrency * 8);
+        let c = read(&[
+            ("ECOM_RATE_LIMIT_REGISTER", "5/minute"),
+            ("ECOM_HASHER_CONCURRENCY", "1"),
+            ("ECOM_HASHER_QUEUE", "0"),
+        ])
+        .expect("overrides");
+        assert_eq!(c.register_rate, Rate::per_minute(5));
+        assert_eq!((c.hasher_concurrency, c.hasher_queue), (1, 0));
+        let err = read(&[
+            ("ECOM_HASHER_CONCURRENCY", "0"),
+            ("ECOM_RATE_LIMIT_REGISTER", "x"),
+        ])
+        .expect_err("invalid");
+        assert!(err.to_string().contains("ECOM_HASHER_CONCURRENCY"), "{err}");
+        assert!(
+            err.to_string().contains("ECOM_RATE_LIMIT_REGISTER"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -35,6 +35,16 @@ impl Error {
     }
 }
 
+impl From<crate::hashing::HashError> for Error {
+    fn from(e: crate::hashing::HashError) -> Self {
+        match e {
+            // Refused at once rather than queued without bound: the client retries shortly.
+            crate::hashing::HashError::Saturated => Self::Unavailable("password hashing"),
+            crate::hashing::HashError::Failed(cause) => Self::Internal(cause),
+        }
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         use axum::http::StatusCode;

@@ -28,8 +28,8 @@ pub struct UsersGrpc {
 
 impl UsersGrpc {
     /// The client's IP, by the same rule as HTTP's [`ClientIp`]: the socket peer, or the
-    /// forwarded address when the peer is a trusted proxy. Login throttling is keyed by it, so
-    /// an untrusted caller cannot pick its own budget by sending `x-forwarded-for`.
+    /// forwarded address when the peer is a trusted proxy. Login and registration throttles are
+    /// keyed by it, so an untrusted caller cannot pick its own budget by sending `x-forwarded-for`.
     fn client_ip<T>(&self, request: &Request<T>) -> std::net::IpAddr {
         let peer = request
             .remote_addr()
@@ -125,14 +125,18 @@ impl UserService for UsersGrpc {
         &self,
         request: Request<RegisterRequest>,
     ) -> Result<Response<pb::User>, Status> {
+        let ip = self.client_ip(&request);
         let r = request.into_inner();
         let user = self
             .users
-            .register(Registration {
-                email: Some(&r.email),
-                password: Some(&r.password),
-                full_name: Some(&r.full_name),
-            })
+            .register(
+                Registration {
+                    email: Some(&r.email),
+                    password: Some(&r.password),
+                    full_name: Some(&r.full_name),
+                },
+                &ip.to_string(),
+            )
             .await?;
         Ok(Response::new(to_pb(user)))
     }

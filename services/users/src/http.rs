@@ -156,21 +156,27 @@ pub struct RotatedKey {
 
 type HttpResult<T> = Result<T, ApiError>;
 
-/// Create an account (role `user`).
+/// Create an account (role `user`). Throttled per client IP (`ECOM_RATE_LIMIT_REGISTER`).
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, body = UserOut), (status = 409, body = ErrorBody, description = "email_taken"),
-              (status = 422, body = ErrorBody)))]
+              (status = 422, body = ErrorBody),
+              (status = 429, body = ErrorBody, description = "rate_limited (with Retry-After)"),
+              (status = 503, body = ErrorBody, description = "service_unavailable: the password hasher is saturated (with Retry-After)")))]
 async fn register(
     State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
     AppJson(body): AppJson<RegisterRequest>,
 ) -> HttpResult<impl IntoResponse> {
     let user = s
         .users
-        .register(Registration {
-            email: body.email.as_deref(),
-            password: body.password.as_deref(),
-            full_name: body.full_name.as_deref(),
-        })
+        .register(
+            Registration {
+                email: body.email.as_deref(),
+                password: body.password.as_deref(),
+                full_name: body.full_name.as_deref(),
+            },
+            &ip.to_string(),
+        )
         .await?;
     Ok((StatusCode::CREATED, AppJson(UserOut::from(user))))
 }
@@ -182,7 +188,8 @@ async fn register(
         (LoginForm = "application/x-www-form-urlencoded"))),
     responses((status = 200, body = TokenResponse),
               (status = 401, body = ErrorBody, description = "invalid_credentials"),
-              (status = 429, body = ErrorBody, description = "rate_limited")))]
+              (status = 429, body = ErrorBody, description = "rate_limited"),
+              (status = 503, body = ErrorBody, description = "service_unavailable: the password hasher is saturated or the throttle's store is down (with Retry-After)")))]
 async fn login(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,

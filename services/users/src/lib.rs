@@ -21,6 +21,7 @@ use ecom_shared::{
     auth::JwtVerifier, health::Readiness, http::TrustedProxies, metrics::Metrics,
     ratelimit::RateLimiter, redis::Redis,
 };
+use prometheus_client::metrics::counter::Counter;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -67,12 +68,24 @@ impl Application {
             )
             .await?,
         );
+        let hashes_rejected = Counter::default();
+        metrics.register(
+            "password_hashes_rejected",
+            "password hashes refused at once (503) because the hasher's queue was full",
+            hashes_rejected.clone(),
+        );
+        let hasher = Hasher::new(
+            config.hasher_concurrency,
+            config.hasher_queue,
+            hashes_rejected,
+        )?;
         let users = Arc::new(UsersService::new(
             pool.clone(),
-            Hasher::new()?,
+            hasher,
             keys.clone(),
             redis.clone(),
             RateLimiter::new("login", config.login_rate),
+            RateLimiter::new("register", config.register_rate),
             metrics.clone(),
             config.refresh_token_ttl,
             config.common.service_secret.clone(),

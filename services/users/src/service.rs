@@ -59,6 +59,7 @@ pub struct UsersService {
     pub keys: Arc<KeyStore>,
     redis: Arc<Redis>,
     login_limiter: RateLimiter,
+    register_limiter: RateLimiter,
     metrics: Arc<Metrics>,
     refresh_ttl: Duration,
     service_secret: Secret,
@@ -92,6 +93,7 @@ impl UsersService {
         keys: Arc<KeyStore>,
         redis: Arc<Redis>,
         login_limiter: RateLimiter,
+        register_limiter: RateLimiter,
         metrics: Arc<Metrics>,
         refresh_ttl: Duration,
         service_secret: Secret,
@@ -102,6 +104,7 @@ impl UsersService {
             keys,
             redis,
             login_limiter,
+            register_limiter,
             metrics,
             refresh_ttl,
             service_secret,
@@ -132,9 +135,10 @@ impl UsersService {
         &self.pool
     }
 
-    /// Creates an account. The role is always `user`, whatever the client sent.
-    #[tracing::instrument(skip_all)]
-    pub async fn register(&self, input: Registration<'_>) -> Result<User> {
+    /// Creates an account. The role is always `user`, whatever the client sent. Each valid
+    /// attempt spends one unit of the client's registration budget before the password is hashed.
+    #[tracing::instrument(skip_all, fields(client_ip = %client_ip))]
+    pub async fn register(&self, input: Registration<'_>, client_ip: &str) -> Result<User> {
         let mut errors = Vec::new();
         let email = required(&mut errors, "email", input.email)
             .and_then(|e| collect(&mut errors, "email", Email::parse(e)));
@@ -145,6 +149,7 @@ impl UsersService {
         let (Some(email), Some(password), Some(name)) = (email, password, name) else {
             return Err(Error::Validation(errors));
         };
+        self.throttle_registration(client_ip).await?;
         let hash = self.hasher.hash(password).await?;
         match repo::insert_user(&self.pool, email.as_str(), &hash, name.as_str(), Role::User).await
         {
@@ -175,6 +180,31 @@ impl UsersService {
             Err(e) => {
                 tracing::warn!(error = %e, "login rate limiter unavailable");
                 Err(Error::Unavailable("login"))
+            }
+        }
+    }
+
+    /// Throttles registrations per client IP, across replicas: each one costs a password hash,
+    /// so an unthrottled client could keep the hasher busy (and create accounts in bulk). Fails
+    /// open when Redis is down (logged): registration is not a guessing target, and the
+    /// hasher's bounded queue still caps the work.
+    async fn throttle_registration(&self, ip: &str) -> Result<()> {
+        let check = self.register_limiter.check(&self.redis, ip);
+        match tokio::time::timeout(Duration::from_millis(500), check).await {
+            Ok(Ok(Decision::Allowed { .. })) => Ok(()),
+            Ok(Ok(Decision::Limited { retry_after_ms })) => {
+                self.metrics.count_rate_limited("register");
+                Err(Error::RateLimited {
+                    retry_after_secs: retry_after_ms.div_ceil(1000),
+                })
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "registration rate limiter unavailable: not throttled");
+                Ok(())
+            }
+            Err(_) => {
+                tracing::warn!("registration rate limiter timed out: not throttled");
+                Ok(())
             }
         }
     }

@@ -4,7 +4,8 @@
 //! services, which verify it again) and DataLoaders, so `OrderItem.product` and
 //! `Order.payment` cost one batched call each however many orders and items a query names.
 //! Before anything runs: a body limit, a parse, a cap on the number of fields (aliases
-//! included), then async-graphql's depth and complexity limits. Anonymous catalogue queries
+//! included), at most one account mutation (`register`, `login`, `refreshToken`) per request,
+//! then async-graphql's depth and complexity limits. Anonymous catalogue queries
 //! are answered from a cache keyed by the catalogue's version (every product write bumps it),
 //! so a write is never followed by a stale answer.
 
@@ -23,7 +24,8 @@ use async_graphql::{
     EmptySubscription, Schema, ServerError,
     dataloader::DataLoader,
     parser::types::{
-        DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
+        DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
+        SelectionSet,
     },
 };
 use axum::{
@@ -145,6 +147,69 @@ fn count_fields(doc: &ExecutableDocument) -> usize {
         DocumentOperations::Multiple(ops) => ops
             .values()
             .map(|op| walk(&op.node.selection_set.node, doc, &mut memo, 0))
+            .fold(0, usize::saturating_add),
+    }
+}
+
+/// Mutations that each cost a password hash (`register`, `login`) or a token rotation
+/// (`refreshToken`). One request may run at most one: fifty aliased `login`s would otherwise cost
+/// fifty Argon2 hashes for one unit of the client's budget.
+pub const AUTH_MUTATIONS: [&str; 3] = ["register", "login", "refreshToken"];
+
+/// How many [`AUTH_MUTATIONS`] the operation that would run selects: aliases count, fragments
+/// and inline fragments are expanded, `@skip`/`@include` are ignored (counted as if they ran).
+/// With several operations and no `operationName`, all of them are counted.
+fn count_auth_mutations(doc: &ExecutableDocument, operation_name: Option<&str>) -> usize {
+    fn walk(
+        set: &SelectionSet,
+        doc: &ExecutableDocument,
+        memo: &mut HashMap<String, usize>,
+        depth: usize,
+    ) -> usize {
+        if depth > 32 {
+            // Only a fragment cycle nests this deep; validation refuses it, and so do we.
+            return usize::MAX / 4;
+        }
+        let mut n: usize = 0;
+        for item in &set.items {
+            n = n.saturating_add(match &item.node {
+                // Only root fields can be mutations: no need to look below them.
+                Selection::Field(f) => {
+                    usize::from(AUTH_MUTATIONS.contains(&f.node.name.node.as_str()))
+                }
+                Selection::InlineFragment(f) => {
+                    walk(&f.node.selection_set.node, doc, memo, depth + 1)
+                }
+                Selection::FragmentSpread(s) => {
+                    let name = s.node.fragment_name.node.as_str();
+                    if let Some(n) = memo.get(name) {
+                        *n
+                    } else {
+                        let n = doc.fragments.get(name).map_or(0, |f| {
+                            walk(&f.node.selection_set.node, doc, memo, depth + 1)
+                        });
+                        memo.insert(name.to_owned(), n);
+                        n
+                    }
+                }
+            });
+        }
+        n
+    }
+    let mut memo = HashMap::new();
+    let mut count = |op: &OperationDefinition| {
+        if op.ty == OperationType::Mutation {
+            walk(&op.selection_set.node, doc, &mut memo, 0)
+        } else {
+            0
+        }
+    };
+    match &doc.operations {
+        DocumentOperations::Single(op) => count(&op.node),
+        DocumentOperations::Multiple(ops) => ops
+            .iter()
+            .filter(|(name, _)| operation_name.is_none_or(|n| name.as_str() == n))
+            .map(|(_, op)| count(&op.node))
             .fold(0, usize::saturating_add),
     }
 }
@@ -339,6 +404,8 @@ pub async fn handler(
     {
         return cached(&state, fp, body, ip).await;
     }
+    // One operation per request: a batch (a JSON array) is not accepted, so it cannot multiply
+    // the per-request limits below.
     let Ok(mut request) = serde_json::from_slice::<async_graphql::Request>(&body) else {
         return refused(
             StatusCode::BAD_REQUEST,
@@ -346,8 +413,13 @@ pub async fn handler(
             "the body must be JSON: {\"query\": \"...\", \"variables\": {...}}",
         );
     };
-    let (cacheable, fields) = match request.parsed_query() {
-        Ok(doc) => (catalogue_only(doc), count_fields(doc)),
+    let operation_name = request.operation_name.clone();
+    let (cacheable, fields, auth_mutations) = match request.parsed_query() {
+        Ok(doc) => (
+            catalogue_only(doc),
+            count_fields(doc),
+            count_auth_mutations(doc, operation_name.as_deref()),
+        ),
         Err(e) => {
             return refused(StatusCode::BAD_REQUEST, codes::BAD_USER_INPUT, &e.message);
         }
@@ -359,6 +431,16 @@ pub async fn handler(
             &format!(
                 "the query selects {fields} fields (aliases included); at most {} are allowed",
                 gw.config.graphql_max_fields
+            ),
+        );
+    }
+    if auth_mutations > 1 {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            codes::BAD_USER_INPUT,
+            &format!(
+                "the operation runs {auth_mutations} of register, login and refreshToken \
+                 (aliases included); at most one is allowed per request"
             ),
         );
     }
@@ -439,4 +521,45 @@ async fn cached(state: &AppState, fingerprint: &[u8; 32], body: Bytes, ip: IpAdd
 /// `GET /graphql`: the GraphQL console, from inside the binary (works offline).
 pub async fn console() -> Html<&'static str> {
     Html(include_str!("../../assets/graphiql.html"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth_mutations(query: &str, operation_name: Option<&str>) -> usize {
+        let doc = async_graphql::parser::parse_query(query).expect("parses");
+        count_auth_mutations(&doc, operation_name)
+    }
+
+    #[test]
+    fn auth_mutations_are_counted_through_aliases_and_fragments() {
+        let login = r#"login(email: "a@b.c", password: "12345678") { accessToken }"#;
+        assert_eq!(auth_mutations(&format!("mutation {{ {login} }}"), None), 1);
+        assert_eq!(
+            auth_mutations(&format!("mutation {{ a: {login} b: {login} }}"), None),
+            2
+        );
+        assert_eq!(
+            auth_mutations(
+                &format!(
+                    "mutation {{ ...F ... on Mutation {{ {login} }} }} \
+                     fragment F on Mutation {{ x: {login} ...G ...G }} \
+                     fragment G on Mutation {{ refreshToken(refreshToken: \"t\") {{ accessToken }} }}"
+                ),
+                None
+            ),
+            4
+        );
+        // Queries cannot hold them; a field of that name below the root is not one.
+        assert_eq!(auth_mutations("{ products { name } }", None), 0);
+        assert_eq!(
+            auth_mutations("mutation { cancelOrder(id: 1) { login: id } }", None),
+            0
+        );
+        // The named operation is the one that runs.
+        let two = format!("mutation A {{ {login} }} mutation B {{ {login} }}");
+        assert_eq!(auth_mutations(&two, Some("A")), 1);
+        assert_eq!(auth_mutations(&two, None), 2);
+    }
 }

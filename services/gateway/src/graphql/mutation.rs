@@ -26,6 +26,16 @@ fn upstream(service: &'static str) -> impl Fn(tonic::Status) -> GatewayError {
     move |s| GatewayError::from_status(service, &s)
 }
 
+/// A request to Users naming the client's address, which Users' login and registration
+/// throttles believe from the gateway when it is one of its trusted proxies.
+fn forwarded_for<T>(ctx: &Context<'_>, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(v) = viewer(ctx).ip.to_string().parse() {
+        request.metadata_mut().insert("x-forwarded-for", v);
+    }
+    request
+}
+
 /// The signed-in caller's token, or UNAUTHENTICATED before any service is called.
 fn signed_in(ctx: &Context<'_>) -> Result<(), GatewayError> {
     viewer(ctx).user().map(|_| ())
@@ -33,7 +43,7 @@ fn signed_in(ctx: &Context<'_>) -> Result<(), GatewayError> {
 
 #[Object]
 impl Mutation {
-    /// A new account (role `user`).
+    /// A new account (role `user`); throttled per client IP by Users.
     async fn register(
         &self,
         ctx: &Context<'_>,
@@ -41,14 +51,18 @@ impl Mutation {
         password: String,
         full_name: String,
     ) -> async_graphql::Result<User> {
-        let user = gateway(ctx)
-            .clients
-            .users()
-            .register(RegisterRequest {
+        let request = forwarded_for(
+            ctx,
+            RegisterRequest {
                 email,
                 password,
                 full_name,
-            })
+            },
+        );
+        let user = gateway(ctx)
+            .clients
+            .users()
+            .register(request)
             .await
             .map_err(upstream("users"))?
             .into_inner();
@@ -65,11 +79,8 @@ impl Mutation {
         let gw = gateway(ctx);
         let ip = viewer(ctx).ip;
         Limits::check_login(gw, ip, &email).await?;
-        let mut request = tonic::Request::new(LoginRequest { email, password });
-        // Users throttles per client address too: it believes this from a trusted proxy.
-        if let Ok(v) = ip.to_string().parse() {
-            request.metadata_mut().insert("x-forwarded-for", v);
-        }
+        // Users throttles per client address too.
+        let request = forwarded_for(ctx, LoginRequest { email, password });
         let pair = gw
             .clients
             .users()

@@ -40,6 +40,8 @@ pub async fn spawn_app_with(pool: PgPool, overrides: &[(&str, &str)]) -> TestApp
         ("ECOM_USERS_HTTP_PORT", "0"),
         ("ECOM_USERS_GRPC_PORT", "0"),
         ("ECOM_RATE_LIMIT_LOGIN", "1000/minute"),
+        // Tests register many accounts from one address; the budget has its own tests.
+        ("ECOM_RATE_LIMIT_REGISTER", "1000/minute"),
         ("ECOM_ADMIN_EMAIL", ADMIN_EMAIL),
         ("ECOM_ADMIN_PASSWORD", ADMIN_PASSWORD),
     ]

@@ -2,6 +2,7 @@
 //! PostgreSQL database per test, real Redis.
 
 mod admin;
+mod amplification;
 mod auth;
 mod grpc;
 mod grpc_accounts;
