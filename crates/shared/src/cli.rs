@@ -69,12 +69,14 @@ impl Probe {
             .set_read_timeout(Some(timeout))
             .and_then(|()| stream.set_write_timeout(Some(timeout)))
             .map_err(|e| e.to_string())?;
-        write!(
-            stream,
+        // One write: a request in pieces may meet a server that answers after the first line.
+        let request = format!(
             "GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
             self.path
-        )
-        .map_err(|e| format!("cannot send to {addr}: {e}"))?;
+        );
+        stream
+            .write_all(request.as_bytes())
+            .map_err(|e| format!("cannot send to {addr}: {e}"))?;
         let mut head = [0u8; 64];
         let n = stream
             .read(&mut head)
@@ -236,9 +238,15 @@ mod tests {
         let port = listener.local_addr().expect("addr").port();
         std::thread::spawn(move || {
             if let Ok((mut s, _)) = listener.accept() {
+                // The whole request before the answer: closing with unread bytes would reset
+                // the connection under the answer.
+                let mut reader = std::io::BufReader::new(&s);
                 let mut line = String::new();
-                let _ = std::io::BufReader::new(&s).read_line(&mut line);
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
                 let _ = write!(s, "HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+                let _ = s.shutdown(std::net::Shutdown::Write);
             }
         });
         port
