@@ -24,8 +24,8 @@ use async_graphql::{
     EmptySubscription, Schema, ServerError,
     dataloader::DataLoader,
     parser::types::{
-        DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
-        SelectionSet,
+        DocumentOperations, ExecutableDocument, Field, OperationDefinition, OperationType,
+        Selection, SelectionSet,
     },
 };
 use axum::{
@@ -107,46 +107,63 @@ fn refused(status: StatusCode, code: &str, message: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// Counts the fields of `set` that `counts` accepts, fragments and inline fragments expanded
+/// (a named fragment is walked once, then remembered in `memo`). `nested`: the fields below
+/// each field count too; otherwise only this level does (root fields: mutations).
+fn count_selected(
+    set: &SelectionSet,
+    doc: &ExecutableDocument,
+    memo: &mut HashMap<String, usize>,
+    depth: usize,
+    counts: fn(&Field) -> bool,
+    nested: bool,
+) -> usize {
+    if depth > 32 {
+        // Only a fragment cycle nests this deep; validation refuses it, and so do we.
+        return usize::MAX / 4;
+    }
+    let walk = |set: &SelectionSet, memo: &mut HashMap<String, usize>| {
+        count_selected(set, doc, memo, depth + 1, counts, nested)
+    };
+    let mut n: usize = 0;
+    for item in &set.items {
+        n = n.saturating_add(match &item.node {
+            Selection::Field(f) => {
+                let below = if nested {
+                    walk(&f.node.selection_set.node, memo)
+                } else {
+                    0
+                };
+                usize::from(counts(&f.node)).saturating_add(below)
+            }
+            Selection::InlineFragment(f) => walk(&f.node.selection_set.node, memo),
+            Selection::FragmentSpread(s) => {
+                let name = s.node.fragment_name.node.as_str();
+                if let Some(n) = memo.get(name) {
+                    *n
+                } else {
+                    let n = doc
+                        .fragments
+                        .get(name)
+                        .map_or(0, |f| walk(&f.node.selection_set.node, memo));
+                    memo.insert(name.to_owned(), n);
+                    n
+                }
+            }
+        });
+    }
+    n
+}
+
 /// How many fields a document selects (aliases count: they run again), fragments expanded.
 fn count_fields(doc: &ExecutableDocument) -> usize {
-    fn walk(
-        set: &SelectionSet,
-        doc: &ExecutableDocument,
-        memo: &mut HashMap<String, usize>,
-        depth: usize,
-    ) -> usize {
-        if depth > 32 {
-            return usize::MAX / 4;
-        }
-        let mut n: usize = 0;
-        for item in &set.items {
-            n = n.saturating_add(match &item.node {
-                Selection::Field(f) => 1 + walk(&f.node.selection_set.node, doc, memo, depth + 1),
-                Selection::InlineFragment(f) => {
-                    walk(&f.node.selection_set.node, doc, memo, depth + 1)
-                }
-                Selection::FragmentSpread(s) => {
-                    let name = s.node.fragment_name.node.as_str();
-                    if let Some(n) = memo.get(name) {
-                        *n
-                    } else {
-                        let n = doc.fragments.get(name).map_or(0, |f| {
-                            walk(&f.node.selection_set.node, doc, memo, depth + 1)
-                        });
-                        memo.insert(name.to_owned(), n);
-                        n
-                    }
-                }
-            });
-        }
-        n
-    }
     let mut memo = HashMap::new();
+    let mut count = |set: &SelectionSet| count_selected(set, doc, &mut memo, 0, |_| true, true);
     match &doc.operations {
-        DocumentOperations::Single(op) => walk(&op.node.selection_set.node, doc, &mut memo, 0),
+        DocumentOperations::Single(op) => count(&op.node.selection_set.node),
         DocumentOperations::Multiple(ops) => ops
             .values()
-            .map(|op| walk(&op.node.selection_set.node, doc, &mut memo, 0))
+            .map(|op| count(&op.node.selection_set.node))
             .fold(0, usize::saturating_add),
     }
 }
@@ -160,46 +177,14 @@ pub const AUTH_MUTATIONS: [&str; 3] = ["register", "login", "refreshToken"];
 /// and inline fragments are expanded, `@skip`/`@include` are ignored (counted as if they ran).
 /// With several operations and no `operationName`, all of them are counted.
 fn count_auth_mutations(doc: &ExecutableDocument, operation_name: Option<&str>) -> usize {
-    fn walk(
-        set: &SelectionSet,
-        doc: &ExecutableDocument,
-        memo: &mut HashMap<String, usize>,
-        depth: usize,
-    ) -> usize {
-        if depth > 32 {
-            // Only a fragment cycle nests this deep; validation refuses it, and so do we.
-            return usize::MAX / 4;
-        }
-        let mut n: usize = 0;
-        for item in &set.items {
-            n = n.saturating_add(match &item.node {
-                // Only root fields can be mutations: no need to look below them.
-                Selection::Field(f) => {
-                    usize::from(AUTH_MUTATIONS.contains(&f.node.name.node.as_str()))
-                }
-                Selection::InlineFragment(f) => {
-                    walk(&f.node.selection_set.node, doc, memo, depth + 1)
-                }
-                Selection::FragmentSpread(s) => {
-                    let name = s.node.fragment_name.node.as_str();
-                    if let Some(n) = memo.get(name) {
-                        *n
-                    } else {
-                        let n = doc.fragments.get(name).map_or(0, |f| {
-                            walk(&f.node.selection_set.node, doc, memo, depth + 1)
-                        });
-                        memo.insert(name.to_owned(), n);
-                        n
-                    }
-                }
-            });
-        }
-        n
+    fn is_auth(f: &Field) -> bool {
+        AUTH_MUTATIONS.contains(&f.name.node.as_str())
     }
     let mut memo = HashMap::new();
     let mut count = |op: &OperationDefinition| {
         if op.ty == OperationType::Mutation {
-            walk(&op.selection_set.node, doc, &mut memo, 0)
+            // Only root fields can be mutations: no need to look below them.
+            count_selected(&op.selection_set.node, doc, &mut memo, 0, is_auth, false)
         } else {
             0
         }
