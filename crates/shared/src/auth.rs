@@ -176,6 +176,10 @@ struct Cache {
     fetched_at: Option<Instant>,
 }
 
+/// The least time between two loads of the signing keys caused by unknown `kid`s: a flood of
+/// tokens with made-up `kid`s costs at most one load per interval.
+pub const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(2);
+
 /// Verifies access tokens against a JWKS, cached and refetched on an unknown `kid`.
 pub struct JwtVerifier {
     loader: JwksLoader,
@@ -194,7 +198,7 @@ impl JwtVerifier {
                 fetched_at: None,
             }),
             refetch: Mutex::new(()),
-            min_refetch_interval: Duration::from_secs(2),
+            min_refetch_interval: MIN_REFETCH_INTERVAL,
             max_age: Duration::from_secs(300),
         }
     }

@@ -95,20 +95,27 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("cannot create the bootstrap admin: {e}"))?;
 
-        // This service verifies its own tokens from its key store (re-read on an unknown kid,
-        // which covers a key rotated by another replica) instead of fetching its own JWKS. The
-        // re-read is one indexed query on a tiny table, serialised by the verifier, so it may
-        // happen on every unknown kid: only the requests carrying them wait for it.
+        // This service verifies its own tokens from its key store instead of fetching its own
+        // JWKS. An unknown kid asks the store, which has a key rotated here in memory at once and
+        // re-reads the database (a key rotated by another replica) at most once per
+        // MIN_REFETCH_INTERVAL, as the other services refetch the JWKS: made-up kids cannot
+        // turn into a database read of the private keys each.
         let loader_keys = keys.clone();
         let verifier = Arc::new(
             JwtVerifier::new(Arc::new(move || {
                 let keys = loader_keys.clone();
                 Box::pin(async move {
-                    keys.reload().await?;
+                    keys.reload_unless_recent(ecom_shared::auth::MIN_REFETCH_INTERVAL)
+                        .await?;
                     Ok(keys.jwks().await)
                 })
             }))
             .with_min_refetch_interval(Duration::ZERO),
+        );
+        metrics.register(
+            "signing_key_reloads",
+            "reads of the signing keys from the database",
+            keys.reloads.clone(),
         );
 
         let trusted_proxies = TrustedProxies(Arc::new(config.common.trusted_proxies.clone()));

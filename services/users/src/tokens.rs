@@ -4,7 +4,10 @@
 //! persisted, and rotated: the newest key signs, retired keys stay in the JWKS until every token
 //! they signed has expired. Refresh tokens are opaque random strings stored only as SHA-256.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::Utc;
@@ -13,6 +16,7 @@ use jsonwebtoken::{
     Algorithm, EncodingKey, Header,
     jwk::{Jwk, JwkSet, PublicKeyUse},
 };
+use prometheus_client::metrics::counter::Counter;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
@@ -42,6 +46,10 @@ pub struct KeyStore {
     access_ttl: Duration,
     rotation_interval: Duration,
     keys: RwLock<Arc<Keys>>,
+    /// When the keys were last read from the database.
+    loaded_at: Mutex<Option<Instant>>,
+    /// Reads of the keys from the database (`signing_key_reloads_total`).
+    pub reloads: Counter,
 }
 
 fn new_key() -> anyhow::Result<(String, Vec<u8>, serde_json::Value)> {
@@ -73,6 +81,8 @@ impl KeyStore {
                 signer: None,
                 jwks: JwkSet { keys: Vec::new() },
             })),
+            loaded_at: Mutex::new(None),
+            reloads: Counter::default(),
         };
         store.reload().await?;
         if store.keys.read().await.signer.is_none() {
@@ -100,8 +110,25 @@ impl KeyStore {
         self.reload().await
     }
 
+    /// Re-reads the keys unless they were read less than `min` ago: what an unknown `kid` costs,
+    /// so that tokens with made-up `kid`s cannot turn into a database read each. A key rotated
+    /// here is in memory at once; one rotated by another replica is seen within `min`.
+    pub async fn reload_unless_recent(&self, min: Duration) -> anyhow::Result<()> {
+        let recent = self
+            .loaded_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() < min);
+        if recent { Ok(()) } else { self.reload().await }
+    }
+
     /// Re-reads the keys (another replica may have rotated).
     pub async fn reload(&self) -> anyhow::Result<()> {
+        self.reloads.inc();
+        *self
+            .loaded_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         let grace = chrono::Duration::from_std(self.access_ttl + Duration::from_secs(300))?;
         let rows = repo::usable_keys(&self.pool, Utc::now() - grace).await?;
         let mut jwks = Vec::with_capacity(rows.len());

@@ -332,3 +332,27 @@ async fn development_mode_is_announced_at_start() {
         "production starts quietly: {prod}"
     );
 }
+
+/// Tokens with made-up `kid`s: each used to cost a database read of the signing keys. Now the
+/// keys are re-read at most once per refetch interval, however many arrive.
+#[sqlx::test(migrator = "users::MIGRATOR")]
+async fn made_up_key_ids_do_not_each_cost_a_key_read(pool: PgPool) {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let app = spawn_app(pool).await;
+    let reloads = |m: &str| ecom_shared::testing::sample(m, "signing_key_reloads_total");
+    let before = reloads(&app.metrics().await);
+    let b64 = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    for i in 0..40 {
+        let forged = format!(
+            "{}.{}.{}",
+            b64(serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": format!("made-up-{i}")})),
+            b64(serde_json::json!({"sub": "1", "role": "admin", "exp": 4_000_000_000u64})),
+            URL_SAFE_NO_PAD.encode([7u8; 64])
+        );
+        let (status, _) = app.get("/users/me", Some(&forged)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let after = reloads(&app.metrics().await);
+    // 40 requests in well under a few seconds: at most a couple of reads, not 40.
+    assert!(after - before <= 3.0, "{before} -> {after} key reads");
+}
