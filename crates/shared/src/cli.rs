@@ -77,11 +77,19 @@ impl Probe {
         stream
             .write_all(request.as_bytes())
             .map_err(|e| format!("cannot send to {addr}: {e}"))?;
-        let mut head = [0u8; 64];
-        let n = stream
-            .read(&mut head)
-            .map_err(|e| format!("no answer from {addr}: {e}"))?;
-        let status = String::from_utf8_lossy(&head[..n])
+        // The status line may come in several reads: read until its end (or 64 bytes, or EOF).
+        let mut head = Vec::with_capacity(64);
+        let mut chunk = [0u8; 64];
+        while head.len() < 64 && !head.windows(2).any(|w| w == b"\r\n") {
+            let n = stream
+                .read(&mut chunk)
+                .map_err(|e| format!("no answer from {addr}: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&chunk[..n]);
+        }
+        let status = String::from_utf8_lossy(&head)
             .split_whitespace()
             .nth(1)
             .map(str::to_owned)
@@ -245,7 +253,12 @@ mod tests {
                 while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
                     line.clear();
                 }
-                let _ = write!(s, "HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+                // In pieces, as a server may send it: the probe must read the whole status line.
+                for piece in ["HTTP/1.1 ", status, "\r\ncontent-length: 0\r\n\r\n"] {
+                    let _ = s.write_all(piece.as_bytes());
+                    let _ = s.flush();
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
                 let _ = s.shutdown(std::net::Shutdown::Write);
             }
         });
