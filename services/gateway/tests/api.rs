@@ -100,6 +100,22 @@ impl App {
         testing::parts(r).await
     }
 
+    /// `GET /api/products` is refused as the contract says: 429 `rate_limited` with Retry-After.
+    async fn assert_rest_rate_limited(&self) {
+        let r = self
+            .client
+            .get(format!("{}/api/products", self.base))
+            .send()
+            .await
+            .expect("send");
+        assert!(r.headers().contains_key("retry-after"));
+        testing::assert_error(
+            &testing::parts(r).await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+        );
+    }
+
     async fn metrics(&self) -> String {
         self.client
             .get(format!("{}/metrics", self.ops))
@@ -316,18 +332,7 @@ async fn the_default_budget_is_per_client_with_headers_and_a_metric() {
     assert_eq!(headers["x-ratelimit-remaining"], "0");
 
     // REST through the same budget: the contract's error body.
-    let r = app
-        .client
-        .get(format!("{}/api/products", app.base))
-        .send()
-        .await
-        .expect("send");
-    assert!(r.headers().contains_key("retry-after"));
-    testing::assert_error(
-        &testing::parts(r).await,
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-    );
+    app.assert_rest_rate_limited().await;
 
     // A signed-in client has a budget of its own (keyed by user, not address).
     let token = testing::token(42, "user");
@@ -783,18 +788,7 @@ async fn the_burst_limit_refuses_a_flood_per_client_like_the_budget() {
     }
 
     // REST on the same subject: the contract's error body, with Retry-After.
-    let r = app
-        .client
-        .get(format!("{}/api/products", app.base))
-        .send()
-        .await
-        .expect("send");
-    assert!(r.headers().contains_key("retry-after"));
-    testing::assert_error(
-        &testing::parts(r).await,
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-    );
+    app.assert_rest_rate_limited().await;
 
     // Another client (a signed-in user from the same address) has a burst of its own.
     let token = testing::token(4242, "user");
