@@ -332,6 +332,185 @@ pub fn positive_id(field: &str, id: i64) -> Result<i64, ApiError> {
     }
 }
 
+/// OpenAPI documentation of the error answers, written once for every service's document: each
+/// is an [`ErrorBody`] in JSON (`#/components/schemas/ErrorBody`), with the headers the answer
+/// carries (`WWW-Authenticate` on 401, `Retry-After` on 429 and 503).
+///
+/// Use the types in `#[utoipa::path(responses(...))]` beside the success tuples, e.g.
+/// `responses((status = 200, body = User), doc::Authenticated, doc::JsonBody, doc::Unavailable)`,
+/// and [`doc::add_to_every_operation`] for an answer a middleware can give to any route (the
+/// gateway's rate limiter). A document that uses them must contain the `ErrorBody` schema:
+/// [`doc::register_schemas`] makes sure of it.
+pub mod doc {
+    use std::collections::BTreeMap;
+
+    use utoipa::{
+        IntoResponses, PartialSchema, ToSchema,
+        openapi::{
+            Content, Object, OpenApi, RefOr, Type, header::Header, path::Operation,
+            response::Response, schema::Ref,
+        },
+    };
+
+    use super::{ErrorBody, FieldError};
+
+    /// An error answer: an [`ErrorBody`] with `description`.
+    pub fn error_response(description: &str) -> Response {
+        let mut response = Response::new(description);
+        response.content.insert(
+            "application/json".to_owned(),
+            RefOr::T(Content::new(Some(Ref::from_schema_name(ErrorBody::name())))),
+        );
+        response
+    }
+
+    fn with_header(
+        mut response: Response,
+        name: &str,
+        schema: Type,
+        description: &str,
+    ) -> Response {
+        let mut header = Header::new(Object::with_type(schema));
+        header.description = Some(description.to_owned());
+        response.headers.insert(name.to_owned(), RefOr::T(header));
+        response
+    }
+
+    /// The answer for `status` as every service gives it (400, 401, 403, 404, 409, 413, 422, 429,
+    /// 503); `None` for any other status.
+    pub fn standard(status: u16) -> Option<Response> {
+        let retry_after = "seconds to wait before trying again";
+        let response = match status {
+            400 => error_response(
+                "`validation_error`: the body is not valid JSON, or not of the documented content type",
+            ),
+            401 => with_header(
+                error_response(
+                    "`invalid_token` or `token_expired`: no bearer token, or a bad or expired one",
+                ),
+                "WWW-Authenticate",
+                Type::String,
+                "`Bearer`",
+            ),
+            403 => error_response("`forbidden`: authenticated, but not allowed to do this"),
+            404 => error_response("`not_found`: no such resource, or not yours"),
+            409 => error_response("a conflict with the current state (see `code`)"),
+            413 => error_response("`payload_too_large`: the body is over the limit"),
+            422 => error_response(
+                "`validation_error` (or a more specific code): invalid input; `errors` names each field",
+            ),
+            429 => with_header(
+                error_response("`rate_limited`: over a rate limit; wait `Retry-After` seconds"),
+                "Retry-After",
+                Type::Integer,
+                retry_after,
+            ),
+            503 => with_header(
+                error_response(
+                    "`service_unavailable`: a dependency is down or saturated; try again after `Retry-After` seconds",
+                ),
+                "Retry-After",
+                Type::Integer,
+                retry_after,
+            ),
+            _ => return None,
+        };
+        Some(response)
+    }
+
+    fn responses(statuses: &[u16]) -> BTreeMap<String, RefOr<Response>> {
+        statuses
+            .iter()
+            .filter_map(|&s| standard(s).map(|r| (s.to_string(), RefOr::T(r))))
+            .collect()
+    }
+
+    macro_rules! error_responses {
+        ($($(#[$doc:meta])* $name:ident = [$($status:literal),+];)*) => {$(
+            $(#[$doc])*
+            pub struct $name;
+
+            impl IntoResponses for $name {
+                fn responses() -> BTreeMap<String, RefOr<Response>> {
+                    responses(&[$($status),+])
+                }
+            }
+        )*};
+    }
+
+    error_responses! {
+        /// 400: malformed JSON or the wrong content type.
+        BadRequest = [400];
+        /// 401: no, a bad or an expired bearer token.
+        Unauthorized = [401];
+        /// 403: authenticated but not allowed.
+        Forbidden = [403];
+        /// 404: not found, or not the caller's.
+        NotFound = [404];
+        /// 409: a conflict with the current state.
+        Conflict = [409];
+        /// 413: the body is over the limit.
+        PayloadTooLarge = [413];
+        /// 422: invalid fields, parameters or path segments.
+        Invalid = [422];
+        /// 429: rate limited (with `Retry-After`).
+        RateLimited = [429];
+        /// 503: a dependency down (with `Retry-After`).
+        Unavailable = [503];
+        /// What a route behind `CurrentUser` can answer before its handler runs: 401.
+        Authenticated = [401];
+        /// What a route behind `AdminUser` can answer before its handler runs: 401, 403.
+        AdminOnly = [401, 403];
+        /// What an `AppJson` body can answer: 400 (not JSON), 413 (too large), 422 (wrong fields).
+        JsonBody = [400, 413, 422];
+    }
+
+    /// Adds the `ErrorBody` and `FieldError` schemas the responses above refer to.
+    pub fn register_schemas(openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, schema) in [
+            (ErrorBody::name(), ErrorBody::schema()),
+            (FieldError::name(), FieldError::schema()),
+        ] {
+            components
+                .schemas
+                .entry(name.into_owned())
+                .or_insert(schema);
+        }
+    }
+
+    /// Every operation of `openapi`, with its path.
+    pub fn operations_mut(
+        openapi: &mut OpenApi,
+    ) -> impl Iterator<Item = (&String, &mut Operation)> {
+        openapi.paths.paths.iter_mut().flat_map(|(path, item)| {
+            [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ]
+            .into_iter()
+            .filter_map(move |op| op.as_mut().map(|op| (path, op)))
+        })
+    }
+
+    /// Documents the standard answer for each of `statuses` on every operation (those that
+    /// already document a status keep their own description), and registers the schemas.
+    pub fn add_to_every_operation(openapi: &mut OpenApi, statuses: &[u16]) {
+        for (_, op) in operations_mut(openapi) {
+            for (status, response) in responses(statuses) {
+                op.responses.responses.entry(status).or_insert(response);
+            }
+        }
+        register_schemas(openapi);
+    }
+}
+
 /// The adapters every service's error enum needs, written once: database errors become
 /// `Unavailable("database")` (cannot reach it: 503) or `Internal` (a bug: opaque 500), and the
 /// enum renders over HTTP through its `From<Error> for ApiError` mapping. The enum must have
@@ -374,6 +553,43 @@ mod tests {
             FieldError::new("limit", "invalid digit found in string")
         );
         assert_eq!(field_error_from_serde("expected value").field, "body");
+    }
+
+    #[test]
+    fn every_operation_can_document_the_standard_errors() {
+        use utoipa::IntoResponses;
+        use utoipa::openapi::{
+            HttpMethod, OpenApi, PathItem, Paths, RefOr, path::Operation, response::Responses,
+        };
+        let mut op = Operation::new();
+        op.responses = Responses::new();
+        let mut openapi = OpenApi::new(utoipa::openapi::Info::new("t", "1"), Paths::new());
+        openapi
+            .paths
+            .paths
+            .insert("/x".into(), PathItem::new(HttpMethod::Get, op));
+        doc::add_to_every_operation(&mut openapi, &[429, 503]);
+        let json = serde_json::to_value(&openapi).unwrap_or_default();
+        let answer = &json["paths"]["/x"]["get"]["responses"]["429"];
+        assert_eq!(
+            answer["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorBody"
+        );
+        assert_eq!(
+            answer["headers"]["Retry-After"]["schema"]["type"],
+            "integer"
+        );
+        assert!(json["paths"]["/x"]["get"]["responses"]["503"].is_object());
+        assert!(json["components"]["schemas"]["ErrorBody"].is_object());
+        let admin = doc::AdminOnly::responses();
+        assert_eq!(admin.keys().collect::<Vec<_>>(), ["401", "403"]);
+        assert!(
+            matches!(admin.get("401"), Some(RefOr::T(r)) if r.headers.contains_key("WWW-Authenticate"))
+        );
+        assert_eq!(
+            doc::JsonBody::responses().keys().collect::<Vec<_>>(),
+            ["400", "413", "422"]
+        );
     }
 
     #[test]
