@@ -55,14 +55,23 @@ pub struct Desired {
     pub object: serde_json::Value,
 }
 
-/// The Secret the services' `ECOM_SERVICE_SECRET` (and the Users service's bootstrap admin)
-/// come from: `spec.auth.jwtSecretRef`, else the generated `<shop>-auth`.
+/// The Secret the Users service's bootstrap admin comes from: `spec.auth.jwtSecretRef`, else
+/// the generated `<shop>-auth`. (Its `service-secret` key, one secret shared by every service,
+/// is no longer read: see [`service_credentials_secret_name`].)
 pub fn auth_secret_name(shop: &Shop) -> String {
     shop.spec
         .auth
         .jwt_secret_ref
         .clone()
         .unwrap_or_else(|| child_name(&shop.name_any(), "auth", MAX_NAME))
+}
+
+/// The generated Secret of the service credentials: one key per service that calls others as
+/// itself (`orders`, `payments`), each given to that service alone (`ECOM_SERVICE_SECRET`) and
+/// to Users (`ECOM_SERVICE_SECRET_<SERVICE>`), so a credential mints only its own service's
+/// identity and the gateway or Products hold none.
+pub fn service_credentials_secret_name(shop: &Shop) -> String {
+    child_name(&shop.name_any(), "service-credentials", MAX_NAME)
 }
 
 /// Every object the Shop should own, in apply order (config and storage before workloads):
@@ -120,9 +129,29 @@ pub fn generated_secrets(shop: &Shop, random: &mut dyn FnMut() -> String) -> Vec
             secrets.push(typed(&database::credentials(&ctx, service, &password)));
         }
     }
+    // Separate from the auth Secret, so a Shop created before per-service credentials (or one
+    // with its own jwtSecretRef) gets them too; created when missing, never regenerated.
+    let credentials = ecom_shop_api::SERVICES_WITH_IDENTITY
+        .iter()
+        .map(|name| {
+            (
+                (*name).to_owned(),
+                ByteString(at_least(random, 32).into_bytes()),
+            )
+        })
+        .collect();
+    secrets.push(typed(&Secret {
+        metadata: ctx.meta(
+            &service_credentials_secret_name(shop),
+            "ecom-auth",
+            "service-credentials",
+        ),
+        type_: Some("Opaque".to_owned()),
+        data: Some(credentials),
+        ..Secret::default()
+    }));
     if shop.spec.auth.jwt_secret_ref.is_none() {
         let data = [
-            ("service-secret", at_least(random, 32)),
             ("admin-email", format!("admin@{}.local", ctx.name)),
             ("admin-password", at_least(random, 24)),
         ]

@@ -6,7 +6,7 @@
 
 use std::{collections::BTreeMap, path::PathBuf};
 
-use ecom_shop_api::{DATABASE_SERVICES, SERVICES, Shop};
+use ecom_shop_api::{DATABASE_SERVICES, SERVICES, SERVICES_WITH_IDENTITY, Shop};
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
     autoscaling::v2::HorizontalPodAutoscaler,
@@ -63,7 +63,7 @@ fn production() -> Shop {
                     "env": [
                         { "name": "ECOM_LOG", "value": "info,users=debug" },
                         { "name": "ECOM_ENV", "value": "development" },
-                        { "name": "ECOM_SERVICE_SECRET", "value": "not-from-here" },
+                        { "name": "ECOM_SERVICE_SECRET_ORDERS", "value": "not-from-here" },
                     ],
                 },
                 "products": {
@@ -494,10 +494,16 @@ fn the_small_shop_runs_everything_with_defaults() {
         env["ECOM_USERS_DATABASE_URL"],
         secret_ref("demo-users-db", "uri")
     );
+    // Users checks each calling service's own credential; it has none of its own.
     assert_eq!(
-        env["ECOM_SERVICE_SECRET"],
-        secret_ref("demo-auth", "service-secret")
+        env["ECOM_SERVICE_SECRET_ORDERS"],
+        secret_ref("demo-service-credentials", "orders")
     );
+    assert_eq!(
+        env["ECOM_SERVICE_SECRET_PAYMENTS"],
+        secret_ref("demo-service-credentials", "payments")
+    );
+    assert!(!env.contains_key("ECOM_SERVICE_SECRET"));
     assert_eq!(
         env["ECOM_ADMIN_EMAIL"],
         secret_ref("demo-auth", "admin-email")
@@ -509,10 +515,9 @@ fn the_small_shop_runs_everything_with_defaults() {
 
     let gateway = find(&objects, "Deployment", "demo-gateway");
     let env = env_of(gateway);
-    assert_eq!(
-        env.keys().collect::<Vec<_>>(),
-        ["ECOM_SERVICE_SECRET"],
-        "the gateway has no database and no admin"
+    assert!(
+        env.is_empty(),
+        "the gateway has no database, no admin and no service credential: {env:?}"
     );
     let service = find(&objects, "Service", "demo-gateway");
     assert_eq!(service["spec"]["type"], "ClusterIP");
@@ -624,6 +629,7 @@ fn builtin_databases_are_statefulsets_with_their_credentials() {
             "demo-products-db",
             "demo-orders-db",
             "demo-payments-db",
+            "demo-service-credentials",
             "demo-auth"
         ]
     );
@@ -709,7 +715,7 @@ fn cloudnativepg_clusters_exist_only_when_cloudnativepg_is_installed() {
     let secrets = generated_secrets(&shop, &mut counter());
     assert_eq!(
         secrets.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-        ["prod-auth"]
+        ["prod-service-credentials", "prod-auth"]
     );
     // Defaults: one instance.
     let cnpg = shop_with("c", json!({ "database": { "provider": "CloudNativePG" } }));
@@ -754,10 +760,15 @@ fn external_databases_and_a_given_auth_secret_create_nothing() {
             env[&format!("ECOM_{upper}_DATABASE_URL")],
             secret_ref(&format!("pg-{service}"), "uri")
         );
-        assert_eq!(
-            env["ECOM_SERVICE_SECRET"],
-            secret_ref("my-auth", "service-secret")
-        );
+        // Only the services that call others as themselves hold a credential, each its own.
+        if SERVICES_WITH_IDENTITY.contains(&service) {
+            assert_eq!(
+                env["ECOM_SERVICE_SECRET"],
+                secret_ref("e-service-credentials", service)
+            );
+        } else {
+            assert!(!env.contains_key("ECOM_SERVICE_SECRET"), "{service}");
+        }
     }
     let users = env_of(find(&objects, "Deployment", "e-users"));
     assert_eq!(
@@ -766,7 +777,71 @@ fn external_databases_and_a_given_auth_secret_create_nothing() {
     );
     let config = &find(&objects, "ConfigMap", "e-config")["data"];
     assert_eq!(config["ECOM_REDIS_URL"], "redis://redis.infra:6379/2");
-    assert!(generated_secrets(&shop, &mut counter()).is_empty());
+    // The service credentials are always the operator's own (a Shop that brings its auth
+    // Secret gets them too).
+    let secrets = generated_secrets(&shop, &mut counter());
+    assert_eq!(
+        secrets.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["e-service-credentials"]
+    );
+}
+
+/// One credential per service that calls others as itself, each only in that service's
+/// Deployment and in Users' (which checks it): a compromised gateway or Products holds none,
+/// and Orders cannot mint Payments' identity.
+#[test]
+fn each_calling_service_gets_its_own_credential_and_no_other_service_any() {
+    assert_eq!(
+        SERVICES_WITH_IDENTITY,
+        ecom_shared::config::SERVICES_WITH_IDENTITY,
+        "the operator and the services agree on who has an identity"
+    );
+    let shop = small();
+    let secrets = generated_secrets(&shop, &mut counter());
+    let credentials: Secret = serde_json::from_value(
+        secrets
+            .iter()
+            .find(|s| s.name == "demo-service-credentials")
+            .expect("the credentials Secret")
+            .object
+            .clone(),
+    )
+    .expect("a Secret");
+    let data = credentials.data.expect("data");
+    assert_eq!(data.keys().collect::<Vec<_>>(), ["orders", "payments"]);
+    assert_ne!(data["orders"], data["payments"]);
+    assert!(
+        data.values().all(|v| v.0.len() >= 32),
+        "production needs 32+"
+    );
+
+    let objects = desired_state(&shop, &everything());
+    for service in SERVICES {
+        let env = env_of(find(&objects, "Deployment", &format!("demo-{service}")));
+        let credentials: Vec<_> = env
+            .iter()
+            .filter(|(name, _)| name.starts_with("ECOM_SERVICE_SECRET"))
+            .map(|(name, value)| (name.as_str(), value.clone()))
+            .collect();
+        let expected: Vec<(&str, Value)> = match service {
+            "orders" | "payments" => vec![(
+                "ECOM_SERVICE_SECRET",
+                secret_ref("demo-service-credentials", service),
+            )],
+            "users" => vec![
+                (
+                    "ECOM_SERVICE_SECRET_ORDERS",
+                    secret_ref("demo-service-credentials", "orders"),
+                ),
+                (
+                    "ECOM_SERVICE_SECRET_PAYMENTS",
+                    secret_ref("demo-service-credentials", "payments"),
+                ),
+            ],
+            _ => vec![],
+        };
+        assert_eq!(credentials, expected, "{service}");
+    }
 }
 
 #[test]
@@ -926,11 +1001,16 @@ fn a_changed_secret_rolls_only_the_pods_that_read_it() {
         "{sum}"
     );
 
-    let everyone: Vec<String> = SERVICES.iter().map(|s| format!("demo-{s}")).collect();
     for (secret, readers) in [
         ("demo-users-db", vec!["demo-users".to_owned()]),
         ("demo-orders-db", vec!["demo-orders".to_owned()]),
-        ("demo-auth", everyone),
+        ("demo-auth", vec!["demo-users".to_owned()]),
+        (
+            "demo-service-credentials",
+            ["demo-users", "demo-orders", "demo-payments"]
+                .map(str::to_owned)
+                .to_vec(),
+        ),
     ] {
         let mut changed = base.clone();
         changed
@@ -995,11 +1075,7 @@ fn generated_secrets_are_stable_for_a_given_random() {
         .collect();
     assert_eq!(
         data.keys().collect::<Vec<_>>(),
-        ["admin-email", "admin-password", "service-secret"]
-    );
-    assert!(
-        data["service-secret"].len() >= 32,
-        "production needs 32+ characters"
+        ["admin-email", "admin-password"]
     );
     assert!(
         data["admin-password"].len() >= 12,
@@ -1009,17 +1085,19 @@ fn generated_secrets_are_stable_for_a_given_random() {
 
     // A generator of short strings is called until the secret is long enough.
     let secrets = generated_secrets(&shop, &mut || "x".to_owned());
-    let auth: Secret = serde_json::from_value(secrets[4].object.clone()).expect("a Secret");
-    assert_eq!(auth.data.expect("data")["service-secret"].0.len(), 32);
+    let credentials: Secret = serde_json::from_value(secrets[4].object.clone()).expect("a Secret");
+    assert_eq!(credentials.data.expect("data")["orders"].0.len(), 32);
     // ... and one that yields nothing does not hang.
-    assert_eq!(generated_secrets(&shop, &mut String::new).len(), 5);
+    assert_eq!(generated_secrets(&shop, &mut String::new).len(), 6);
 
     // A given auth Secret: not generated.
     let mut given = small();
     given.spec.auth.jwt_secret_ref = Some("company-auth".to_owned());
     let secrets = generated_secrets(&given, &mut counter());
     assert!(
-        secrets.iter().all(|s| s.name.ends_with("-db")),
+        secrets
+            .iter()
+            .all(|s| s.name.ends_with("-db") || s.name == "demo-service-credentials"),
         "{secrets:?}"
     );
     let objects = desired_state(&given, &Discovery::default());
@@ -1043,20 +1121,22 @@ fn the_operators_wiring_wins_over_the_users_env() {
         .iter()
         .map(|e| e["name"].as_str().expect("name"))
         .collect();
-    // ECOM_ENV (set by the ConfigMap) and ECOM_SERVICE_SECRET (ours) are dropped from the spec's.
+    // ECOM_ENV (set by the ConfigMap) and ECOM_SERVICE_SECRET_ORDERS (ours) are dropped from
+    // the spec's.
     assert_eq!(
         names,
         [
             "ECOM_USERS_DATABASE_URL",
-            "ECOM_SERVICE_SECRET",
+            "ECOM_SERVICE_SECRET_ORDERS",
+            "ECOM_SERVICE_SECRET_PAYMENTS",
             "ECOM_ADMIN_EMAIL",
             "ECOM_ADMIN_PASSWORD",
             "ECOM_LOG"
         ]
     );
     assert_eq!(
-        env_of(users)["ECOM_SERVICE_SECRET"],
-        secret_ref("prod-auth", "service-secret")
+        env_of(users)["ECOM_SERVICE_SECRET_ORDERS"],
+        secret_ref("prod-service-credentials", "orders")
     );
     assert_eq!(env_of(users)["ECOM_LOG"], "info,users=debug");
 }

@@ -185,9 +185,11 @@ pub struct CommonConfig {
     pub run_migrations: bool,
     /// The Users gRPC server (service tokens, users).
     pub users_grpc_url: String,
-    /// Shared by the platform's services to obtain service tokens from Users
-    /// (`ECOM_SERVICE_SECRET`); refused in production when left at the development default.
-    pub service_secret: Secret,
+    /// This service's own credential for obtaining its service token from Users
+    /// (`ECOM_SERVICE_SECRET`): only for the services that call others as themselves
+    /// ([`SERVICES_WITH_IDENTITY`]), `None` for the rest. Refused in production when left at
+    /// the development default.
+    pub service_secret: Option<Secret>,
     /// What a slow or idle client may hold of an HTTP server.
     pub http_limits: HttpLimits,
 }
@@ -240,8 +242,38 @@ impl HttpLimits {
     }
 }
 
-/// The development default of `ECOM_SERVICE_SECRET`; refused when `ECOM_ENV=production`.
+/// The prefix of the development defaults of the service credentials; refused when
+/// `ECOM_ENV=production`.
 pub const DEV_SERVICE_SECRET: &str = "ecom-development-service-secret";
+
+/// The services that call others as themselves (the Orders sweeper and stock calls, the
+/// Payments outbox relay), each with its own credential: only these may obtain a service token,
+/// and each only for its own name. The gateway, Products and Users never act as a service.
+pub const SERVICES_WITH_IDENTITY: [&str; 2] = ["orders", "payments"];
+
+/// The development default of `service`'s credential (public, refused in production).
+pub fn dev_service_secret(service: &str) -> String {
+    format!("{DEV_SERVICE_SECRET}-{service}")
+}
+
+/// Reads a service credential from `key`: the development default for `service` unless set; in
+/// production it must be set, at least 32 characters long, and not a development default.
+pub fn read_service_secret(
+    env: &mut EnvReader,
+    key: &str,
+    service: &str,
+    environment: Environment,
+) -> Secret {
+    let value = env.string(key, &dev_service_secret(service));
+    if environment.is_production()
+        && (value.starts_with(DEV_SERVICE_SECRET) || value.chars().count() < 32)
+    {
+        env.error(format!(
+            "{key} must be set to a secret of at least 32 characters when ECOM_ENV=production"
+        ));
+    }
+    Secret::new(value)
+}
 
 /// A secret setting: never printed, not even by `Debug`.
 #[derive(Clone, PartialEq, Eq)]
@@ -270,7 +302,11 @@ impl CommonConfig {
         if self.env.is_production() {
             return;
         }
-        let secret = if self.service_secret.expose() == DEV_SERVICE_SECRET {
+        let secret = if self
+            .service_secret
+            .as_ref()
+            .is_some_and(|s| s.expose().starts_with(DEV_SERVICE_SECRET))
+        {
             "the public development ECOM_SERVICE_SECRET is in use"
         } else {
             "development defaults are accepted"
@@ -338,12 +374,9 @@ impl CommonConfig {
             env.error("ECOM_USERS_GRPC_URL is not a URL");
         }
         let http_limits = HttpLimits::read(env);
-        let service_secret = env.string("ECOM_SERVICE_SECRET", DEV_SERVICE_SECRET);
-        if environment.is_production()
-            && (service_secret == DEV_SERVICE_SECRET || service_secret.len() < 32)
-        {
-            env.error("ECOM_SERVICE_SECRET must be set to a secret of at least 32 characters when ECOM_ENV=production");
-        }
+        let service_secret = SERVICES_WITH_IDENTITY
+            .contains(&spec.name)
+            .then(|| read_service_secret(env, "ECOM_SERVICE_SECRET", spec.name, environment));
         Self {
             service: spec.name,
             env: environment,
@@ -358,7 +391,7 @@ impl CommonConfig {
             access_token_ttl: Duration::from_secs(ttl),
             run_migrations,
             users_grpc_url,
-            service_secret: Secret::new(service_secret),
+            service_secret,
             http_limits,
         }
     }
@@ -421,6 +454,62 @@ mod tests {
         let msg = env.finish().expect_err("must fail").to_string();
         assert!(msg.contains("ECOM_ENV"), "{msg}");
         assert!(msg.contains("ECOM_USERS_HTTP_PORT"), "{msg}");
+    }
+
+    /// Only the services that call others as themselves hold a credential, each its own;
+    /// production refuses the public development values.
+    #[test]
+    fn a_service_credential_is_read_by_the_services_with_an_identity_only() {
+        let read = |name: &'static str, vars: &[(&str, &str)]| {
+            let mut env = EnvReader::from_map(
+                vars.iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            );
+            let spec = ServiceSpec {
+                name,
+                http_port: 8000,
+                grpc_port: None,
+            };
+            let c = CommonConfig::read(spec, &mut env);
+            env.finish().map(|()| c.service_secret)
+        };
+        let orders = read("orders", &[]).expect("development default");
+        assert_eq!(
+            orders.map(|s| s.expose().to_owned()),
+            Some(dev_service_secret("orders"))
+        );
+        assert_eq!(read("gateway", &[]).expect("none"), None);
+        assert_eq!(read("products", &[]).expect("none"), None);
+        let production = [("ECOM_ENV", "production")];
+        let err = read("payments", &production).expect_err("development value");
+        assert!(err.to_string().contains("ECOM_SERVICE_SECRET"), "{err}");
+        assert!(
+            read(
+                "payments",
+                &[
+                    ("ECOM_ENV", "production"),
+                    ("ECOM_SERVICE_SECRET", &dev_service_secret("payments"))
+                ]
+            )
+            .is_err(),
+            "the development value, set explicitly"
+        );
+        assert!(
+            read(
+                "payments",
+                &[
+                    ("ECOM_ENV", "production"),
+                    ("ECOM_SERVICE_SECRET", &"p".repeat(32))
+                ]
+            )
+            .is_ok()
+        );
+        // The gateway needs no credential in production.
+        assert_eq!(
+            read("gateway", &production).expect("no credential needed"),
+            None
+        );
     }
 
     #[test]

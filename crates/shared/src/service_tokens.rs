@@ -1,6 +1,6 @@
 //! Service identity: a service acting on its own (the Payments outbox relay, the Orders sweeper)
-//! calls its peers with a short-lived token the Users service issues for the shared service
-//! secret. The token is an ordinary access token (`role: service`, `sub: service:<name>`), signed
+//! calls its peers with a short-lived token the Users service issues for that service's own
+//! credential (a credential mints only its own service's name). The token is an ordinary access token (`role: service`, `sub: service:<name>`), signed
 //! with the same keys, so every service verifies it the same way; user endpoints refuse it.
 
 use std::time::{Duration, Instant};
@@ -54,18 +54,20 @@ impl ServiceTokens {
     }
 
     /// Tokens for the service `common` configures, from the Users server it names
-    /// (`ECOM_USERS_GRPC_URL`, `ECOM_SERVICE_SECRET`).
+    /// (`ECOM_USERS_GRPC_URL`), with its own credential (`ECOM_SERVICE_SECRET`).
     pub fn for_service(common: &CommonConfig) -> anyhow::Result<Self> {
+        let secret = common.service_secret.clone().ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} has no service identity (see SERVICES_WITH_IDENTITY)",
+                common.service
+            )
+        })?;
         let channel = crate::grpc::channel(
             &common.users_grpc_url,
             Metrics::new(common.service),
             Duration::from_secs(3),
         )?;
-        Ok(Self::from_users(
-            channel,
-            common.service,
-            common.service_secret.clone(),
-        ))
+        Ok(Self::from_users(channel, common.service, secret))
     }
 
     /// Always the same token (tests sign one with the test key).

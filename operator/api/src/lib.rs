@@ -20,6 +20,10 @@ pub const SERVICES: [&str; 5] = ["users", "products", "orders", "payments", "gat
 /// The services that own a database.
 pub const DATABASE_SERVICES: [&str; 4] = ["users", "products", "orders", "payments"];
 
+/// The services that call others as themselves, each with its own credential in the generated
+/// `<shop>-service-credentials` Secret (the same list as `ecom_shared::config::SERVICES_WITH_IDENTITY`).
+pub const SERVICES_WITH_IDENTITY: [&str; 2] = ["orders", "payments"];
+
 /// The condition types `status.conditions` carries.
 pub mod condition {
     pub const READY: &str = "Ready";
@@ -315,8 +319,9 @@ impl Default for RedisSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthSpec {
-    /// The Secret holding the JWT signing key material and the service secret; generated once
-    /// (named `<shop>-auth`) when absent, never regenerated.
+    /// The Secret holding the bootstrap admin (`admin-email`, `admin-password`); generated once
+    /// (named `<shop>-auth`) when absent, never regenerated. The services' own credentials are
+    /// always generated, in `<shop>-service-credentials`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt_secret_ref: Option<String>,
 }

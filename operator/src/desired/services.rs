@@ -146,12 +146,24 @@ fn wiring(ctx: &Ctx<'_>, service: &str) -> Vec<EnvVar> {
             "uri",
         ));
     }
-    env.push(pod::secret_env(
-        "ECOM_SERVICE_SECRET",
-        &auth,
-        "service-secret",
-    ));
+    // Each service that calls others as itself gets its own credential; Users gets them all to
+    // check them; the gateway and Products get none.
+    let credentials = super::service_credentials_secret_name(ctx.shop);
+    if ecom_shop_api::SERVICES_WITH_IDENTITY.contains(&service) {
+        env.push(pod::secret_env(
+            "ECOM_SERVICE_SECRET",
+            &credentials,
+            service,
+        ));
+    }
     if service == "users" {
+        for caller in ecom_shop_api::SERVICES_WITH_IDENTITY {
+            env.push(pod::secret_env(
+                &format!("ECOM_SERVICE_SECRET_{}", caller.to_ascii_uppercase()),
+                &credentials,
+                caller,
+            ));
+        }
         env.push(pod::secret_env("ECOM_ADMIN_EMAIL", &auth, "admin-email"));
         env.push(pod::secret_env(
             "ECOM_ADMIN_PASSWORD",

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use ecom_shared::config::{CommonConfig, EnvReader, Rate, ServiceSpec};
+use ecom_shared::config::{
+    CommonConfig, EnvReader, Rate, SERVICES_WITH_IDENTITY, Secret, ServiceSpec, read_service_secret,
+};
 
 pub const SPEC: ServiceSpec = ServiceSpec {
     name: "users",
@@ -30,6 +32,9 @@ pub struct Config {
     pub refresh_token_ttl: Duration,
     /// A signing key older than this is replaced by a new one (the old one keeps verifying).
     pub key_rotation_interval: Duration,
+    /// Each service that calls others as itself, with the credential that obtains its service
+    /// token (`ECOM_SERVICE_SECRET_<SERVICE>`): a credential mints its own service's name only.
+    pub service_credentials: Vec<(&'static str, Secret)>,
 }
 
 impl std::fmt::Debug for Config {
@@ -80,6 +85,23 @@ impl Config {
                 env.error("ECOM_ADMIN_PASSWORD must be at least 12 characters in production");
             }
         }
+        let service_credentials: Vec<(&'static str, Secret)> = SERVICES_WITH_IDENTITY
+            .iter()
+            .map(|&name| {
+                let key = format!("ECOM_SERVICE_SECRET_{}", name.to_ascii_uppercase());
+                (name, read_service_secret(&mut env, &key, name, common.env))
+            })
+            .collect();
+        for (i, (a, secret)) in service_credentials.iter().enumerate() {
+            if let Some((b, _)) = service_credentials[i + 1..]
+                .iter()
+                .find(|(_, other)| other == secret)
+            {
+                env.error(format!(
+                    "the service credentials of {a} and {b} must differ (ECOM_SERVICE_SECRET_*)"
+                ));
+            }
+        }
         if crate::domain::Email::parse(&admin_email).is_err() {
             env.error("ECOM_ADMIN_EMAIL is not an e-mail address");
         }
@@ -97,6 +119,7 @@ impl Config {
             hasher_queue,
             refresh_token_ttl: Duration::from_secs(refresh_days * 86_400),
             key_rotation_interval: Duration::from_secs(rotation_days * 86_400),
+            service_credentials,
         })
     }
 }
@@ -119,16 +142,49 @@ mod tests {
     fn production_refuses_development_secrets() {
         let err = read(&[("ECOM_ENV", "production")]).expect_err("dev password in production");
         assert!(err.to_string().contains("ECOM_ADMIN_PASSWORD"));
-        assert!(err.to_string().contains("ECOM_SERVICE_SECRET"));
         assert!(
-            read(&[
-                ("ECOM_ENV", "production"),
-                ("ECOM_ADMIN_PASSWORD", "a-long-real-secret"),
-                ("ECOM_SERVICE_SECRET", "0123456789abcdef0123456789abcdef"),
-            ])
-            .is_ok()
+            err.to_string().contains("ECOM_SERVICE_SECRET_ORDERS"),
+            "{err}"
         );
+        assert!(
+            err.to_string().contains("ECOM_SERVICE_SECRET_PAYMENTS"),
+            "{err}"
+        );
+        let production = [
+            ("ECOM_ENV", "production"),
+            ("ECOM_ADMIN_PASSWORD", "a-long-real-secret"),
+            (
+                "ECOM_SERVICE_SECRET_ORDERS",
+                "orders-0123456789abcdef0123456789",
+            ),
+            (
+                "ECOM_SERVICE_SECRET_PAYMENTS",
+                "payments-0123456789abcdef01234567",
+            ),
+        ];
+        let c = read(&production).expect("production with its own secrets");
+        let names: Vec<_> = c.service_credentials.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["orders", "payments"]);
         assert!(read(&[]).is_ok(), "development accepts the defaults");
+    }
+
+    #[test]
+    fn each_calling_service_has_its_own_credential() {
+        let c = read(&[]).expect("defaults");
+        let (orders, payments) = (&c.service_credentials[0].1, &c.service_credentials[1].1);
+        assert_ne!(orders, payments, "development defaults differ per service");
+        let err = read(&[
+            (
+                "ECOM_SERVICE_SECRET_ORDERS",
+                "the-same-secret-for-two-services-x",
+            ),
+            (
+                "ECOM_SERVICE_SECRET_PAYMENTS",
+                "the-same-secret-for-two-services-x",
+            ),
+        ])
+        .expect_err("one secret for two services");
+        assert!(err.to_string().contains("must differ"), "{err}");
     }
 
     #[test]

@@ -88,7 +88,7 @@ impl Application {
             RateLimiter::new("register", config.register_rate),
             metrics.clone(),
             config.refresh_token_ttl,
-            config.common.service_secret.clone(),
+            config.service_credentials.clone(),
         ));
         users
             .bootstrap_admin(&config.admin_email, &config.admin_password)

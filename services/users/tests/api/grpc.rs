@@ -164,7 +164,7 @@ async fn grpc_health_and_reflection_answer(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "users::MIGRATOR")]
-async fn services_get_tokens_for_the_shared_secret_only_and_users_endpoints_refuse_them(
+async fn services_get_tokens_for_their_own_credential_only_and_users_endpoints_refuse_them(
     pool: PgPool,
 ) {
     let app = spawn_app(pool).await;
@@ -187,10 +187,41 @@ async fn services_get_tokens_for_the_shared_secret_only_and_users_endpoints_refu
     assert_eq!(again.code(), Code::Unauthenticated);
     assert!(started.elapsed() < std::time::Duration::from_millis(500));
 
+    // Each credential mints its own service's name only: the Orders credential cannot become
+    // Payments (which may mark orders paid), and the gateway or Products, which never act as
+    // themselves, have no identity to mint, whatever credential is shown.
+    let dev = ecom_shared::config::dev_service_secret;
+    for (name, secret) in [
+        ("payments", dev("orders")),
+        ("orders", dev("payments")),
+        ("gateway", dev("gateway")),
+        ("products", dev("products")),
+        ("gateway", dev("orders")),
+        (
+            "payments",
+            ecom_shared::config::DEV_SERVICE_SECRET.to_owned(),
+        ),
+    ] {
+        let other = ecom_shared::service_tokens::ServiceTokens::from_users(
+            channel.clone(),
+            name,
+            ecom_shared::config::Secret::new(secret.clone()),
+        );
+        let refused = other
+            .token()
+            .await
+            .expect_err(&format!("{name} with {secret}"));
+        assert_eq!(
+            refused.code(),
+            Code::Unauthenticated,
+            "{name} with {secret}"
+        );
+    }
+
     let tokens = ecom_shared::service_tokens::ServiceTokens::from_users(
         channel.clone(),
         "payments",
-        ecom_shared::config::Secret::new(ecom_shared::config::DEV_SERVICE_SECRET),
+        ecom_shared::config::Secret::new(dev("payments")),
     );
     let token = tokens.token().await.expect("service token");
     assert_eq!(tokens.token().await.expect("cached"), token, "cached");

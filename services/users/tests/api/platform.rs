@@ -315,14 +315,18 @@ async fn development_mode_is_announced_at_start() {
     let dev = first_lines(&[]).await;
     assert!(
         dev.contains("users IS RUNNING IN DEVELOPMENT MODE")
-            && dev.contains("development ECOM_SERVICE_SECRET"),
+            && dev.contains("development defaults are accepted"),
         "{dev}"
     );
     let prod = first_lines(&[
         ("ECOM_ENV", "production"),
         (
-            "ECOM_SERVICE_SECRET",
-            "a-production-secret-of-at-least-32-chars",
+            "ECOM_SERVICE_SECRET_ORDERS",
+            "a-production-secret-of-orders-32-chars",
+        ),
+        (
+            "ECOM_SERVICE_SECRET_PAYMENTS",
+            "a-production-secret-of-payments-32-chars",
         ),
         ("ECOM_ADMIN_PASSWORD", "a-strong-admin-password-here"),
     ])
