@@ -549,6 +549,125 @@ async fn the_gateway_serves_the_whole_platform() {
         .await;
     assert_eq!(d["order"]["payment"]["status"], "SUCCEEDED", "{d}");
 
+    // ---- Rights come from the account as it is now, not from the token (security issue,
+    // item 4): a demoted admin's unexpired token loses admin rights at once on every service,
+    // and a deactivated shopper's token stops working for orders.
+    let set_account = |id: String, change: Value| {
+        let (gw, admin) = (&gw, admin.clone());
+        async move {
+            let (status, body, _) = gw
+                .rest(
+                    reqwest::Method::PATCH,
+                    &format!("/users/{id}"),
+                    Some(&admin),
+                    None,
+                    Some(change),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    let boss_as_user = gw.register_and_login("boss@gateway.test").await;
+    let boss_id = gw
+        .data(Some(&boss_as_user), "{ me { id } }", json!({}))
+        .await["me"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    set_account(boss_id.clone(), json!({"role": "admin"})).await;
+    let boss = gw
+        .data(
+            None,
+            "mutation { login(email: \"boss@gateway.test\", password: \"password123\") { accessToken } }",
+            json!({}),
+        )
+        .await["login"]["accessToken"]
+        .as_str()
+        .expect("boss's admin token")
+        .to_owned();
+    let new_product =
+        json!({"i": {"name": "Boss Lamp", "description": "x", "price": "1.00", "stock": 1}});
+    let order_of_alice = "query($id: ID!) { order(id: $id) { id } }";
+    gw.data(Some(&boss), CREATE_PRODUCT, new_product.clone())
+        .await;
+    let d = gw
+        .data(Some(&boss), order_of_alice, json!({"id": order["id"]}))
+        .await;
+    assert_eq!(
+        d["order"]["id"], order["id"],
+        "an admin sees anyone's order"
+    );
+    // The promotion needed a new token: the one from before it still carries user rights.
+    assert_eq!(
+        gw.code(Some(&boss_as_user), CREATE_PRODUCT, new_product.clone())
+            .await,
+        "FORBIDDEN"
+    );
+
+    set_account(boss_id, json!({"role": "user"})).await;
+    // The same unexpired admin token, the very next request: Products (GraphQL and REST),
+    // Orders and Users all refuse admin rights.
+    assert_eq!(
+        gw.code(Some(&boss), CREATE_PRODUCT, new_product.clone())
+            .await,
+        "FORBIDDEN"
+    );
+    let (status, body, _) = gw
+        .rest(
+            reqwest::Method::POST,
+            "/products",
+            Some(&boss),
+            None,
+            Some(new_product["i"].clone()),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let d = gw
+        .data(Some(&boss), order_of_alice, json!({"id": order["id"]}))
+        .await;
+    assert_eq!(d["order"], Value::Null, "no longer anyone's orders: {d}");
+    let (status, body, _) = gw
+        .rest(
+            reqwest::Method::GET,
+            "/users?limit=1",
+            Some(&boss),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    // Still a signed-in user: their own account works.
+    gw.data(Some(&boss), "{ me { id } }", json!({})).await;
+
+    let eve = gw.register_and_login("deactivated@gateway.test").await;
+    let eve_id = gw.data(Some(&eve), "{ me { id } }", json!({})).await["me"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    set_account(eve_id, json!({"is_active": false})).await;
+    for (query, vars) in [
+        (
+            CREATE_ORDER,
+            json!({"items": [{"productId": widgets[3], "quantity": 1}]}),
+        ),
+        ("{ orders { id } }", json!({})),
+        ("{ me { id } }", json!({})),
+    ] {
+        assert_eq!(
+            gw.code(Some(&eve), query, vars).await,
+            "UNAUTHENTICATED",
+            "a deactivated account: {query}"
+        );
+    }
+
     // ---- N+1: 10 orders × 5 items in one query cost one GetProducts and one ListPayments.
     let carol = gw.register_and_login("carol@gateway.test").await;
     let five: Vec<Value> = widgets

@@ -6,7 +6,11 @@
 //!   the `kid` names, so `alg: none` and HS256-signed-with-the-public-key are refused;
 //! - the token must carry `typ: "access"` in its claims, which a refresh token never has;
 //! - an unknown `kid` triggers at most one JWKS refetch per few seconds, so a flood of forged
-//!   tokens cannot turn into a flood of fetches.
+//!   tokens cannot turn into a flood of fetches;
+//! - a signature proves what was true when the token was issued, not now: where an
+//!   [`AccountSource`] is configured, every user request is confirmed against the Users service
+//!   (the account still exists and is active; an admin is still an admin), see
+//!   [`JwtVerifier::confirm`].
 
 use std::{
     collections::HashMap,
@@ -140,6 +144,8 @@ pub enum AuthError {
     Invalid,
     #[error("the signing keys could not be fetched")]
     KeysUnavailable,
+    #[error("the account could not be checked")]
+    AccountsUnavailable,
 }
 
 impl From<AuthError> for ApiError {
@@ -151,6 +157,7 @@ impl From<AuthError> for ApiError {
                 "the access token has expired",
             ),
             AuthError::KeysUnavailable => ApiError::unavailable("token verification"),
+            AuthError::AccountsUnavailable => ApiError::unavailable("account check"),
             AuthError::Missing | AuthError::Invalid => ApiError::invalid_token(e.to_string()),
         }
     }
@@ -180,6 +187,20 @@ struct Cache {
 /// tokens with made-up `kid`s costs at most one load per interval.
 pub const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(2);
 
+/// Where a user's account stands now: the Users service (its database there; its gRPC `GetMe`
+/// everywhere else).
+pub trait AccountSource: Send + Sync {
+    /// The account's role now. `Err(Invalid)` when it is deactivated or deleted,
+    /// `Err(AccountsUnavailable)` when the source cannot answer.
+    fn current_role(&self, user: CurrentUser, token: String) -> BoxFuture<Result<Role, AuthError>>;
+}
+
+/// How long an ordinary user's account, once confirmed active, is not asked about again by this
+/// process. Admin rights are confirmed on every request.
+pub const ACCOUNT_RECHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Confirmed accounts remembered at most (the map is emptied beyond it).
+const MAX_CONFIRMED_ACCOUNTS: usize = 100_000;
+
 /// Verifies access tokens against a JWKS, cached and refetched on an unknown `kid`.
 pub struct JwtVerifier {
     loader: JwksLoader,
@@ -187,6 +208,9 @@ pub struct JwtVerifier {
     refetch: Mutex<()>,
     min_refetch_interval: Duration,
     max_age: Duration,
+    accounts: Option<Arc<dyn AccountSource>>,
+    /// Ordinary users confirmed active, and when.
+    confirmed: std::sync::Mutex<HashMap<i64, Instant>>,
 }
 
 impl JwtVerifier {
@@ -200,7 +224,75 @@ impl JwtVerifier {
             refetch: Mutex::new(()),
             min_refetch_interval: MIN_REFETCH_INTERVAL,
             max_age: Duration::from_secs(300),
+            accounts: None,
+            confirmed: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Confirms every user request against `source` (see [`Self::confirm`]). Without one, a
+    /// valid token is believed until it expires (the gateway, which decides nothing on it, and
+    /// tests).
+    pub fn with_account_source(mut self, source: Arc<dyn AccountSource>) -> Self {
+        self.accounts = Some(source);
+        self
+    }
+
+    /// The user a verified token names, as the Users service knows them now: a deactivated or
+    /// deleted account is refused (`Invalid`), and a token claiming `admin` carries admin rights
+    /// only while the account is still an admin (otherwise it is treated as a `user` token; a
+    /// promotion needs a new token). Admin tokens are confirmed on every request; an ordinary
+    /// user's active account is remembered for [`ACCOUNT_RECHECK_INTERVAL`].
+    ///
+    /// When the Users service cannot answer, admin rights are refused (503) and an ordinary
+    /// user is believed on the token alone (logged): checkout keeps working through a Users
+    /// outage, and the token's lifetime still bounds it.
+    pub async fn confirm(&self, user: CurrentUser, token: &str) -> Result<CurrentUser, AuthError> {
+        let Some(source) = &self.accounts else {
+            return Ok(user);
+        };
+        let admin_claim = user.is_admin();
+        if !admin_claim && self.recently_confirmed(user.id) {
+            return Ok(user);
+        }
+        match source.current_role(user, token.to_owned()).await {
+            Ok(role) => {
+                if !admin_claim {
+                    let mut confirmed = self.confirmed.lock().unwrap_or_else(|e| e.into_inner());
+                    if confirmed.len() >= MAX_CONFIRMED_ACCOUNTS {
+                        confirmed.clear();
+                    }
+                    confirmed.insert(user.id, Instant::now());
+                }
+                let role = if admin_claim && role == Role::Admin {
+                    Role::Admin
+                } else {
+                    Role::User
+                };
+                Ok(CurrentUser { id: user.id, role })
+            }
+            Err(AuthError::AccountsUnavailable) if !admin_claim => {
+                tracing::warn!(
+                    user_id = user.id,
+                    "the Users service could not confirm the account; believing the token"
+                );
+                Ok(user)
+            }
+            Err(e) => {
+                self.confirmed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&user.id);
+                Err(e)
+            }
+        }
+    }
+
+    fn recently_confirmed(&self, id: i64) -> bool {
+        self.confirmed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .is_some_and(|at| at.elapsed() < ACCOUNT_RECHECK_INTERVAL)
     }
 
     /// A verifier fetching `url` over HTTP (other services, the gateway).
@@ -401,8 +493,10 @@ where
             return Ok(*user);
         }
         let verifier = Arc::<JwtVerifier>::from_ref(state);
+        let value = authorization(&parts.headers);
+        let user = verifier.verify_bearer(value).await?;
         let user = verifier
-            .verify_bearer(authorization(&parts.headers))
+            .confirm(user, bearer(value).unwrap_or_default())
             .await?;
         parts.extensions.insert(user);
         Ok(user)
@@ -463,7 +557,10 @@ pub async fn grpc_user<T>(
         .metadata()
         .get("authorization")
         .and_then(|v| v.to_str().ok());
-    Ok(verifier.verify_bearer(value).await?)
+    let user = verifier.verify_bearer(value).await?;
+    Ok(verifier
+        .confirm(user, bearer(value).unwrap_or_default())
+        .await?)
 }
 
 /// gRPC: the caller of a request, an end user or a service.
@@ -479,7 +576,10 @@ pub async fn grpc_caller<T>(
         .get("authorization")
         .and_then(|v| v.to_str().ok());
     let token = bearer(value).ok_or(AuthError::Missing)?;
-    Ok(verifier.verify_caller(token).await?)
+    Ok(match verifier.verify_caller(token).await? {
+        Caller::User(user) => Caller::User(verifier.confirm(user, token).await?),
+        service => service,
+    })
 }
 
 /// A client interceptor that forwards the end user's access token on every call made with it
@@ -518,6 +618,94 @@ pub fn with_bearer<T>(mut request: tonic::Request<T>, token: &str) -> tonic::Req
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Accounts as a test sets them: id → role (absent: deactivated or deleted), or no answer.
+    struct Accounts {
+        roles: std::sync::Mutex<HashMap<i64, Role>>,
+        up: std::sync::atomic::AtomicBool,
+        asked: std::sync::atomic::AtomicUsize,
+    }
+
+    impl AccountSource for Accounts {
+        fn current_role(
+            &self,
+            user: CurrentUser,
+            _token: String,
+        ) -> BoxFuture<Result<Role, AuthError>> {
+            use std::sync::atomic::Ordering;
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            let answer = if self.up.load(Ordering::SeqCst) {
+                self.roles
+                    .lock()
+                    .expect("roles")
+                    .get(&user.id)
+                    .copied()
+                    .ok_or(AuthError::Invalid)
+            } else {
+                Err(AuthError::AccountsUnavailable)
+            };
+            Box::pin(async move { answer })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_carries_only_the_rights_the_account_still_has() {
+        use std::sync::atomic::Ordering;
+        let accounts = Arc::new(Accounts {
+            roles: std::sync::Mutex::new(HashMap::from([(1, Role::Admin), (2, Role::User)])),
+            up: true.into(),
+            asked: 0.into(),
+        });
+        let verifier =
+            JwtVerifier::new(Arc::new(|| Box::pin(async { Ok(JwkSet { keys: vec![] }) })))
+                .with_account_source(accounts.clone());
+        let admin = CurrentUser {
+            id: 1,
+            role: Role::Admin,
+        };
+        let user = CurrentUser {
+            id: 2,
+            role: Role::User,
+        };
+        assert_eq!(verifier.confirm(admin, "t").await, Ok(admin));
+
+        // Demoted: the admin token now carries user rights, at once.
+        accounts.roles.lock().expect("roles").insert(1, Role::User);
+        assert_eq!(
+            verifier.confirm(admin, "t").await,
+            Ok(CurrentUser {
+                id: 1,
+                role: Role::User
+            })
+        );
+        // Promoted: a user token does not become an admin one (log in again).
+        accounts.roles.lock().expect("roles").insert(2, Role::Admin);
+        assert_eq!(verifier.confirm(user, "t").await, Ok(user));
+
+        // Deactivated or deleted: refused. An admin is asked about on every request; a user's
+        // active account is remembered for ACCOUNT_RECHECK_INTERVAL.
+        accounts.roles.lock().expect("roles").clear();
+        assert_eq!(verifier.confirm(admin, "t").await, Err(AuthError::Invalid));
+        let asked = accounts.asked.load(Ordering::SeqCst);
+        assert_eq!(verifier.confirm(user, "t").await, Ok(user), "remembered");
+        assert_eq!(accounts.asked.load(Ordering::SeqCst), asked);
+
+        // The Users service does not answer: admin rights are refused, a user believed.
+        accounts.up.store(false, Ordering::SeqCst);
+        assert_eq!(
+            verifier.confirm(admin, "t").await,
+            Err(AuthError::AccountsUnavailable)
+        );
+        let stranger = CurrentUser {
+            id: 3,
+            role: Role::User,
+        };
+        assert_eq!(verifier.confirm(stranger, "t").await, Ok(stranger));
+
+        // Without a source (the gateway): the token is believed.
+        let plain = JwtVerifier::new(Arc::new(|| Box::pin(async { Ok(JwkSet { keys: vec![] }) })));
+        assert_eq!(plain.confirm(admin, "t").await, Ok(admin));
+    }
 
     #[test]
     fn bearer_parsing() {

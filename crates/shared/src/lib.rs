@@ -3,6 +3,7 @@
 //!
 //! Domain types never live here: services share contracts through `proto/` only.
 
+pub mod accounts;
 pub mod auth;
 pub mod cache;
 pub mod cli;

@@ -164,6 +164,7 @@ impl From<AuthError> for GatewayError {
                 "the access token has expired",
             ),
             AuthError::KeysUnavailable => Self::unavailable("token verification"),
+            AuthError::AccountsUnavailable => Self::unavailable("account check"),
             AuthError::Missing | AuthError::Invalid => {
                 Self::new(codes::UNAUTHENTICATED, "invalid_token", e.to_string())
             }

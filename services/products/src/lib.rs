@@ -42,7 +42,10 @@ impl Application {
         let pool =
             ecom_shared::db::connect(&config.common.database_url, 20, Duration::from_secs(30))
                 .await?;
-        let verifier = Arc::new(JwtVerifier::remote(config.common.jwks_url.clone()));
+        // Each user request is confirmed with Users: a demoted or deactivated admin loses admin
+        // rights at once (docs/security.md).
+        let verifier =
+            ecom_shared::accounts::verifier(&config.common, Metrics::new(config.common.service))?;
         Self::build_with(config, pool, verifier).await
     }
 

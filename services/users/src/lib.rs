@@ -34,6 +34,35 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// How often replicas re-read signing keys and check whether rotation is due.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 
+/// Accounts as this service's database holds them now.
+struct AccountsInDatabase(PgPool);
+
+impl ecom_shared::auth::AccountSource for AccountsInDatabase {
+    fn current_role(
+        &self,
+        user: ecom_shared::auth::CurrentUser,
+        _token: String,
+    ) -> std::pin::Pin<
+        Box<
+            dyn Future<Output = Result<ecom_shared::auth::Role, ecom_shared::auth::AuthError>>
+                + Send,
+        >,
+    > {
+        let pool = self.0.clone();
+        Box::pin(async move {
+            use ecom_shared::auth::AuthError;
+            match repo::get_user(&pool, user.id).await {
+                Ok(Some(u)) if u.is_active => Ok(u.role),
+                Ok(_) => Err(AuthError::Invalid),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the account");
+                    Err(AuthError::AccountsUnavailable)
+                }
+            }
+        })
+    }
+}
+
 /// A built service: listeners bound, dependencies connected, ready to run.
 pub struct Application {
     servers: ecom_shared::grpc::Servers,
@@ -110,7 +139,10 @@ impl Application {
                     Ok(keys.jwks().await)
                 })
             }))
-            .with_min_refetch_interval(Duration::ZERO),
+            .with_min_refetch_interval(Duration::ZERO)
+            // The role and status behind every user request come from the database, not the
+            // token: a demoted or deactivated admin loses admin rights here at once.
+            .with_account_source(Arc::new(AccountsInDatabase(pool.clone()))),
         );
         metrics.register(
             "signing_key_reloads",
