@@ -14,6 +14,7 @@ pub mod grpc;
 pub mod health;
 pub mod http;
 pub mod idempotency;
+pub mod json;
 pub mod metrics;
 pub mod page;
 pub mod ratelimit;

@@ -195,3 +195,37 @@ pub fn service_env(pairs: &[(&str, &str)], overrides: &[(&str, &str)]) -> crate:
     }
     crate::config::EnvReader::from_map(vars)
 }
+
+/// The statuses an OpenAPI document lists for `method` (lower case) on `path`.
+pub fn documented_statuses(spec: &Value, method: &str, path: &str) -> Vec<u16> {
+    spec["paths"][path][method]["responses"]
+        .as_object()
+        .map(|r| r.keys().filter_map(|k| k.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Asserts that the document lists `got`'s status for `method` on `path`: what a client
+/// generated from the document must expect.
+pub fn assert_documented(spec: &Value, method: &str, path: &str, got: &(StatusCode, Value)) {
+    let documented = documented_statuses(spec, method, path);
+    assert!(
+        documented.contains(&got.0.as_u16()),
+        "{} {path} answered {} ({}), documented: {documented:?}",
+        method.to_uppercase(),
+        got.0,
+        got.1
+    );
+}
+
+/// The parameter `name` of `method` on `path`.
+pub fn documented_parameter<'a>(
+    spec: &'a Value,
+    method: &str,
+    path: &str,
+    name: &str,
+) -> &'a Value {
+    spec["paths"][path][method]["parameters"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+        .unwrap_or(&Value::Null)
+}
