@@ -10,15 +10,15 @@ use axum::{
 use ecom_shared::{
     ApiError, AppJson, AppPath, AppQuery,
     auth::{AdminUser, JwtVerifier},
-    error::{ErrorBody, positive_id},
+    error::{ErrorBody, doc, positive_id},
 };
-use serde::Deserialize;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     domain::{Listing, ListingParams, Product},
     error::Error,
+    openapi::{ProductInput, ProductUpdateInput},
     service::{Page, ProductsService},
 };
 
@@ -34,37 +34,11 @@ impl FromRef<AppState> for Arc<JwtVerifier> {
     }
 }
 
-/// A new product (documentation of the body; parsing reports every bad field).
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct ProductInput {
-    /// 1..=200 characters.
-    pub name: String,
-    /// Up to 10 000 characters.
-    pub description: Option<String>,
-    /// Decimal string (or plain number) with at most two places, >= 0.
-    #[schema(value_type = String, example = "19.99")]
-    pub price: String,
-    /// Units available, >= 0.
-    pub stock: i64,
-    pub category: Option<String>,
-}
-
-/// A partial update; absent fields stay. `stock` sets what can be bought; `category: null` clears it.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct ProductUpdateInput {
-    pub name: Option<String>,
-    pub description: Option<String>,
-    #[schema(value_type = Option<String>, example = "17.50")]
-    pub price: Option<String>,
-    pub stock: Option<i64>,
-    pub category: Option<String>,
-}
-
 type HttpResult<T> = Result<T, ApiError>;
 
 /// Browse the catalogue: filters, full-text search, sorting, pages.
 #[utoipa::path(get, path = "/products", tag = "products", params(ListingParams),
-    responses((status = 200, body = Page), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Page), doc::Invalid, doc::Unavailable))]
 async fn list_products(
     State(s): State<AppState>,
     AppQuery(params): AppQuery<ListingParams>,
@@ -79,8 +53,8 @@ fn json(body: axum::body::Bytes) -> impl IntoResponse {
 }
 
 /// One product.
-#[utoipa::path(get, path = "/products/{id}", tag = "products", params(("id" = i64, Path)),
-    responses((status = 200, body = Product), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[utoipa::path(get, path = "/products/{id}", tag = "products", params(("id" = i64, Path, minimum = 1)),
+    responses((status = 200, body = Product), doc::NotFound, doc::Invalid, doc::Unavailable))]
 async fn get_product(
     State(s): State<AppState>,
     AppPath(id): AppPath<i64>,
@@ -91,7 +65,7 @@ async fn get_product(
 /// Create a product (admin).
 #[utoipa::path(post, path = "/products", tag = "admin", request_body = ProductInput,
     security(("bearer" = [])),
-    responses((status = 201, body = Product), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = Product), doc::AdminOnly, doc::JsonBody, doc::Unavailable))]
 async fn create_product(
     State(s): State<AppState>,
     _admin: AdminUser,
@@ -104,9 +78,9 @@ async fn create_product(
 }
 
 /// Change a product (admin). Visible on the next read, cache included.
-#[utoipa::path(patch, path = "/products/{id}", tag = "admin", params(("id" = i64, Path)),
+#[utoipa::path(patch, path = "/products/{id}", tag = "admin", params(("id" = i64, Path, minimum = 1)),
     request_body = ProductUpdateInput, security(("bearer" = [])),
-    responses((status = 200, body = Product), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Product), doc::AdminOnly, doc::NotFound, doc::JsonBody, doc::Unavailable))]
 async fn update_product(
     State(s): State<AppState>,
     _admin: AdminUser,
@@ -119,9 +93,11 @@ async fn update_product(
 }
 
 /// Delete a product (admin). Refused (409) while open orders hold units of it.
-#[utoipa::path(delete, path = "/products/{id}", tag = "admin", params(("id" = i64, Path)),
+#[utoipa::path(delete, path = "/products/{id}", tag = "admin", params(("id" = i64, Path, minimum = 1)),
     security(("bearer" = [])),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204, description = "deleted"), doc::AdminOnly, doc::NotFound,
+              (status = 409, body = ErrorBody, description = "`invalid_state`: open orders hold units of it"),
+              doc::Invalid, doc::Unavailable))]
 async fn delete_product(
     State(s): State<AppState>,
     _admin: AdminUser,
@@ -145,5 +121,6 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
         .with_state(state)
         .split_for_parts();
     ecom_shared::http::add_security(&mut openapi, None);
+    doc::register_schemas(&mut openapi);
     (router, openapi)
 }

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod openapi;
 pub mod repo;
 pub mod seed;
 pub mod service;

@@ -39,9 +39,16 @@ fn text(
 ) -> Option<String> {
     match v {
         Value::String(s) => {
+            // The length limit counts what was sent (surrounding whitespace included), so it is
+            // a plain `maxLength` in the OpenAPI document; the minimum counts the trimmed text.
             let t = s.trim();
-            let n = t.chars().count();
-            if n < min {
+            if s.chars().count() > max {
+                errors.push(FieldError::new(
+                    field,
+                    format!("must be at most {max} characters"),
+                ));
+                None
+            } else if t.chars().count() < min {
                 errors.push(FieldError::new(
                     field,
                     if min == 1 {
@@ -49,12 +56,6 @@ fn text(
                     } else {
                         "is too short"
                     },
-                ));
-                None
-            } else if n > max {
-                errors.push(FieldError::new(
-                    field,
-                    format!("must be at most {max} characters"),
                 ));
                 None
             } else if t.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
@@ -75,7 +76,8 @@ fn text(
 }
 
 fn stock(errors: &mut Vec<FieldError>, v: &Value) -> Option<i64> {
-    match v.as_i64() {
+    // `5.0` is the integer 5 to JSON and to the document's `type: integer`.
+    match ecom_shared::json::whole_number(v) {
         Some(n) if (0..=MAX_STOCK).contains(&n) => Some(n),
         _ => {
             errors.push(FieldError::new(
@@ -245,7 +247,8 @@ pub struct Listing {
 }
 
 /// Raw listing parameters, as strings, so every bad one is reported with a field name.
-#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+/// Documented in [`crate::openapi`] (every accepted spelling).
+#[derive(Debug, Default, serde::Deserialize)]
 pub struct ListingParams {
     /// 1..=100, default 20.
     pub limit: Option<String>,

@@ -5,4 +5,5 @@ mod cache;
 mod catalogue;
 mod grpc_catalogue;
 mod helpers;
+mod openapi;
 mod stock;
