@@ -107,13 +107,14 @@ pub fn parse_items(items: &serde_json::Value) -> Result<Vec<Line>, Vec<FieldErro
     let mut errors = Vec::new();
     let mut lines: Vec<Line> = Vec::new();
     for (i, item) in raw.iter().enumerate() {
+        // `2.0` is the integer 2 to JSON and to the document's `type: integer`.
         let product_id = item
             .get("product_id")
-            .and_then(serde_json::Value::as_i64)
+            .and_then(ecom_shared::json::whole_number)
             .filter(|id| *id > 0);
         let quantity = item
             .get("quantity")
-            .and_then(serde_json::Value::as_i64)
+            .and_then(ecom_shared::json::whole_number)
             .filter(|q| (1..=MAX_QUANTITY).contains(q));
         if product_id.is_none() {
             errors.push(FieldError::new(

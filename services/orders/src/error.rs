@@ -12,6 +12,10 @@ pub enum Error {
     /// Missing, or not the caller's: the same answer, so ids cannot be probed.
     #[error("order not found")]
     NotFound,
+    /// Lines naming products the catalogue does not have (a 404 naming each line, like any
+    /// reference to something that does not exist).
+    #[error("unknown products")]
+    UnknownProducts(Vec<FieldError>),
     #[error("not enough stock: {0}")]
     InsufficientStock(String),
     #[error("this idempotency key was used with another request")]
@@ -42,6 +46,10 @@ impl From<Error> for ApiError {
         match e {
             Error::Validation(errors) => ApiError::validation(errors),
             Error::NotFound => ApiError::not_found("order"),
+            Error::UnknownProducts(errors) => ApiError {
+                errors,
+                ..ApiError::not_found("product")
+            },
             Error::InsufficientStock(detail) => ApiError::conflict("insufficient_stock", detail),
             Error::IdempotencyConflict => ApiError::conflict(
                 "idempotency_conflict",

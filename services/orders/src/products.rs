@@ -33,7 +33,9 @@ fn transient(s: &Status) -> bool {
 fn to_error(s: Status) -> Error {
     match s.code() {
         Code::FailedPrecondition => Error::InsufficientStock(s.message().to_owned()),
-        Code::NotFound => Error::field("items", s.message()),
+        Code::NotFound => {
+            Error::UnknownProducts(vec![ecom_shared::FieldError::new("items", s.message())])
+        }
         Code::InvalidArgument => Error::field("items", s.message()),
         // Our own service token was refused (after one renewal): not the client's doing.
         Code::Unauthenticated => {

@@ -221,7 +221,7 @@ impl OrdersService {
             });
         }
         if !errors.is_empty() {
-            return Err(Error::Validation(errors));
+            return Err(Error::UnknownProducts(errors));
         }
         let total: Decimal = items.iter().map(|i| i.line_total).sum();
         if total > domain::max_amount() || items.iter().any(|i| i.line_total > domain::max_amount())
@@ -329,7 +329,16 @@ impl OrdersService {
         limit: Option<i64>,
         offset: Option<i64>,
     ) -> Result<(Vec<Order>, i64, i64, i64)> {
-        let Page { limit, offset } = Page::parse(limit, offset).map_err(Error::Validation)?;
+        let (page, mut errors) = match Page::parse(limit, offset) {
+            Ok(page) => (Some(page), Vec::new()),
+            Err(errors) => (None, errors),
+        };
+        if user_id.is_some_and(|id| id <= 0) {
+            errors.push(FieldError::new("user_id", "must be a positive integer"));
+        }
+        let (Some(Page { limit, offset }), true) = (page, errors.is_empty()) else {
+            return Err(Error::Validation(errors));
+        };
         let owner = if caller.is_admin() {
             user_id
         } else {

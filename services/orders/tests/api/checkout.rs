@@ -86,12 +86,9 @@ async fn bad_orders_are_4xx_and_hold_nothing(pool: PgPool) {
             .await;
         assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
     }
+    // A product that does not exist is a reference to nothing: 404, naming the line.
     let unknown = app.order(&alice, &[(mug, 1), (999_999, 1)], None).await;
-    assert_error(
-        &unknown,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_error",
-    );
+    assert_error(&unknown, StatusCode::NOT_FOUND, "not_found");
     assert!(
         unknown.1["errors"][0]["field"]
             .as_str()

@@ -5,3 +5,4 @@ mod checkout;
 mod grpc_orders;
 mod helpers;
 mod lifecycle;
+mod openapi;
