@@ -81,7 +81,8 @@ impl PayRequest {
     pub fn parse(body: &Value, today: DateTime<Utc>) -> Result<Self, PayRequestError> {
         let mut errors = Vec::new();
         let order_id = match body.get("order_id") {
-            Some(Value::Number(n)) => match n.as_i64() {
+            // `7.0` is the integer 7 to JSON and to the document's `type: integer`.
+            Some(v @ Value::Number(_)) => match ecom_shared::json::whole_number(v) {
                 Some(id) if id > 0 => Some(id),
                 _ => {
                     errors.push(FieldError::new("order_id", "must be a positive integer"));
@@ -105,7 +106,10 @@ impl PayRequest {
             ));
         }
         let text = |field: &str| card.and_then(|c| c.get(field)).and_then(Value::as_str);
-        let int = |field: &str| card.and_then(|c| c.get(field)).and_then(Value::as_i64);
+        let int = |field: &str| {
+            card.and_then(|c| c.get(field))
+                .and_then(ecom_shared::json::whole_number)
+        };
         let (number, exp_month, exp_year, cvc) = (
             text("number"),
             int("exp_month"),

@@ -10,7 +10,7 @@ use axum::{
 use ecom_shared::{
     ApiError, AppJson, AppPath, AppQuery,
     auth::{AdminUser, CurrentUser, JwtVerifier, bearer_token},
-    error::{ErrorBody, positive_id},
+    error::{ErrorBody, doc, positive_id},
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -44,30 +44,64 @@ pub struct PaymentList {
 /// A payment request (documentation of the body; parsing reports every bad field).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreatePayment {
+    /// An order of the caller's awaiting payment.
+    #[schema(minimum = 1)]
     pub order_id: i64,
     pub card: CardInputDoc,
 }
 
 /// Test cards: 4242424242424242 succeeds, 4000000000000002 is declined, 4000000000009995 has
 /// insufficient funds, 4000000000000119 is a processing error (retry with another key).
+///
+/// Beyond this shape, a card the processor could never charge is a 422 `invalid_card` (no
+/// payment is created): a number failing the Luhn check, an expiry in the past or more than 50
+/// years ahead, or a CVC of the wrong length for the brand (4 digits for American Express, 3 for
+/// the others).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CardInputDoc {
-    #[schema(example = "4242424242424242")]
+    /// 12..=19 digits; spaces and dashes between them are ignored.
+    #[schema(example = "4242424242424242", pattern = r"^[ -]*([0-9][ -]*){12,19}$")]
     pub number: String,
-    #[schema(example = 12)]
+    /// 1..=12.
+    #[schema(example = 12, minimum = 1, maximum = 12)]
     pub exp_month: i64,
-    #[schema(example = 2030)]
+    /// A 4-digit year (2000..=2100) or a 2-digit one (0..=99, meaning 20YY).
+    #[schema(example = 2030, schema_with = exp_year_schema)]
     pub exp_year: i64,
-    #[schema(example = "123")]
+    /// 3 or 4 digits.
+    #[schema(example = "123", pattern = r"^[0-9]{3,4}$")]
     pub cvc: String,
 }
 
+fn exp_year_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+    let years = |min: i64, max: i64| {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(min))
+            .maximum(Some(max))
+    };
+    AnyOfBuilder::new()
+        .item(years(2000, 2100))
+        .item(years(0, 99))
+        .description(Some(
+            "A 4-digit year (2000..=2100) or a 2-digit one (0..=99, meaning 20YY); with `exp_month` not in the past and at most 50 years ahead.",
+        ))
+        .examples([2030])
+        .into()
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this order's payments.
+    #[param(minimum = 1, nullable = false)]
     pub order_id: Option<i64>,
     /// 1..=100, default 20.
+    #[param(minimum = 1, maximum = 100, nullable = false)]
     pub limit: Option<i64>,
+    /// 0 or more, default 0.
+    #[param(minimum = 0, nullable = false)]
     pub offset: Option<i64>,
 }
 
@@ -77,12 +111,16 @@ type HttpResult<T> = Result<T, ApiError>;
 /// `Idempotency-Key`: the same key and body return the same payment, charged once. A declined
 /// card is a `failed` payment (201), not an error.
 #[utoipa::path(post, path = "/payments", tag = "payments", request_body = CreatePayment,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1..255 visible ASCII characters")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = r"^[ \t]*[!-~]{1,255}[ \t]*$",
+            description = "1..255 visible ASCII characters")),
     security(("bearer" = [])),
     responses((status = 201, body = Payment), (status = 200, body = Payment, description = "replayed by Idempotency-Key"),
+              doc::Authenticated, (status = 400, body = ErrorBody, description = "`validation_error`: the body is not JSON"),
               (status = 404, body = ErrorBody, description = "no such order, or not yours"),
               (status = 409, body = ErrorBody, description = "invalid_state, idempotency_conflict or idempotency_key_in_use"),
-              (status = 422, body = ErrorBody, description = "invalid_card or validation_error")))]
+              doc::PayloadTooLarge,
+              (status = 422, body = ErrorBody, description = "invalid_card or validation_error"),
+              doc::Unavailable))]
 async fn create_payment(
     State(s): State<AppState>,
     user: CurrentUser,
@@ -104,7 +142,7 @@ async fn create_payment(
 
 /// The caller's payments, newest first (admins: everyone's), optionally of one order.
 #[utoipa::path(get, path = "/payments", tag = "payments", params(ListQuery), security(("bearer" = [])),
-    responses((status = 200, body = PaymentList), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = PaymentList), doc::Authenticated, doc::Invalid, doc::Unavailable))]
 async fn list_payments(
     State(s): State<AppState>,
     user: CurrentUser,
@@ -121,8 +159,8 @@ async fn list_payments(
 }
 
 /// One payment: the owner's or, for an admin, anyone's. Anyone else gets 404.
-#[utoipa::path(get, path = "/payments/{id}", tag = "payments", params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Payment), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/payments/{id}", tag = "payments", params(("id" = i64, Path, minimum = 1)), security(("bearer" = [])),
+    responses((status = 200, body = Payment), doc::Authenticated, doc::NotFound, doc::Invalid, doc::Unavailable))]
 async fn get_payment(
     State(s): State<AppState>,
     user: CurrentUser,
@@ -132,10 +170,11 @@ async fn get_payment(
 }
 
 /// Admin: refund a succeeded payment. The order becomes `refunded` and its stock returns.
-#[utoipa::path(post, path = "/payments/{id}/refund", tag = "payments", params(("id" = i64, Path)),
+#[utoipa::path(post, path = "/payments/{id}/refund", tag = "payments", params(("id" = i64, Path, minimum = 1)),
     security(("bearer" = [])),
-    responses((status = 200, body = Payment), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody, description = "not a succeeded payment")))]
+    responses((status = 200, body = Payment), doc::AdminOnly, doc::NotFound,
+              (status = 409, body = ErrorBody, description = "not a succeeded payment"),
+              doc::Invalid, doc::Unavailable))]
 async fn refund_payment(
     State(s): State<AppState>,
     _admin: AdminUser,
@@ -159,5 +198,6 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
         .with_state(state)
         .split_for_parts();
     ecom_shared::http::add_security(&mut openapi, None);
+    doc::register_schemas(&mut openapi);
     (router, openapi)
 }
