@@ -75,6 +75,7 @@ pub fn verifier(common: &CommonConfig, metrics: Arc<Metrics>) -> anyhow::Result<
     let channel = crate::grpc::channel(&common.users_grpc_url, metrics, Duration::from_secs(2))?;
     Ok(Arc::new(
         JwtVerifier::remote(common.jwks_url.clone())
+            .with_audience(&common.jwt_audience)
             .with_account_source(Arc::new(UsersAccounts::new(channel))),
     ))
 }

@@ -36,6 +36,10 @@ use crate::error::ApiError;
 
 /// The claim value that marks an access token.
 pub const ACCESS_TOKEN_TYPE: &str = "access";
+/// The `iss` of every access token: the Users service.
+pub const TOKEN_ISSUER: &str = "ecom-users";
+/// The default `aud` of access tokens (`ECOM_JWT_AUDIENCE`): the platform's APIs.
+pub const DEFAULT_AUDIENCE: &str = "ecom";
 /// Algorithms a token may be signed with. Never a symmetric one.
 pub const ALLOWED_ALGORITHMS: [Algorithm; 2] = [Algorithm::EdDSA, Algorithm::RS256];
 
@@ -103,6 +107,10 @@ pub struct AccessClaims {
     pub jti: String,
     /// Always [`ACCESS_TOKEN_TYPE`].
     pub typ: String,
+    /// Always [`TOKEN_ISSUER`].
+    pub iss: String,
+    /// The platform the token is for (`ECOM_JWT_AUDIENCE`): a verifier refuses any other.
+    pub aud: String,
 }
 
 /// The authenticated caller.
@@ -209,6 +217,8 @@ pub struct JwtVerifier {
     min_refetch_interval: Duration,
     max_age: Duration,
     accounts: Option<Arc<dyn AccountSource>>,
+    /// The `aud` a token must carry.
+    audience: String,
     /// Ordinary users confirmed active, and when.
     confirmed: std::sync::Mutex<HashMap<i64, Instant>>,
 }
@@ -225,8 +235,15 @@ impl JwtVerifier {
             min_refetch_interval: MIN_REFETCH_INTERVAL,
             max_age: Duration::from_secs(300),
             accounts: None,
+            audience: DEFAULT_AUDIENCE.to_owned(),
             confirmed: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Accepts only tokens whose `aud` is `audience` (default [`DEFAULT_AUDIENCE`]).
+    pub fn with_audience(mut self, audience: &str) -> Self {
+        audience.clone_into(&mut self.audience);
+        self
     }
 
     /// Confirms every user request against `source` (see [`Self::confirm`]). Without one, a
@@ -394,7 +411,9 @@ impl JwtVerifier {
         }
         let mut validation = Validation::new(key.alg);
         validation.leeway = 5;
-        validation.set_required_spec_claims(&["exp", "sub", "iat"]);
+        validation.set_required_spec_claims(&["exp", "sub", "iat", "iss", "aud"]);
+        validation.set_issuer(&[TOKEN_ISSUER]);
+        validation.set_audience(&[&self.audience]);
         let data =
             decode::<AccessClaims>(token, &key.key, &validation).map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,

@@ -192,6 +192,9 @@ pub struct CommonConfig {
     pub service_secret: Option<Secret>,
     /// What a slow or idle client may hold of an HTTP server.
     pub http_limits: HttpLimits,
+    /// The `aud` of the access tokens Users issues and every service accepts
+    /// (`ECOM_JWT_AUDIENCE`): set the same on every service of one platform.
+    pub jwt_audience: String,
 }
 
 /// Bounds on HTTP clients: a client that sends its headers or its body slowly (slowloris) is
@@ -374,6 +377,13 @@ impl CommonConfig {
             env.error("ECOM_USERS_GRPC_URL is not a URL");
         }
         let http_limits = HttpLimits::read(env);
+        let jwt_audience = env.string("ECOM_JWT_AUDIENCE", crate::auth::DEFAULT_AUDIENCE);
+        if jwt_audience.is_empty()
+            || jwt_audience.len() > 128
+            || !jwt_audience.bytes().all(|b| b.is_ascii_graphic())
+        {
+            env.error("ECOM_JWT_AUDIENCE must be 1 to 128 printable characters without spaces");
+        }
         let service_secret = SERVICES_WITH_IDENTITY
             .contains(&spec.name)
             .then(|| read_service_secret(env, "ECOM_SERVICE_SECRET", spec.name, environment));
@@ -393,6 +403,7 @@ impl CommonConfig {
             users_grpc_url,
             service_secret,
             http_limits,
+            jwt_audience,
         }
     }
 }

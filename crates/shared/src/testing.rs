@@ -55,7 +55,7 @@ fn sign(sub: &str, role: &str) -> String {
     let now = chrono::Utc::now().timestamp();
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(KID.into());
-    let claims = json!({"sub": sub, "role": role, "iat": now, "exp": now + 600, "jti": "t", "typ": "access"});
+    let claims = json!({"sub": sub, "role": role, "iat": now, "exp": now + 600, "jti": "t", "typ": "access", "iss": crate::auth::TOKEN_ISSUER, "aud": crate::auth::DEFAULT_AUDIENCE});
     jsonwebtoken::encode(&header, &claims, &key).expect("test token")
 }
 

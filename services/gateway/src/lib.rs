@@ -78,7 +78,10 @@ async fn storefront() -> Html<&'static str> {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let verifier = Arc::new(JwtVerifier::remote(config.common.jwks_url.clone()));
+        let verifier = Arc::new(
+            JwtVerifier::remote(config.common.jwks_url.clone())
+                .with_audience(&config.common.jwt_audience),
+        );
         Self::build_with(config, verifier).await
     }
 

@@ -93,6 +93,7 @@ impl Application {
             KeyStore::open(
                 pool.clone(),
                 config.common.access_token_ttl,
+                config.common.jwt_audience.clone(),
                 config.key_rotation_interval,
             )
             .await?,
@@ -140,6 +141,7 @@ impl Application {
                 })
             }))
             .with_min_refetch_interval(Duration::ZERO)
+            .with_audience(&config.common.jwt_audience)
             // The role and status behind every user request come from the database, not the
             // token: a demoted or deactivated admin loses admin rights here at once.
             .with_account_source(Arc::new(AccountsInDatabase(pool.clone()))),

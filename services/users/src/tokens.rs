@@ -11,7 +11,9 @@ use std::{
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::Utc;
-use ecom_shared::auth::{ACCESS_TOKEN_TYPE, AccessClaims, ClaimRole, Role, SERVICE_SUBJECT_PREFIX};
+use ecom_shared::auth::{
+    ACCESS_TOKEN_TYPE, AccessClaims, ClaimRole, Role, SERVICE_SUBJECT_PREFIX, TOKEN_ISSUER,
+};
 use jsonwebtoken::{
     Algorithm, EncodingKey, Header,
     jwk::{Jwk, JwkSet, PublicKeyUse},
@@ -44,6 +46,8 @@ struct Keys {
 pub struct KeyStore {
     pool: PgPool,
     access_ttl: Duration,
+    /// The `aud` of every token signed here (`ECOM_JWT_AUDIENCE`).
+    audience: String,
     rotation_interval: Duration,
     keys: RwLock<Arc<Keys>>,
     /// When the keys were last read from the database.
@@ -71,11 +75,13 @@ impl KeyStore {
     pub async fn open(
         pool: PgPool,
         access_ttl: Duration,
+        audience: String,
         rotation_interval: Duration,
     ) -> anyhow::Result<Self> {
         let store = Self {
             pool,
             access_ttl,
+            audience,
             rotation_interval,
             keys: RwLock::new(Arc::new(Keys {
                 signer: None,
@@ -222,6 +228,8 @@ impl KeyStore {
             exp: now + i64::try_from(ttl)?,
             jti: uuid::Uuid::new_v4().to_string(),
             typ: ACCESS_TOKEN_TYPE.to_owned(),
+            iss: TOKEN_ISSUER.to_owned(),
+            aud: self.audience.clone(),
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(signer.kid.clone());

@@ -22,7 +22,7 @@ async fn signing_key(app: &TestApp) -> (String, EncodingKey) {
 
 fn claims(sub: &str, role: &str, exp_offset: i64, typ: &str) -> Value {
     let now = chrono::Utc::now().timestamp();
-    json!({"sub": sub, "role": role, "iat": now, "exp": now + exp_offset, "jti": "t", "typ": typ})
+    json!({"sub": sub, "role": role, "iat": now, "exp": now + exp_offset, "jti": "t", "typ": typ, "iss": "ecom-users", "aud": "ecom"})
 }
 
 fn sign(kid: &str, key: &EncodingKey, claims: &Value) -> String {
@@ -51,6 +51,13 @@ async fn forged_and_misused_tokens_are_refused(pool: PgPool) {
     assert_eq!(app.get("/users/me", Some(&control)).await.0, StatusCode::OK);
 
     let parts: Vec<&str> = access.split('.').collect();
+    // Issued tokens say who issued them and for which platform (RFC 9068's `iss` and `aud`).
+    let payload: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("payload")).expect("json");
+    assert_eq!(
+        (&payload["iss"], &payload["aud"]),
+        (&json!("ecom-users"), &json!("ecom"))
+    );
     let alg_none = format!(
         "{}.{}.",
         b64(&json!({"alg": "none", "typ": "JWT", "kid": kid})),
@@ -86,6 +93,21 @@ async fn forged_and_misused_tokens_are_refused(pool: PgPool) {
     };
     let refresh_typed = sign(&kid, &key, &claims(&sub, "user", 600, "refresh"));
     let bad_subject = sign(&kid, &key, &claims("not-a-number", "user", 600, "access"));
+    // Correctly signed by our key, but for another audience or from another issuer, or
+    // without either claim (RFC 9068): not a token for this platform.
+    let with = |change: &dyn Fn(&mut Value)| {
+        let mut c = claims(&sub, "user", 600, "access");
+        change(&mut c);
+        sign(&kid, &key, &c)
+    };
+    let other_audience = with(&|c| c["aud"] = json!("another-shop"));
+    let other_issuer = with(&|c| c["iss"] = json!("someone-else"));
+    let no_audience = with(&|c| {
+        c.as_object_mut().expect("claims").remove("aud");
+    });
+    let no_issuer = with(&|c| {
+        c.as_object_mut().expect("claims").remove("iss");
+    });
     let cases = [
         ("alg none", alg_none),
         ("HS256 signed with the public key", hs256_with_public_key),
@@ -94,6 +116,10 @@ async fn forged_and_misused_tokens_are_refused(pool: PgPool) {
         ("refresh token used as access token", refresh),
         ("token of another type", refresh_typed),
         ("non-numeric subject", bad_subject),
+        ("another audience", other_audience),
+        ("another issuer", other_issuer),
+        ("no audience", no_audience),
+        ("no issuer", no_issuer),
         ("garbage", "a.b.c".to_owned()),
     ];
     for (what, token) in cases {
