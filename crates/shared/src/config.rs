@@ -195,6 +195,9 @@ pub struct CommonConfig {
     /// The `aud` of the access tokens Users issues and every service accepts
     /// (`ECOM_JWT_AUDIENCE`): set the same on every service of one platform.
     pub jwt_audience: String,
+    /// Whether the gRPC server answers server reflection (`ECOM_GRPC_REFLECTION`; default on,
+    /// off in production like the gateway's GraphQL introspection).
+    pub grpc_reflection: bool,
 }
 
 /// Bounds on HTTP clients: a client that sends its headers or its body slowly (slowloris) is
@@ -377,6 +380,7 @@ impl CommonConfig {
             env.error("ECOM_USERS_GRPC_URL is not a URL");
         }
         let http_limits = HttpLimits::read(env);
+        let grpc_reflection = env.parse("ECOM_GRPC_REFLECTION", !environment.is_production());
         let jwt_audience = env.string("ECOM_JWT_AUDIENCE", crate::auth::DEFAULT_AUDIENCE);
         if jwt_audience.is_empty()
             || jwt_audience.len() > 128
@@ -404,6 +408,7 @@ impl CommonConfig {
             service_secret,
             http_limits,
             jwt_audience,
+            grpc_reflection,
         }
     }
 }
@@ -521,6 +526,30 @@ mod tests {
             read("gateway", &production).expect("no credential needed"),
             None
         );
+    }
+
+    #[test]
+    fn grpc_reflection_is_on_by_default_and_off_by_default_in_production() {
+        let reflection = |vars: &[(&str, &str)]| {
+            let mut env = EnvReader::from_map(
+                vars.iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            );
+            let spec = ServiceSpec {
+                name: "products",
+                http_port: 8002,
+                grpc_port: Some(50052),
+            };
+            CommonConfig::read(spec, &mut env).grpc_reflection
+        };
+        assert!(reflection(&[]));
+        assert!(!reflection(&[("ECOM_ENV", "production")]));
+        assert!(reflection(&[
+            ("ECOM_ENV", "production"),
+            ("ECOM_GRPC_REFLECTION", "true")
+        ]));
+        assert!(!reflection(&[("ECOM_GRPC_REFLECTION", "false")]));
     }
 
     #[test]

@@ -19,12 +19,15 @@ use crate::metrics::{GrpcMetrics, GrpcMetricsLayer, Metrics};
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Serves `routes` (the service's own gRPC services) plus `grpc.health.v1.Health` (SERVING for
-/// each name in `service_names`) and server reflection over `descriptors`.
+/// each name in `service_names`) and, when `reflection` is on, server reflection over
+/// `descriptors` (`ECOM_GRPC_REFLECTION`: on by default, off by default in production, where
+/// clients use the published protos).
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
     service_names: &[&str],
     descriptors: &[&[u8]],
+    reflection: bool,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -34,12 +37,16 @@ pub async fn serve(
             .set_service_status(*name, ServingStatus::Serving)
             .await;
     }
-    let mut reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    for d in descriptors {
-        reflection = reflection.register_encoded_file_descriptor_set(d);
-    }
-    let reflection = reflection.build_v1()?;
+    let reflection = if reflection {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        for d in descriptors {
+            builder = builder.register_encoded_file_descriptor_set(d);
+        }
+        Some(builder.build_v1()?)
+    } else {
+        None
+    };
     let shutdown_health = {
         let shutdown = shutdown.clone();
         async move {
@@ -57,7 +64,7 @@ pub async fn serve(
         .layer(GrpcMetricsLayer::server(metrics, known))
         .add_routes(routes)
         .add_service(health)
-        .add_service(reflection)
+        .add_optional_service(reflection)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
         .await?;
     Ok(())
@@ -127,6 +134,8 @@ pub struct Servers {
     /// Fully qualified gRPC service names reported SERVING by the health service.
     pub service_names: &'static [&'static str],
     pub descriptors: &'static [&'static [u8]],
+    /// Whether server reflection is served (`ECOM_GRPC_REFLECTION`).
+    pub reflection: bool,
     pub metrics: Arc<Metrics>,
     pub http_limits: crate::config::HttpLimits,
 }
@@ -140,6 +149,7 @@ pub async fn serve_all(s: Servers, shutdown: CancellationToken) -> anyhow::Resul
         s.routes,
         s.service_names,
         s.descriptors,
+        s.reflection,
         s.metrics,
         shutdown.clone(),
     );
@@ -178,6 +188,7 @@ impl Servers {
             routes,
             service_names,
             descriptors,
+            reflection: common.grpc_reflection,
             metrics,
             http_limits: common.http_limits,
         })
@@ -208,5 +219,51 @@ mod tests {
             assert!(known.contains(method), "{method}");
         }
         assert!(!known.contains("ecom.orders.v1.OrderService/NoSuchMethod"));
+    }
+
+    /// Reflection lists every service and message of the server: served where it is turned on
+    /// (development, by default), absent where it is off (production, by default).
+    #[tokio::test]
+    async fn reflection_is_served_only_when_turned_on() {
+        use tonic_reflection::pb::v1::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest,
+        };
+        for on in [true, false] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            let shutdown = CancellationToken::new();
+            let server = tokio::spawn(serve(
+                listener,
+                Routes::default(),
+                &["test"],
+                &[ecom_proto::FILE_DESCRIPTOR_SET],
+                on,
+                Metrics::new("test"),
+                shutdown.clone(),
+            ));
+            let channel =
+                tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+                    .expect("endpoint")
+                    .connect_lazy();
+            let request = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            };
+            let reply = ServerReflectionClient::new(channel)
+                .server_reflection_info(tokio_stream::iter([request]))
+                .await;
+            if on {
+                let mut stream = reply.expect("reflection").into_inner();
+                assert!(stream.message().await.expect("answer").is_some());
+            } else {
+                assert_eq!(
+                    reply.expect_err("no reflection").code(),
+                    tonic::Code::Unimplemented
+                );
+            }
+            shutdown.cancel();
+            server.await.expect("join").expect("served");
+        }
     }
 }
