@@ -10,7 +10,11 @@ use axum::{
 use ecom_shared::{
     ApiError, AppJson, AppPath, AppQuery,
     auth::{AdminUser, CurrentUser, JwtVerifier, Role},
-    error::{ErrorBody, positive_id},
+    error::{
+        ErrorBody,
+        doc::{AdminOnly, Authenticated, Invalid, JsonBody, NotFound, Unavailable},
+        positive_id,
+    },
     http::{ClientIp, TrustedProxies},
 };
 use serde::{Deserialize, Serialize};
@@ -97,41 +101,76 @@ impl From<TokenPair> for TokenResponse {
     }
 }
 
-/// Fields are optional in the type so that a missing one is reported with the others.
+/// Fields are optional in the type so that a missing one is reported with the others; the
+/// document says what the service requires (a missing or null field is a 422).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
-    #[schema(example = "alice@example.com")]
+    /// An e-mail address (compared case-insensitively), at most 254 characters.
+    #[schema(value_type = String, required = true, format = Email, max_length = 254,
+             example = "alice@example.com")]
     pub email: Option<String>,
-    /// At least 8 characters.
-    #[schema(example = "correct horse battery")]
+    /// 8 characters to 1 KiB (of UTF-8).
+    #[schema(value_type = String, required = true, min_length = 8, max_length = 1024,
+             example = "correct horse battery")]
     pub password: Option<String>,
-    #[schema(example = "Alice Example")]
+    /// Not blank, at most 200 characters once trimmed, no control characters.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200,
+             pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$", example = "Alice Example")]
     pub full_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginRequest {
+    /// Not blank, at most 254 characters.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 254,
+             pattern = r"\S", example = "alice@example.com")]
     pub email: Option<String>,
+    /// 1 character to 1 KiB (of UTF-8).
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 1024)]
     pub password: Option<String>,
 }
 
 /// The OAuth2 password grant form (what Swagger's Authorize button sends).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginForm {
+    /// The e-mail: not blank, at most 254 characters.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 254,
+             pattern = r"\S")]
     pub username: Option<String>,
+    /// 1 character to 1 KiB (of UTF-8).
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 1024)]
     pub password: Option<String>,
+    /// `password` when sent.
+    #[schema(value_type = GrantType, required = false)]
     pub grant_type: Option<String>,
+}
+
+/// The only OAuth2 grant `/auth/login` takes.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code, reason = "documents the form field's one value")]
+pub enum GrantType {
+    Password,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RefreshRequest {
+    /// The refresh token (at most 512 characters).
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 512)]
     pub refresh_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateMeRequest {
+    /// Not blank, at most 200 characters once trimmed, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub full_name: Option<String>,
-    /// A new password (at least 8 characters). Ends every other session.
+    /// A new password (8 characters to 1 KiB of UTF-8). Ends every other session.
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: Option<String>,
 }
 
@@ -141,11 +180,15 @@ pub struct AdminUpdateRequest {
     pub is_active: Option<bool>,
 }
 
+/// Query parameters (the derive's default location is the path).
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// 1..=100, default 20.
+    #[param(value_type = i64, required = false, minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Default 0.
+    #[param(value_type = i64, required = false, minimum = 0)]
     pub offset: Option<i64>,
 }
 
@@ -158,10 +201,12 @@ type HttpResult<T> = Result<T, ApiError>;
 
 /// Create an account (role `user`). Throttled per client IP (`ECOM_RATE_LIMIT_REGISTER`).
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
-    responses((status = 201, body = UserOut), (status = 409, body = ErrorBody, description = "email_taken"),
-              (status = 422, body = ErrorBody),
-              (status = 429, body = ErrorBody, description = "rate_limited (with Retry-After)"),
-              (status = 503, body = ErrorBody, description = "service_unavailable: the password hasher is saturated (with Retry-After)")))]
+    responses((status = 201, body = UserOut, description = "the account (role `user`)"), (status = 409, body = ErrorBody, description = "email_taken"),
+              JsonBody,
+              (status = 429, body = ErrorBody, description = "rate_limited (with Retry-After)",
+               headers(("Retry-After" = u64, description = "seconds to wait"))),
+              (status = 503, body = ErrorBody, description = "service_unavailable: the password hasher is saturated, or the database is down (with Retry-After)",
+               headers(("Retry-After" = u64, description = "seconds to wait")))))]
 async fn register(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -186,10 +231,13 @@ async fn register(
     request_body(content(
         (LoginRequest = "application/json"),
         (LoginForm = "application/x-www-form-urlencoded"))),
-    responses((status = 200, body = TokenResponse),
+    responses((status = 200, body = TokenResponse, description = "a token pair"),
               (status = 401, body = ErrorBody, description = "invalid_credentials"),
-              (status = 429, body = ErrorBody, description = "rate_limited"),
-              (status = 503, body = ErrorBody, description = "service_unavailable: the password hasher is saturated or the throttle's store is down (with Retry-After)")))]
+              JsonBody,
+              (status = 429, body = ErrorBody, description = "rate_limited (with Retry-After)",
+               headers(("Retry-After" = u64, description = "seconds to wait"))),
+              (status = 503, body = ErrorBody, description = "service_unavailable: the password hasher is saturated or the throttle's store is down (with Retry-After)",
+               headers(("Retry-After" = u64, description = "seconds to wait")))))]
 async fn login(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -225,7 +273,9 @@ async fn login(
 
 /// Exchange a refresh token for a new pair. The presented token dies; reusing it revokes its family.
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = TokenResponse, description = "a new token pair"),
+              (status = 401, body = ErrorBody, description = "invalid_token: the refresh token is unknown, expired, used or revoked"),
+              JsonBody, Unavailable))]
 async fn refresh(
     State(s): State<AppState>,
     AppJson(body): AppJson<RefreshRequest>,
@@ -239,7 +289,7 @@ async fn refresh(
 
 /// Revoke a refresh token (and its family). 204 whether or not it was known.
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body = RefreshRequest,
-    responses((status = 204)))]
+    responses((status = 204, description = "revoked (or unknown)"), JsonBody, Unavailable))]
 async fn logout(
     State(s): State<AppState>,
     AppJson(body): AppJson<RefreshRequest>,
@@ -252,7 +302,7 @@ async fn logout(
 
 /// The caller's account.
 #[utoipa::path(get, path = "/users/me", tag = "users", security(("bearer" = []), ("password" = [])),
-    responses((status = 200, body = UserOut), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = UserOut, description = "the caller's account"), Authenticated, Unavailable))]
 async fn me(State(s): State<AppState>, user: CurrentUser) -> HttpResult<AppJson<UserOut>> {
     Ok(AppJson(s.users.me(user).await?.into()))
 }
@@ -260,7 +310,7 @@ async fn me(State(s): State<AppState>, user: CurrentUser) -> HttpResult<AppJson<
 /// Change one's own name or password (`role` and `is_active` are ignored here).
 #[utoipa::path(patch, path = "/users/me", tag = "users", security(("bearer" = []), ("password" = [])),
     request_body = UpdateMeRequest,
-    responses((status = 200, body = UserOut), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = UserOut, description = "the account as changed"), Authenticated, JsonBody, Unavailable))]
 async fn update_me(
     State(s): State<AppState>,
     user: CurrentUser,
@@ -275,7 +325,7 @@ async fn update_me(
 
 /// Every user (admin).
 #[utoipa::path(get, path = "/users", tag = "admin", params(ListQuery), security(("bearer" = []), ("password" = [])),
-    responses((status = 200, body = UserList), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = UserList, description = "one page of users"), AdminOnly, Invalid, Unavailable))]
 async fn list_users(
     State(s): State<AppState>,
     _admin: AdminUser,
@@ -291,9 +341,9 @@ async fn list_users(
 }
 
 /// One user (admin).
-#[utoipa::path(get, path = "/users/{id}", tag = "admin", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/users/{id}", tag = "admin", params(("id" = i64, Path, minimum = 1)),
     security(("bearer" = []), ("password" = [])),
-    responses((status = 200, body = UserOut), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = UserOut, description = "the user"), AdminOnly, NotFound, Invalid, Unavailable))]
 async fn get_user(
     State(s): State<AppState>,
     _admin: AdminUser,
@@ -303,9 +353,11 @@ async fn get_user(
 }
 
 /// Change a user's role or active flag (admin). Deactivation ends their sessions.
-#[utoipa::path(patch, path = "/users/{id}", tag = "admin", params(("id" = i64, Path)),
+#[utoipa::path(patch, path = "/users/{id}", tag = "admin", params(("id" = i64, Path, minimum = 1)),
     security(("bearer" = []), ("password" = [])), request_body = AdminUpdateRequest,
-    responses((status = 200, body = UserOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = UserOut, description = "the user as changed"), AdminOnly, NotFound,
+              (status = 409, body = ErrorBody, description = "invalid_state: an admin cannot demote or deactivate themselves"),
+              JsonBody, Unavailable))]
 async fn admin_update(
     State(s): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -325,9 +377,11 @@ async fn admin_update(
 }
 
 /// Delete a user (admin).
-#[utoipa::path(delete, path = "/users/{id}", tag = "admin", params(("id" = i64, Path)),
+#[utoipa::path(delete, path = "/users/{id}", tag = "admin", params(("id" = i64, Path, minimum = 1)),
     security(("bearer" = []), ("password" = [])),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "deleted"), AdminOnly, NotFound,
+              (status = 409, body = ErrorBody, description = "invalid_state: an admin cannot delete themselves"),
+              Invalid, Unavailable))]
 async fn delete_user(
     State(s): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -349,7 +403,7 @@ async fn jwks(State(s): State<AppState>) -> impl IntoResponse {
 
 /// Rotate the signing key now (admin). Tokens already issued stay valid until they expire.
 #[utoipa::path(post, path = "/admin/keys/rotate", tag = "admin", security(("bearer" = []), ("password" = [])),
-    responses((status = 200, body = RotatedKey), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = RotatedKey, description = "the new signing key's id"), AdminOnly, Unavailable))]
 async fn rotate_key(
     State(s): State<AppState>,
     AdminUser(admin): AdminUser,

@@ -8,4 +8,5 @@ mod grpc;
 mod grpc_accounts;
 mod helpers;
 mod jwt;
+mod openapi;
 mod platform;
