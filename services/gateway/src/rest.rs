@@ -14,9 +14,10 @@ use axum::{
     http::{HeaderMap, HeaderName, HeaderValue, Method, header},
     response::{IntoResponse, Response},
 };
-use ecom_shared::error::ApiError;
+use ecom_shared::error::{ApiError, ErrorBody, FieldError, doc};
 use serde_json::{Value, json};
 use tokio::sync::RwLock;
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::{
     AppState, Gateway,
@@ -45,15 +46,25 @@ fn checked_path(path: &str) -> Option<&str> {
     trimmed.split('/').all(plain).then_some(path)
 }
 
+/// The service that serves `path` (under `/api/`, without its leading slash), by its first
+/// segment: the allow-list of the facade.
+fn service_of(path: &str) -> Option<&'static str> {
+    Some(match path.split('/').next().unwrap_or_default() {
+        "auth" | "users" | ".well-known" => "users",
+        "products" => "products",
+        "orders" => "orders",
+        "payments" => "payments",
+        _ => return None,
+    })
+}
+
 fn route<'a>(gw: &'a Gateway, path: &str) -> Option<&'a Upstream> {
-    let first = path.split('/').next().unwrap_or_default();
     let config = &gw.config;
-    Some(match first {
-        "auth" | "users" | ".well-known" => &config.users,
+    Some(match service_of(path)? {
+        "users" => &config.users,
         "products" => &config.products,
         "orders" => &config.orders,
-        "payments" => &config.payments,
-        _ => return None,
+        _ => &config.payments,
     })
 }
 
@@ -207,8 +218,102 @@ async fn fetch_openapi(gw: &Gateway, upstream: &Upstream) -> Option<Value> {
     r.json().await.ok()
 }
 
-/// The facade's document: each service's paths under `/api`, their schemas merged, plus
-/// `/graphql`.
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// What the gateway itself can answer on any `/api/...` operation, whatever the service does:
+/// 413 (a body over its limit), 429 (the per-client budget, the burst limit, the login budget),
+/// 503 (the service does not answer), and 404 where a path parameter could make a refused path
+/// (a dot segment, an encoded slash).
+fn gateway_answers(path: &str) -> Vec<u16> {
+    let mut statuses = vec![413, 429, 503];
+    if path.contains('{') {
+        statuses.push(404);
+    }
+    statuses
+}
+
+/// Documents the gateway's own answers on one path item of the facade (a service's own
+/// description of the same status is kept).
+fn add_gateway_answers(path: &str, item: &mut Value) {
+    let statuses = gateway_answers(path);
+    for method in METHODS {
+        let Some(responses) = item
+            .get_mut(method)
+            .and_then(|op| op.get_mut("responses"))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        for status in &statuses {
+            if let Some(answer) = doc::standard(*status)
+                && let Ok(answer) = serde_json::to_value(answer)
+            {
+                responses.entry(status.to_string()).or_insert(answer);
+            }
+        }
+    }
+}
+
+/// `/graphql`: the console (GET) and the endpoint (POST). Every answer is a GraphQL response
+/// document; a request refused before it ran (malformed, over a limit, rate limited, a service
+/// down) has `data: null` and the reason in `errors[].extensions.code`.
+fn graphql_path() -> Value {
+    let document =
+        json!({"application/json": {"schema": {"$ref": "#/components/schemas/GraphQLResponse"}}});
+    let retry_after =
+        json!({"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}});
+    json!({
+        "get": {
+            "tags": ["graphql"],
+            "summary": "The GraphQL console (GraphiQL, served from inside the binary)",
+            "responses": {
+                "200": {"description": "an HTML page", "content": {"text/html": {"schema": {"type": "string"}}}},
+                "429": {"description": "rate limited (`RATE_LIMITED`)", "content": document, "headers": retry_after}
+            }
+        },
+        "post": {
+            "tags": ["graphql"],
+            "summary": "GraphQL: the contract's schema (see GET /graphql for the console)",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["query"],
+                "properties": {"query": {"type": "string"}, "variables": {"type": "object"}, "operationName": {"type": "string"}}
+            }}}},
+            "responses": {
+                "200": {"description": "`data` and, for domain errors, `errors[].extensions.code`", "content": document},
+                "400": {"description": "malformed JSON or GraphQL, or over the depth / complexity / field limits (`BAD_USER_INPUT`)", "content": document},
+                "413": {"description": "body over the limit (`BAD_USER_INPUT`)", "content": document},
+                "429": {"description": "rate limited (`RATE_LIMITED`, with `Retry-After`)", "content": document, "headers": retry_after},
+                "503": {"description": "a service it needs is down (`SERVICE_UNAVAILABLE`, with `Retry-After`)", "content": document, "headers": retry_after}
+            }
+        }
+    })
+}
+
+/// A GraphQL response document.
+fn graphql_response_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "data": {"type": ["object", "null"]},
+            "errors": {"type": "array", "items": {
+                "type": "object", "required": ["message"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "locations": {"type": "array"},
+                    "path": {"type": "array"},
+                    "extensions": {"type": "object", "properties": {
+                        "code": {"type": "string"}, "reason": {"type": "string"}
+                    }}
+                }
+            }}
+        }
+    })
+}
+
+/// The facade's document: each service's paths under `/api` (with the answers the gateway
+/// itself can give added), their schemas merged, plus `/graphql`.
 pub fn merge(documents: &[(&str, Option<Value>)]) -> Value {
     let mut paths = serde_json::Map::new();
     let mut schemas = serde_json::Map::new();
@@ -219,10 +324,16 @@ pub fn merge(documents: &[(&str, Option<Value>)]) -> Value {
         tags.push(json!({"name": name, "description": format!("The {name} service, through the gateway")}));
         if let Some(p) = doc.get("paths").and_then(Value::as_object) {
             for (path, item) in p {
-                if OPS_PATHS.iter().any(|ops| path.starts_with(ops)) {
+                // Only what the facade forwards: the operational routes and anything outside
+                // the allow-list (`/admin/...` stays on the service's own port) are not served.
+                if OPS_PATHS.iter().any(|ops| path.starts_with(ops))
+                    || service_of(path.trim_start_matches('/')) != Some(*name)
+                {
                     continue;
                 }
-                paths.insert(format!("/api{path}"), item.clone());
+                let mut item = item.clone();
+                add_gateway_answers(path, &mut item);
+                paths.insert(format!("/api{path}"), item);
             }
         }
         if let Some(c) = doc
@@ -248,25 +359,17 @@ pub fn merge(documents: &[(&str, Option<Value>)]) -> Value {
             }
         }
     }
-    paths.insert(
-        "/graphql".to_owned(),
-        json!({
-            "post": {
-                "tags": ["graphql"],
-                "summary": "GraphQL: the contract's schema (see GET /graphql for the console)",
-                "requestBody": {"required": true, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["query"],
-                    "properties": {"query": {"type": "string"}, "variables": {"type": "object"}, "operationName": {"type": "string"}}
-                }}}},
-                "responses": {
-                    "200": {"description": "`data` and, for domain errors, `errors[].extensions.code`"},
-                    "400": {"description": "malformed JSON or GraphQL, or over the depth / complexity / field limits"},
-                    "413": {"description": "body over the limit"},
-                    "429": {"description": "rate limited (`RATE_LIMITED`, with `Retry-After`)"}
-                }
-            }
-        }),
-    );
+    paths.insert("/graphql".to_owned(), graphql_path());
+    // The error answers added above refer to these.
+    for (name, schema) in [
+        (ErrorBody::name(), ErrorBody::schema()),
+        (FieldError::name(), FieldError::schema()),
+    ] {
+        if let Ok(schema) = serde_json::to_value(schema) {
+            schemas.entry(name.into_owned()).or_insert(schema);
+        }
+    }
+    schemas.insert("GraphQLResponse".to_owned(), graphql_response_schema());
     tags.push(json!({"name": "graphql"}));
     json!({
         "openapi": "3.1.0",
@@ -351,7 +454,11 @@ mod tests {
     #[test]
     fn merged_paths_live_under_api_without_ops_routes() {
         let users = json!({
-            "paths": {"/auth/login": {"post": {}}, "/health/ready": {"get": {}}},
+            "paths": {
+                "/auth/login": {"post": {"responses": {}}},
+                "/health/ready": {"get": {}},
+                "/admin/keys/rotate": {"post": {}}
+            },
             "components": {"schemas": {"User": {}}, "securitySchemes": {
                 "password": {"type": "oauth2", "flows": {"password": {"tokenUrl": "/auth/login", "scopes": {}}}}
             }}
@@ -367,6 +474,14 @@ mod tests {
         assert!(paths.contains_key("/api/products/{id}"));
         assert!(paths.contains_key("/graphql"));
         assert!(!paths.keys().any(|p| p.contains("health")));
+        // Outside the facade's allow-list: not forwarded, so not documented.
+        assert!(!paths.contains_key("/api/admin/keys/rotate"));
+        // The gateway's own answers are added to each operation.
+        let login = &doc["paths"]["/api/auth/login"]["post"]["responses"];
+        for code in ["413", "429", "503"] {
+            assert!(login[code].is_object(), "{code}: {login}");
+        }
+        assert!(login["429"]["headers"]["Retry-After"].is_object());
         assert_eq!(
             doc.pointer("/components/securitySchemes/password/flows/password/tokenUrl"),
             Some(&json!("/api/auth/login"))

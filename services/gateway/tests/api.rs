@@ -862,3 +862,168 @@ async fn requests_over_the_burst_never_reach_redis() {
         "{metrics}"
     );
 }
+
+/// A stand-in service that serves only its OpenAPI document.
+async fn document_server(doc: Value) -> String {
+    let router = axum::Router::new().route(
+        "/openapi.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { axum::Json(doc) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
+fn operation(responses: Value) -> Value {
+    json!({"responses": responses})
+}
+
+/// The facade's document is what the facade does (schemathesis, `make fuzz`): it listed
+/// `/api/admin/keys/rotate`, which the gateway never forwards (404); it left out the answers
+/// the gateway gives on any `/api` route whatever the service documents (413, 429 with
+/// `Retry-After`, 503 with `Retry-After`, 404 for a refused path); and `GET /graphql` (the
+/// console, 200) was not in it, so an "undeclared" GET got 200 rather than 405.
+#[tokio::test]
+async fn the_facade_document_lists_what_the_gateway_answers() {
+    let ok = json!({"200": {"description": "ok"}});
+    let users = document_server(json!({
+        "paths": {
+            "/auth/login": {"post": operation(ok.clone())},
+            "/users/{id}": {"get": operation(json!({
+                "200": {"description": "ok"},
+                "404": {"description": "the service's own words"}
+            }))},
+            "/admin/keys/rotate": {"post": operation(ok.clone())},
+            "/health/ready": {"get": operation(ok.clone())},
+        },
+        "components": {"schemas": {}}
+    }))
+    .await;
+    let products =
+        document_server(json!({"paths": {"/products": {"get": operation(ok.clone())}}})).await;
+    let orders =
+        document_server(json!({"paths": {"/orders": {"post": operation(ok.clone())}}})).await;
+    let payments = document_server(json!({"paths": {"/payments": {"post": operation(ok)}}})).await;
+    let app = spawn(&[
+        ("ECOM_USERS_HTTP_URL", &users),
+        ("ECOM_PRODUCTS_HTTP_URL", &products),
+        ("ECOM_ORDERS_HTTP_URL", &orders),
+        ("ECOM_PAYMENTS_HTTP_URL", &payments),
+    ])
+    .await;
+    let r = app
+        .client
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .expect("send");
+    let (status, doc) = testing::parts(r).await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    let paths = doc["paths"].as_object().expect("paths");
+    for path in [
+        "/api/auth/login",
+        "/api/users/{id}",
+        "/api/products",
+        "/api/orders",
+        "/api/payments",
+        "/graphql",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing: {:?}",
+            paths.keys()
+        );
+    }
+    for path in ["/api/admin/keys/rotate", "/api/health/ready"] {
+        assert!(
+            !paths.contains_key(path),
+            "{path} is not forwarded, so not documented"
+        );
+    }
+    let statuses = |path: &str, method: &str| {
+        let mut s: Vec<String> = doc["paths"][path][method]["responses"]
+            .as_object()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default();
+        s.sort();
+        s
+    };
+    assert_eq!(
+        statuses("/api/auth/login", "post"),
+        ["200", "413", "429", "503"]
+    );
+    assert_eq!(
+        statuses("/api/users/{id}", "get"),
+        ["200", "404", "413", "429", "503"]
+    );
+    assert_eq!(
+        doc["paths"]["/api/users/{id}"]["get"]["responses"]["404"]["description"],
+        "the service's own words"
+    );
+    for code in ["429", "503"] {
+        let answer = &doc["paths"]["/api/auth/login"]["post"]["responses"][code];
+        assert!(
+            answer["headers"]["Retry-After"].is_object(),
+            "{code}: {answer}"
+        );
+        assert_eq!(
+            answer["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorBody"
+        );
+    }
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    assert_eq!(statuses("/graphql", "get"), ["200", "429"]);
+    assert_eq!(
+        statuses("/graphql", "post"),
+        ["200", "400", "413", "429", "503"]
+    );
+    assert!(doc["components"]["schemas"]["GraphQLResponse"].is_object());
+
+    // What the document says, the gateway does.
+    let r = app
+        .client
+        .post(format!("{}/api/admin/keys/rotate", app.base))
+        .send()
+        .await
+        .expect("send");
+    testing::assert_error(&testing::parts(r).await, StatusCode::NOT_FOUND, "not_found");
+    let console = app
+        .client
+        .get(format!("{}/graphql", app.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(console.status(), StatusCode::OK);
+    assert!(
+        console.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("text/html")
+    );
+    let put = app
+        .client
+        .put(format!("{}/graphql", app.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(put.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let allow = put.headers()["allow"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
+    for method in ["GET", "POST"] {
+        assert!(allow.contains(method), "Allow: {allow}");
+    }
+    let (status, body, _) = app.graphql(&json!({"query": "{"}), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["data"].is_null() && body["errors"][0]["message"].is_string(),
+        "{body}"
+    );
+}
