@@ -34,7 +34,7 @@ PROMTOOL ?= promtool
 # Needs internet access (the kind flavour of ingress-nginx's static manifests).
 INGRESS_NGINX_MANIFEST ?= https://raw.githubusercontent.com/kubernetes/ingress-nginx/controller-v1.11.2/deploy/static/provider/kind/deploy.yaml
 
-.PHONY: help up build test bench lint fmt sqlx-prepare sqlx-check clean-data kind-up kind-down images compose-test
+.PHONY: help up build test bench fuzz lint fmt sqlx-prepare sqlx-check clean-data kind-up kind-down images compose-test
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ test: ## Every test (unit, integration, end-to-end) against real PostgreSQL and 
 bench: ## The benchmark (docs/benchmarks.md): Products reads vs a bare axum endpoint, with wrk
 	cargo build --workspace --bins --release
 	$(CARGO_TARGET_DIR)/release/ecomctl with-infra --data-dir .ecom/bench -- env BIN=$(CARGO_TARGET_DIR)/release bash scripts/bench.sh
+
+fuzz: ## schemathesis (all default checks) against every /openapi.json, as a user and as the admin
+	scripts/fuzz
 
 lint: $(LINT_TOOLS) ## rustfmt, clippy (warnings are errors), and the deploy-file linters
 	cargo fmt --all -- --check
