@@ -238,6 +238,47 @@ async fn the_gateway_serves_the_whole_platform() {
     let gadget = d["createProduct"]["id"].as_str().expect("id").to_owned();
     assert_eq!(d["createProduct"]["category"], Value::Null);
 
+    // Respaced variants of one anonymous query (whitespace, commas, a comment, the JSON's key
+    // order) are one cache entry: the variant is a hit, not a new entry.
+    let hits = || async {
+        let text = gw
+            .client
+            .get(format!("{}/metrics", gw.ops))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .filter(|l| {
+                l.starts_with("cache_requests_total{service=\"gateway\"")
+                    && l.contains("result=\"hit\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let once = "{ products(limit: 3, search: \"Zanzibar\") { id name } }";
+    let first = gw.data(None, once, json!({})).await;
+    let before = hits().await;
+    let respaced = gw
+        .client
+        .post(format!("{}/graphql", gw.base))
+        .header("content-type", "application/json")
+        .body("{ \"variables\" : { } ,\n \"query\" : \"{products ( limit:3 , search :\\\"Zanzibar\\\" ) # three\\n {id,name}}\" }")
+        .send()
+        .await
+        .expect("respaced")
+        .json::<Value>()
+        .await
+        .expect("json");
+    assert_eq!(respaced["data"], first, "{respaced}");
+    assert_eq!(
+        hits().await - before,
+        1.0,
+        "the respaced query is a cache hit"
+    );
+
     // The anonymous catalogue cache never serves a stale price after a write.
     let price_of = format!("{{ product(id: {gadget}) {{ price category }} }}");
     assert_eq!(

@@ -325,28 +325,151 @@ fn respond(status: StatusCode, retry: Option<u64>, body: Bytes) -> Response {
 }
 
 /// Fingerprints of request bodies known to be anonymous-cacheable catalogue queries (already
-/// parsed and checked once): their cache hits skip parsing altogether.
+/// parsed and checked once), each with its cache key ([`cache_key`]): their cache hits skip
+/// parsing altogether.
 #[derive(Default)]
-pub struct KnownQueries(std::sync::RwLock<std::collections::HashSet<[u8; 32]>>);
+pub struct KnownQueries(std::sync::RwLock<HashMap<[u8; 32], [u8; 32]>>);
 
 /// How many fingerprints are remembered before starting over.
 const KNOWN_QUERIES: usize = 10_000;
 
 impl KnownQueries {
-    fn contains(&self, fingerprint: &[u8; 32]) -> bool {
+    fn get(&self, fingerprint: &[u8; 32]) -> Option<[u8; 32]> {
         self.0
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .contains(fingerprint)
+            .get(fingerprint)
+            .copied()
     }
 
-    fn insert(&self, fingerprint: [u8; 32]) {
+    fn insert(&self, fingerprint: [u8; 32], key: [u8; 32]) {
         let mut known = self.0.write().unwrap_or_else(PoisonError::into_inner);
         if known.len() >= KNOWN_QUERIES {
             known.clear();
         }
-        known.insert(fingerprint);
+        known.insert(fingerprint, key);
     }
+}
+
+/// The response-cache key of a request: what it asks, not how it is spelt. GraphQL's ignored
+/// tokens (whitespace, commas, comments) and the JSON's layout and key order do not change it,
+/// so variants of one query share one cache entry instead of each creating its own (a client
+/// could otherwise fill the cache, and miss it at will, with respaced copies of one query).
+fn cache_key(request: &async_graphql::Request) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(minified(&request.query).as_bytes());
+    hash.update([0]);
+    hash.update(
+        request
+            .operation_name
+            .as_deref()
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    hash.update([0]);
+    let variables = serde_json::to_value(&request.variables).unwrap_or_default();
+    hash.update(canonical_json(&variables).as_bytes());
+    hash.update([0]);
+    let extensions = serde_json::to_value(&request.extensions).unwrap_or_default();
+    hash.update(canonical_json(&extensions).as_bytes());
+    hash.finalize().into()
+}
+
+/// `query` without GraphQL's ignored tokens: whitespace, commas and comments are dropped, and
+/// one space is kept only between two tokens that would otherwise run together. String and
+/// block-string literals are kept byte for byte.
+fn minified(query: &str) -> String {
+    fn punctuator(c: char) -> bool {
+        matches!(
+            c,
+            '!' | '$' | '&' | '(' | ')' | '.' | ':' | '=' | '@' | '[' | ']' | '{' | '|' | '}'
+        )
+    }
+    let mut out = String::with_capacity(query.len());
+    let mut gap = false;
+    let mut chars = query.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' | '\n' | '\r' | ',' | '\u{feff}' => gap = true,
+            '#' => {
+                while chars.next_if(|&n| n != '\n' && n != '\r').is_some() {}
+                gap = true;
+            }
+            _ => {
+                if gap && out.chars().last().is_some_and(|p| !punctuator(p)) && !punctuator(c) {
+                    out.push(' ');
+                }
+                gap = false;
+                out.push(c);
+                if c == '"' {
+                    copy_string(&mut chars, &mut out);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Copies the rest of a string literal whose opening quote is already in `out` (a block
+/// string when two more quotes follow), escapes included.
+fn copy_string(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, out: &mut String) {
+    let block = {
+        let mut ahead = chars.clone();
+        ahead.next() == Some('"') && ahead.next() == Some('"')
+    };
+    if block {
+        out.push_str(&chars.by_ref().take(2).collect::<String>());
+        let mut quotes = 0;
+        while let Some(c) = chars.next() {
+            out.push(c);
+            match c {
+                '\\' if chars.peek() == Some(&'"') => {
+                    // `\"""` is an escaped triple quote, not the end.
+                    out.extend(chars.next());
+                    quotes = 0;
+                }
+                '"' => {
+                    quotes += 1;
+                    if quotes == 3 {
+                        return;
+                    }
+                }
+                _ => quotes = 0,
+            }
+        }
+        return;
+    }
+    while let Some(c) = chars.next() {
+        out.push(c);
+        match c {
+            '\\' => out.extend(chars.next()),
+            '"' | '\n' | '\r' => return,
+            _ => {}
+        }
+    }
+}
+
+/// JSON with object keys in sorted order at every level and no insignificant whitespace.
+fn canonical_json(value: &serde_json::Value) -> String {
+    fn sorted(value: &serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                serde_json::Value::Object(
+                    entries
+                        .into_iter()
+                        .map(|(k, v)| (k.clone(), sorted(v)))
+                        .collect(),
+                )
+            }
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.iter().map(sorted).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    sorted(value).to_string()
 }
 
 /// `POST /graphql`.
@@ -385,9 +508,9 @@ pub async fn handler(
     let fingerprint: Option<[u8; 32]> =
         (anonymous && gw.config.response_cache).then(|| Sha256::digest(&body).into());
     if let Some(fp) = &fingerprint
-        && gw.known_queries.contains(fp)
+        && let Some(key) = gw.known_queries.get(fp)
     {
-        return cached(&state, fp, body, ip).await;
+        return cached(&state, &key, body, ip).await;
     }
     // One operation per request: a batch (a JSON array) is not accepted, so it cannot multiply
     // the per-request limits below.
@@ -432,8 +555,9 @@ pub async fn handler(
     if let Some(fp) = fingerprint
         && cacheable
     {
-        gw.known_queries.insert(fp);
-        return cached(&state, &fp, body, ip).await;
+        let key = cache_key(&request);
+        gw.known_queries.insert(fp, key);
+        return cached(&state, &key, body, ip).await;
     }
     let viewer = Viewer {
         ip,
@@ -444,8 +568,8 @@ pub async fn handler(
     respond(a.status, a.retry_after, a.body)
 }
 
-/// An anonymous catalogue query: from the response cache, else run once (single flight) and
-/// kept when it has no errors.
+/// An anonymous catalogue query: from the response cache (under its [`cache_key`]), else run
+/// once (single flight) and kept when it has no errors.
 async fn cached(state: &AppState, fingerprint: &[u8; 32], body: Bytes, ip: IpAddr) -> Response {
     let gw = &state.gateway;
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -511,6 +635,55 @@ pub async fn console() -> Html<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(body: &str) -> [u8; 32] {
+        cache_key(&serde_json::from_str::<async_graphql::Request>(body).expect("request"))
+    }
+
+    #[test]
+    fn respaced_variants_of_one_query_share_one_cache_key() {
+        let plain = r#"{"query": "{ products(limit: 20, search: \"a  b\") { id name } }", "variables": {"a": 1, "b": [1, {"x": 1, "y": 2}]}}"#;
+        for variant in [
+            // Whitespace, commas and comments are GraphQL's ignored tokens.
+            r#"{"query": "{products(limit:20 search:\"a  b\"){id,name}}", "variables": {"a": 1, "b": [1, {"x": 1, "y": 2}]}}"#,
+            r#"{"query": "\n\t{ products ( limit : 20 ,,, search : \"a  b\" ) # the list\n { id\n name } }\n", "variables": {"a": 1, "b": [1, {"x": 1, "y": 2}]}}"#,
+            // JSON layout and key order.
+            r#"{ "variables" : { "b" : [ 1 , { "y" : 2 , "x" : 1 } ] , "a" : 1 } , "query" : "{ products(limit: 20, search: \"a  b\") { id name } }" }"#,
+        ] {
+            assert_eq!(key(plain), key(variant), "{variant}");
+        }
+        for different in [
+            // Spaces inside a string literal are the query's meaning.
+            r#"{"query": "{ products(limit: 20, search: \"a b\") { id name } }", "variables": {"a": 1, "b": [1, {"x": 1, "y": 2}]}}"#,
+            r#"{"query": "{ products(limit: 2, search: \"a  b\") { id name } }", "variables": {"a": 1, "b": [1, {"x": 1, "y": 2}]}}"#,
+            r#"{"query": "{ products(limit: 20, search: \"a  b\") { id name } }", "variables": {"a": 2, "b": [1, {"x": 1, "y": 2}]}}"#,
+            r#"{"query": "{ products(limit: 20, search: \"a  b\") { id name } }", "variables": {"a": 1, "b": [{"x": 1, "y": 2}, 1]}}"#,
+            r#"{"query": "{ products(limit: 20, search: \"a  b\") { id name } }", "operationName": "X", "variables": {"a": 1, "b": [1, {"x": 1, "y": 2}]}}"#,
+        ] {
+            assert_ne!(key(plain), key(different), "{different}");
+        }
+    }
+
+    #[test]
+    fn minifying_keeps_tokens_apart_and_literals_whole() {
+        assert_eq!(
+            minified("query Q($a: Int = 1) { a: f(x: $a, y: 2 z: \"s, #t\") ...on T { b } }"),
+            "query Q($a:Int=1){a:f(x:$a y:2 z:\"s, #t\")...on T{b}}"
+        );
+        assert_eq!(minified("{ f(a: \"\" b: \"x\") }"), "{f(a:\"\" b:\"x\")}");
+        assert_eq!(
+            minified("{ f(a: \"\"\"block ,  # \\\"\"\" \"\"\" ) }"),
+            "{f(a:\"\"\"block ,  # \\\"\"\" \"\"\")}"
+        );
+        // Each variant parses to the same document as the original.
+        for q in [
+            "query Q($a: Int = 1) { a: f(x: $a, y: 2 z: \"s, #t\") ...on T { b } }",
+            "{ f(a: \"\" b: \"x\") }",
+            "{ f(a: \"\"\"block ,  # \\\"\"\" \"\"\" ) }",
+        ] {
+            async_graphql::parser::parse_query(minified(q)).expect("still parses");
+        }
+    }
 
     fn auth_mutations(query: &str, operation_name: Option<&str>) -> usize {
         let doc = async_graphql::parser::parse_query(query).expect("parses");
