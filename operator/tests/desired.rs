@@ -1262,3 +1262,18 @@ fn long_names_are_truncated_with_a_stable_hash() {
         "http://my-shop-users:50051"
     );
 }
+
+/// A service waits for its database up to ECOM_DATABASE_WAIT_SECONDS (120 s by default) before
+/// it listens: the startup probe must allow longer, or a first boot beside a starting database
+/// is killed into a crash loop.
+#[test]
+fn the_startup_probe_outlasts_the_services_wait_for_their_database() {
+    let objects = desired_state(&small(), &everything());
+    for service in DATABASE_SERVICES {
+        let deployment = find(&objects, "Deployment", &format!("demo-{service}"));
+        let probe = &deployment["spec"]["template"]["spec"]["containers"][0]["startupProbe"];
+        let window = probe["periodSeconds"].as_i64().expect("period")
+            * probe["failureThreshold"].as_i64().expect("failures");
+        assert!(window >= 150, "{service}: {window} s");
+    }
+}

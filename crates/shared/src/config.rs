@@ -195,6 +195,8 @@ pub struct CommonConfig {
     /// The `aud` of the access tokens Users issues and every service accepts
     /// (`ECOM_JWT_AUDIENCE`): set the same on every service of one platform.
     pub jwt_audience: String,
+    /// How long to wait for PostgreSQL at start before giving up (`ECOM_DATABASE_WAIT_SECONDS`).
+    pub database_wait: Duration,
     /// Whether the gRPC server answers server reflection (`ECOM_GRPC_REFLECTION`; default on,
     /// off in production like the gateway's GraphQL introspection).
     pub grpc_reflection: bool,
@@ -380,6 +382,10 @@ impl CommonConfig {
             env.error("ECOM_USERS_GRPC_URL is not a URL");
         }
         let http_limits = HttpLimits::read(env);
+        let database_wait: u64 = env.parse("ECOM_DATABASE_WAIT_SECONDS", 120);
+        if database_wait > 3600 {
+            env.error("ECOM_DATABASE_WAIT_SECONDS must be at most 3600");
+        }
         let grpc_reflection = env.parse("ECOM_GRPC_REFLECTION", !environment.is_production());
         let jwt_audience = env.string("ECOM_JWT_AUDIENCE", crate::auth::DEFAULT_AUDIENCE);
         if jwt_audience.is_empty()
@@ -409,6 +415,7 @@ impl CommonConfig {
             http_limits,
             jwt_audience,
             grpc_reflection,
+            database_wait: Duration::from_secs(database_wait),
         }
     }
 }

@@ -258,8 +258,11 @@ pub fn deployment(
             ..EnvFromSource::default()
         }]),
         env: Some(env),
-        // Migrations run before the servers listen: up to two minutes before liveness counts.
-        startup_probe: Some(pod::http_probe("/health/live", 2, 60)),
+        // The servers listen once PostgreSQL answered (a service waits for it up to
+        // ECOM_DATABASE_WAIT_SECONDS, 120 s by default, then exits) and migrations ran: three
+        // minutes before liveness counts, so a first boot beside a starting database is waited
+        // out instead of killed into a crash loop.
+        startup_probe: Some(pod::http_probe("/health/live", 5, 36)),
         readiness_probe: Some(pod::http_probe("/health/ready", 5, 3)),
         liveness_probe: Some(pod::http_probe("/health/live", 10, 3)),
         resources: Some(spec.resources.clone().unwrap_or_else(default_resources)),

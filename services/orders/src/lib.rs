@@ -40,7 +40,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let pool =
-            ecom_shared::db::connect(&config.common.database_url, 20, Duration::from_secs(30))
+            ecom_shared::db::connect(&config.common.database_url, 20, config.common.database_wait)
                 .await?;
         // Each user request is confirmed with Users: a demoted or deactivated admin loses admin
         // rights at once (docs/security.md).

@@ -73,7 +73,7 @@ impl Application {
     /// Connects to the database (waiting for it briefly), migrates, and builds.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let pool =
-            ecom_shared::db::connect(&config.common.database_url, 10, Duration::from_secs(30))
+            ecom_shared::db::connect(&config.common.database_url, 10, config.common.database_wait)
                 .await?;
         Self::build_with_pool(config, pool).await
     }
