@@ -24,7 +24,7 @@ use kube::{
 use operator::{
     FIELD_MANAGER,
     controller::{self, Context, Metrics},
-    leader::Elector,
+    leader::{self, Elector},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -102,38 +102,34 @@ async fn run() -> anyhow::Result<()> {
     });
 
     let client = Client::try_default().await?;
+    // Leadership: wait for the lease (errors logged), then renew it in the background; losing
+    // it stops the controller (the process exits and is restarted to wait again); a shutdown
+    // releases it so the next replica takes over at once.
+    let mut leadership = None;
     if leader_election {
-        let elector = Elector::new(
+        let elector = Arc::new(Elector::new(
             Api::<Lease>::namespaced(client.clone(), &namespace),
             "ecom-operator",
             &identity,
             Duration::from_secs(15),
-        );
+        ));
         tracing::info!(identity, "waiting for leadership");
-        loop {
-            if elector.try_acquire().await.unwrap_or(false) {
-                break;
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                () = tokio::time::sleep(Duration::from_secs(5)) => {}
-            }
+        if !elector.acquire(leader::RETRY, &shutdown).await {
+            return Ok(());
         }
         tracing::info!(identity, "leading");
-        let lost = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                match elector.try_acquire().await {
-                    Ok(true) => {}
-                    other => {
-                        tracing::error!(?other, "leadership lost: stopping");
-                        lost.cancel();
-                        return;
-                    }
+        let (keeper, stop) = (elector.clone(), shutdown.clone());
+        leadership = Some((
+            elector,
+            tokio::spawn(async move {
+                if let Err(why) = keeper.keep(leader::RETRY, &stop).await {
+                    tracing::error!(why, "leadership lost: stopping");
+                    stop.cancel();
+                    return false;
                 }
-            }
-        });
+                true
+            }),
+        ));
     }
 
     let recorder = Recorder::new(
@@ -169,6 +165,15 @@ async fn run() -> anyhow::Result<()> {
         })
         .await;
     shutdown.cancel();
+    if let Some((elector, keeper)) = leadership {
+        // Still the leader (stopped by a signal, not by a loss): hand the lease over.
+        if keeper.await.unwrap_or(false) {
+            match elector.release().await {
+                Ok(()) => tracing::info!("lease released"),
+                Err(e) => tracing::warn!(error = %e, "cannot release the lease"),
+            }
+        }
+    }
     server.await??;
     tracing::info!("operator stopped");
     Ok(())
