@@ -1277,3 +1277,31 @@ fn the_startup_probe_outlasts_the_services_wait_for_their_database() {
         assert!(window >= 150, "{service}: {window} s");
     }
 }
+
+/// The client address behind the Ingress is the client's, not the Ingress pod's: the services
+/// believe `X-Forwarded-For` from the pod network (by default the private ranges; the Shop can
+/// narrow them), in a form every service parses.
+#[test]
+fn the_services_trust_the_pod_network_for_the_client_address() {
+    let trusted = |shop: &Shop| {
+        let objects = desired_state(shop, &everything());
+        let name = shop.metadata.name.clone().expect("name");
+        let config = find(&objects, "ConfigMap", &format!("{name}-config"));
+        config["data"]["ECOM_TRUSTED_PROXIES"]
+            .as_str()
+            .expect("ECOM_TRUSTED_PROXIES")
+            .to_owned()
+    };
+    let default = trusted(&small());
+    assert_eq!(default, "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7");
+    for range in default.split(',') {
+        range
+            .parse::<ecom_shared::http::IpRange>()
+            .unwrap_or_else(|e| panic!("{range}: {e}"));
+    }
+    let narrowed = shop_with(
+        "n",
+        json!({ "services": { "gateway": { "trustedProxies": ["10.244.0.0/16"] } } }),
+    );
+    assert_eq!(trusted(&narrowed), "10.244.0.0/16");
+}

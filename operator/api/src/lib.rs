@@ -180,13 +180,37 @@ fn default_cpu() -> i32 {
 }
 
 /// The gateway: a service plus its Ingress.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewaySpec {
     #[serde(flatten)]
     pub service: ServiceSpec,
     #[serde(default)]
     pub ingress: IngressSpec,
+    /// CIDR ranges whose `X-Forwarded-For` is believed (`ECOM_TRUSTED_PROXIES`): the Ingress
+    /// controller's pods in front of the gateway, and the gateway's pods in front of Users. The
+    /// default is the private ranges a pod network uses; narrow it to your cluster's pod CIDR.
+    /// Without it every anonymous client would share the Ingress pod's rate-limit budget.
+    #[serde(default = "default_trusted_proxies")]
+    #[schemars(inner(regex(pattern = r"^[0-9A-Fa-f:.]+/[0-9]{1,3}$")))]
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for GatewaySpec {
+    fn default() -> Self {
+        Self {
+            service: ServiceSpec::default(),
+            ingress: IngressSpec::default(),
+            trusted_proxies: default_trusted_proxies(),
+        }
+    }
+}
+
+/// The private ranges (RFC 1918 and IPv6 unique local): where a cluster's pods live.
+pub fn default_trusted_proxies() -> Vec<String> {
+    ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
+        .map(str::to_owned)
+        .to_vec()
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

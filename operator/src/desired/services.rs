@@ -121,6 +121,13 @@ pub fn config_map(ctx: &Ctx<'_>) -> ConfigMap {
             format!("http://{host}:{}", p.http),
         );
     }
+    // The client address behind the Ingress (gateway) and behind the gateway (Users).
+    if !spec.services.gateway.trusted_proxies.is_empty() {
+        data.insert(
+            "ECOM_TRUSTED_PROXIES".to_owned(),
+            spec.services.gateway.trusted_proxies.join(","),
+        );
+    }
     if let Some(rate) = &spec.rate_limits.default {
         data.insert("ECOM_RATE_LIMIT_DEFAULT".to_owned(), rate.clone());
     }
