@@ -591,6 +591,41 @@ fn int_at(v: &Value, path: &str) -> i64 {
     v.pointer(path).and_then(Value::as_i64).unwrap_or(0)
 }
 
+/// The whole object as JSON (`kind`, `metadata` and the rest), as the server sent it.
+fn object_json(o: &DynamicObject) -> Value {
+    serde_json::to_value(o).unwrap_or_default()
+}
+
+/// Whether a Deployment or StatefulSet (as the server returned it) has rolled out its current
+/// spec, the way `kubectl rollout status` decides: the controller has seen this generation,
+/// every wanted replica runs the new template and is ready, and no old one is left. Ready
+/// replicas alone are not enough: during an upgrade to a bad image the old pod stays ready.
+fn rolled_out(object: &Value) -> bool {
+    let wanted = object
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let generation = int_at(object, "/metadata/generation");
+    let observed = int_at(object, "/status/observedGeneration");
+    let updated = int_at(object, "/status/updatedReplicas");
+    let ready = int_at(object, "/status/readyReplicas");
+    let total = int_at(object, "/status/replicas");
+    let seen = observed >= generation;
+    let base = seen && updated >= wanted && ready >= wanted && total <= updated.max(wanted);
+    match object.pointer("/kind").and_then(Value::as_str) {
+        Some("StatefulSet") => {
+            let current = object
+                .pointer("/status/currentRevision")
+                .and_then(Value::as_str);
+            let update = object
+                .pointer("/status/updateRevision")
+                .and_then(Value::as_str);
+            base && current.is_some() && current == update
+        }
+        _ => base,
+    }
+}
+
 /// The status after an apply: per-component readiness read from the applied Deployments (the
 /// server's answer to the apply carries their status), databases, monitoring, and the gateway URL.
 fn observed_status(
@@ -612,20 +647,18 @@ fn observed_status(
         let deployment = applied
             .iter()
             .find(|(kind, _, o)| kind == "Deployment" && component_of(o) == Some(service));
-        let (ready_replicas, wanted, image) = deployment.map_or((0, 1, None), |(_, _, d)| {
-            let wanted = d
-                .data
-                .pointer("/spec/replicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(1);
+        let (ready_replicas, ready, image) = deployment.map_or((0, false, None), |(_, _, d)| {
             let image = d
                 .data
                 .pointer("/spec/template/spec/containers/0/image")
                 .and_then(Value::as_str)
                 .map(str::to_owned);
-            (int_at(&d.data, "/status/readyReplicas"), wanted, image)
+            (
+                int_at(&d.data, "/status/readyReplicas"),
+                rolled_out(&object_json(d)),
+                image,
+            )
         });
-        let ready = ready_replicas >= wanted;
         all_ready &= ready;
         let url = (service == "gateway").then(|| {
             let ingress = &shop.spec.services.gateway.ingress;
@@ -667,7 +700,7 @@ fn observed_status(
             let ready = applied
                 .iter()
                 .filter(|(kind, _, o)| kind == "StatefulSet" && component_of(o) == Some("database"))
-                .all(|(_, _, s)| int_at(&s.data, "/status/readyReplicas") >= 1);
+                .all(|(_, _, s)| rolled_out(&object_json(s)));
             (
                 ready,
                 if ready { "Ready" } else { "Starting" },

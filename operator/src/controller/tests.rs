@@ -611,3 +611,40 @@ async fn what_left_the_desired_state_is_pruned_and_nothing_else() {
         ["/apis/apps/v1/namespaces/shop/deployments/demo-orders"]
     );
 }
+
+/// `Ready` means rolled out, not merely "enough pods ready": during an upgrade to a bad image
+/// the old pod stays ready while the new one crash-loops.
+#[test]
+fn a_component_is_ready_only_when_its_current_spec_has_rolled_out() {
+    let deployment = |generation: i64, status: Value| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "demo-users", "generation": generation},
+               "spec": {"replicas": 2}, "status": status})
+    };
+    let done = json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2});
+    assert!(rolled_out(&deployment(3, done.clone())));
+    // The controller has not seen the new spec yet: the counts describe the old one.
+    assert!(!rolled_out(&deployment(4, done)));
+    // A bad image: both old pods still ready, one new pod not, old ones not yet replaced.
+    assert!(!rolled_out(&deployment(
+        4,
+        json!({"observedGeneration": 4, "replicas": 3, "updatedReplicas": 1, "readyReplicas": 2})
+    )));
+    // New pods ready, an old one still terminating.
+    assert!(!rolled_out(&deployment(
+        4,
+        json!({"observedGeneration": 4, "replicas": 3, "updatedReplicas": 2, "readyReplicas": 3})
+    )));
+    assert!(!rolled_out(&deployment(1, json!({}))), "no status yet");
+
+    let statefulset = |current: &str, update: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+               "metadata": {"name": "demo-users-db", "generation": 2},
+               "spec": {"replicas": 1},
+               "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1,
+                          "currentRevision": current, "updateRevision": update}})
+    };
+    assert!(rolled_out(&statefulset("db-7d9", "db-7d9")));
+    // The old revision's pod is still the ready one.
+    assert!(!rolled_out(&statefulset("db-7d9", "db-5c2")));
+}
