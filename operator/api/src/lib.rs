@@ -248,6 +248,7 @@ pub enum DatabaseProvider {
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "self.provider == oldSelf.provider", "message": "database.provider is immutable"},
+    {"rule": "(has(self.provider) ? self.provider : 'Builtin') != 'Builtin' || (has(self.postgresVersion) ? self.postgresVersion : '16') == (has(oldSelf.postgresVersion) ? oldSelf.postgresVersion : '16')", "message": "database.postgresVersion is immutable with the Builtin provider: a new major version cannot read the old data directory (dump and restore: docs/operator.md)"},
     {"rule": "self.provider != 'External' || (has(self.external) && size(self.external.secretRefs) == 4)", "message": "provider External needs external.secretRefs for users, products, orders and payments"}
 ]))]
 pub struct DatabaseSpec {
@@ -495,6 +496,37 @@ mod tests {
         assert!(e.iter().any(|e| e.contains("immutable")), "{e:?}");
         // On create there is no old object: any provider is fine.
         assert_eq!(errors(&changed, None), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_builtin_postgres_major_version_cannot_change() {
+        // As the API server sees them: with the provider defaulted.
+        let builtin = |db: Value| {
+            let mut db = db;
+            db["provider"] = json!("Builtin");
+            shop(json!({ "database": db }))
+        };
+        let old = builtin(json!({"postgresVersion": "16"}));
+        let same = builtin(json!({"postgresVersion": "16", "storage": {"size": "5Gi"}}));
+        assert_eq!(errors(&same, Some(&old)), Vec::<String>::new());
+        let upgraded = builtin(json!({"postgresVersion": "17"}));
+        let e = errors(&upgraded, Some(&old));
+        assert!(
+            e.iter().any(|e| e.contains("postgresVersion is immutable")),
+            "{e:?}"
+        );
+        // The default (16) counts as 16.
+        let e = errors(&upgraded, Some(&builtin(json!({}))));
+        assert!(
+            e.iter().any(|e| e.contains("postgresVersion is immutable")),
+            "{e:?}"
+        );
+        // On create, and for CloudNativePG (which runs its own major upgrades), it may be chosen.
+        assert_eq!(errors(&upgraded, None), Vec::<String>::new());
+        let cnpg = |v: &str| {
+            shop(json!({"database": {"provider": "CloudNativePG", "postgresVersion": v}}))
+        };
+        assert_eq!(errors(&cnpg("17"), Some(&cnpg("16"))), Vec::<String>::new());
     }
 
     #[test]
