@@ -49,7 +49,7 @@ pub async fn connect(url: &str, max_connections: u32, wait: Duration) -> anyhow:
                     attempt,
                     retry_in_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
                     gives_up_in_s = (deadline - now).as_secs(),
-                    "PostgreSQL is not reachable yet; waiting for it (ECOM_DATABASE_WAIT_SECONDS)"
+                    "the database (PostgreSQL) is not reachable yet; waiting for it (ECOM_DATABASE_WAIT_SECONDS)"
                 );
                 tokio::time::sleep(pause).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
