@@ -85,6 +85,11 @@ impl Gw {
     }
 
     async fn metric(&self, prefix: &str) -> f64 {
+        self.metric_where(prefix, "").await
+    }
+
+    /// The sum of the gateway's samples whose line starts with `prefix` and contains `also`.
+    async fn metric_where(&self, prefix: &str, also: &str) -> f64 {
         let text = self
             .client
             .get(format!("{}/metrics", self.ops))
@@ -95,7 +100,7 @@ impl Gw {
             .await
             .expect("text");
         text.lines()
-            .filter(|l| l.starts_with(prefix))
+            .filter(|l| l.starts_with(prefix) && l.contains(also))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
@@ -240,24 +245,7 @@ async fn the_gateway_serves_the_whole_platform() {
 
     // Respaced variants of one anonymous query (whitespace, commas, a comment, the JSON's key
     // order) are one cache entry: the variant is a hit, not a new entry.
-    let hits = || async {
-        let text = gw
-            .client
-            .get(format!("{}/metrics", gw.ops))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        text.lines()
-            .filter(|l| {
-                l.starts_with("cache_requests_total{service=\"gateway\"")
-                    && l.contains("result=\"hit\"")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
+    let hits = || gw.metric_where("cache_requests_total{service=\"gateway\"", "result=\"hit\"");
     let once = "{ products(limit: 3, search: \"Zanzibar\") { id name } }";
     let first = gw.data(None, once, json!({})).await;
     let before = hits().await;
@@ -742,15 +730,18 @@ async fn the_gateway_serves_the_whole_platform() {
                 .flatten()
                 .all(|i| i["product"]["id"] == i["productId"])
     }));
-    assert_eq!(
-        gw.metric(get_products).await - p0,
-        1.0,
-        "one GetProducts for 50 items"
+    // One batch each; at most two: the loader's window is 1 ms, and on a loaded two-core
+    // machine the 10 orders' resolvers can straddle it (seen in CI runs beside other suites).
+    // N+1 would be 10 and 50.
+    let products_calls = gw.metric(get_products).await - p0;
+    assert!(
+        (1.0..=2.0).contains(&products_calls),
+        "GetProducts for 50 items: {products_calls}"
     );
-    assert_eq!(
-        gw.metric(list_payments).await - l0,
-        1.0,
-        "one ListPayments for 10 orders"
+    let payments_calls = gw.metric(list_payments).await - l0;
+    assert!(
+        (1.0..=2.0).contains(&payments_calls),
+        "ListPayments for 10 orders: {payments_calls}"
     );
 
     // ---- The same journey through the REST facade.
