@@ -479,24 +479,27 @@ mod tests {
         assert!(msg.contains("ECOM_USERS_HTTP_PORT"), "{msg}");
     }
 
+    /// The common settings of service `name` from `vars` alone, and whether they were valid.
+    fn common(name: &'static str, vars: &[(&str, &str)]) -> anyhow::Result<CommonConfig> {
+        let mut env = EnvReader::from_map(
+            vars.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        let spec = ServiceSpec {
+            name,
+            http_port: 8000,
+            grpc_port: Some(50000),
+        };
+        let c = CommonConfig::read(spec, &mut env);
+        env.finish().map(|()| c)
+    }
+
     /// Only the services that call others as themselves hold a credential, each its own;
     /// production refuses the public development values.
     #[test]
     fn a_service_credential_is_read_by_the_services_with_an_identity_only() {
-        let read = |name: &'static str, vars: &[(&str, &str)]| {
-            let mut env = EnvReader::from_map(
-                vars.iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-            );
-            let spec = ServiceSpec {
-                name,
-                http_port: 8000,
-                grpc_port: None,
-            };
-            let c = CommonConfig::read(spec, &mut env);
-            env.finish().map(|()| c.service_secret)
-        };
+        let read = |name, vars: &[(&str, &str)]| common(name, vars).map(|c| c.service_secret);
         let orders = read("orders", &[]).expect("development default");
         assert_eq!(
             orders.map(|s| s.expose().to_owned()),
@@ -537,19 +540,8 @@ mod tests {
 
     #[test]
     fn grpc_reflection_is_on_by_default_and_off_by_default_in_production() {
-        let reflection = |vars: &[(&str, &str)]| {
-            let mut env = EnvReader::from_map(
-                vars.iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-            );
-            let spec = ServiceSpec {
-                name: "products",
-                http_port: 8002,
-                grpc_port: Some(50052),
-            };
-            CommonConfig::read(spec, &mut env).grpc_reflection
-        };
+        let reflection =
+            |vars: &[(&str, &str)]| common("products", vars).expect("valid").grpc_reflection;
         assert!(reflection(&[]));
         assert!(!reflection(&[("ECOM_ENV", "production")]));
         assert!(reflection(&[
