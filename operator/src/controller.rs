@@ -40,7 +40,10 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     FIELD_MANAGER, VERSION,
-    desired::{Desired, Discovery, desired_state, generated_secrets, referenced_secrets},
+    desired::{
+        Desired, Discovery, MAX_NAME, child_name, desired_state, generated_secrets, owned_selector,
+        referenced_secrets,
+    },
 };
 
 /// The Shop's finalizer: cleanup runs before the Shop goes.
@@ -62,6 +65,8 @@ pub enum Error {
     NotNamespaced,
     #[error("invalid object {0}: {1}")]
     InvalidObject(String, String),
+    #[error("the API server refused {0}")]
+    ApplyFailed(String),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -77,6 +82,7 @@ impl Error {
             Error::Kube(_) => "transport",
             Error::NotNamespaced => "not_namespaced",
             Error::InvalidObject(..) => "invalid_object",
+            Error::ApplyFailed(_) => "apply_failed",
             Error::Finalizer(e) => match &**e {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
@@ -238,9 +244,17 @@ fn api_for(client: &Client, ns: &str, d: &Desired) -> Api<DynamicObject> {
 
 /// Whether the cluster serves `kind` in `group_version` (e.g. a CRD is installed).
 async fn api_served(client: &Client, group_version: &str, kind: &str) -> Result<bool> {
+    Ok(served_kinds(client, group_version)
+        .await?
+        .iter()
+        .any(|k| k == kind))
+}
+
+/// The kinds the cluster serves in `group_version` (none when the group is not installed).
+async fn served_kinds(client: &Client, group_version: &str) -> Result<Vec<String>> {
     match client.list_api_group_resources(group_version).await {
-        Ok(list) => Ok(list.resources.iter().any(|r| r.kind == kind)),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Ok(list) => Ok(list.resources.into_iter().map(|r| r.kind).collect()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
         Err(e) => Err(e.into()),
     }
 }
@@ -268,11 +282,20 @@ async fn apply(shop: &Shop, ctx: &Context) -> Result<Action> {
     }
     let discovery_cnpg = shop.spec.database.provider == DatabaseProvider::CloudNativePG
         && api_served(&ctx.client, "postgresql.cnpg.io/v1", "Cluster").await?;
-    let discovery_monitors = shop.spec.monitoring.service_monitor.enabled
-        && api_served(&ctx.client, "monitoring.coreos.com/v1", "ServiceMonitor").await?;
+    // The Prometheus operator's kinds, asked once, only when monitoring is wanted: the alert
+    // rules come with the ServiceMonitors (they select on the `job` those set).
+    let monitoring_kinds = if shop.spec.monitoring.service_monitor.enabled {
+        served_kinds(&ctx.client, "monitoring.coreos.com/v1").await?
+    } else {
+        Vec::new()
+    };
+    let discovery_monitors = monitoring_kinds.iter().any(|k| k == "ServiceMonitor");
+    let discovery_rules = shop.spec.monitoring.prometheus_rule.enabled
+        && monitoring_kinds.iter().any(|k| k == "PrometheusRule");
     let mut discovery = Discovery {
         cnpg: discovery_cnpg,
         service_monitors: discovery_monitors,
+        prometheus_rules: discovery_rules,
         checksums: BTreeMap::new(),
     };
 
@@ -321,20 +344,51 @@ async fn apply(shop: &Shop, ctx: &Context) -> Result<Action> {
     let objects = desired_state(shop, &discovery);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut applied = Vec::with_capacity(objects.len());
+    // Each object on its own: one the API server refuses (an immutable field changed, a value
+    // it cannot parse) must not hold back the others (an image bump) nor the status.
+    let mut refused = Vec::new();
     for d in &objects {
         let api = api_for(&ctx.client, &ns, d);
-        let object = api
-            .patch(&d.name, &params, &Patch::Apply(&d.object))
-            .await?;
-        applied.push((d.kind.clone(), d.name.clone(), object));
+        let result = async {
+            hand_replicas_over(&api, d).await?;
+            api.patch(&d.name, &params, &Patch::Apply(&d.object)).await
+        }
+        .await;
+        match result {
+            Ok(object) => applied.push((d.kind.clone(), d.name.clone(), object)),
+            Err(kube::Error::Api(s)) if (400..500).contains(&s.code) => {
+                tracing::warn!(shop = %key(shop), kind = %d.kind, name = %d.name, code = s.code, error = %s.message, "the API server refused an object");
+                refused.push(Refused {
+                    kind: d.kind.clone(),
+                    name: d.name.clone(),
+                    message: s.message,
+                });
+            }
+            // The API server itself failing: retry the whole reconciliation.
+            Err(e) => return Err(e.into()),
+        }
     }
 
-    prune(shop, ctx, &ns, &objects, discovery.service_monitors).await?;
+    prune(shop, ctx, &ns, &objects, &discovery).await?;
 
-    let status = observed_status(shop, &discovery, &applied, &missing);
+    let status = observed_status(shop, &discovery, &applied, &missing, &refused);
     let was_ready = is_true(shop.status.as_ref(), condition::READY);
     let now_ready = is_true(Some(&status), condition::READY);
     patch_status(&shops, &name, &status).await?;
+    for r in &refused {
+        let note = truncate(&format!("{} {}: {}", r.kind, r.name, r.message), 1000);
+        publish(ctx, shop, EventType::Warning, "ApplyFailed", &note).await;
+    }
+    if !refused.is_empty() {
+        // Retried with backoff, counted as `apply_failed`; the status already says why.
+        return Err(Error::ApplyFailed(
+            refused
+                .iter()
+                .map(|r| format!("{} {}", r.kind, r.name))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
+    }
     if was_ready != now_ready {
         let (type_, reason, note) = if now_ready {
             (EventType::Normal, "Ready", "every component is ready")
@@ -354,10 +408,73 @@ async fn apply(shop: &Shop, ctx: &Context) -> Result<Action> {
     }))
 }
 
+/// An object the API server refused to apply (4xx), with its reason.
+#[derive(Debug, Clone)]
+struct Refused {
+    kind: String,
+    name: String,
+    message: String,
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+/// The field manager that holds a Deployment's `spec.replicas` while it passes from the
+/// operator to a HorizontalPodAutoscaler.
+pub const HANDOVER_MANAGER: &str = "ecom-operator-handover";
+
+/// Turning autoscaling on, the documented handover ("Transferring ownership" in the server-side
+/// apply docs): the desired Deployment no longer sets `spec.replicas`, and were the operator its
+/// only owner the field would be removed and the Deployment fall to 1 replica until the
+/// autoscaler acts. So while the operator still owns it, a second manager first applies the
+/// live value, keeping the field when the operator lets go; the autoscaler's first change then
+/// takes it over.
+async fn hand_replicas_over(api: &Api<DynamicObject>, d: &Desired) -> kube::Result<()> {
+    if d.kind != "Deployment" || d.object.pointer("/spec/replicas").is_some() {
+        return Ok(());
+    }
+    let Some(live) = api.get_opt(&d.name).await? else {
+        return Ok(());
+    };
+    let owned_by_us = live.metadata.managed_fields.iter().flatten().any(|m| {
+        m.manager.as_deref() == Some(FIELD_MANAGER)
+            && m.fields_v1
+                .as_ref()
+                .and_then(|f| f.0.pointer("/f:spec/f:replicas"))
+                .is_some()
+    });
+    let Some(replicas) = live.data.pointer("/spec/replicas").and_then(Value::as_i64) else {
+        return Ok(());
+    };
+    if !owned_by_us {
+        return Ok(());
+    }
+    tracing::info!(name = %d.name, replicas, "handing spec.replicas over to the HorizontalPodAutoscaler");
+    let patch = json!({
+        "apiVersion": d.api_version,
+        "kind": d.kind,
+        "metadata": {"name": d.name},
+        "spec": {"replicas": replicas},
+    });
+    api.patch(
+        &d.name,
+        &PatchParams::apply(HANDOVER_MANAGER),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
 /// The kinds whose objects can leave the desired state (a service disabled, autoscaling or the
 /// Ingress turned off, Redis storage toggled): (apiVersion, kind). Secrets and databases are
 /// never pruned: they hold data.
-const PRUNABLE: [(&str, &str); 7] = [
+const PRUNABLE: [(&str, &str); 8] = [
     ("apps/v1", "Deployment"),
     ("apps/v1", "StatefulSet"),
     ("v1", "Service"),
@@ -365,6 +482,7 @@ const PRUNABLE: [(&str, &str); 7] = [
     ("policy/v1", "PodDisruptionBudget"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("networking.k8s.io/v1", "Ingress"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
 ];
 
 /// Deletes what this Shop owns (controller owner reference, managed-by label) but no longer
@@ -374,17 +492,27 @@ async fn prune(
     ctx: &Context,
     ns: &str,
     wanted: &[Desired],
-    service_monitors: bool,
+    discovery: &Discovery,
 ) -> Result<()> {
     let uid = shop.uid().unwrap_or_default();
-    let selector = format!(
-        "app.kubernetes.io/instance={},app.kubernetes.io/managed-by={FIELD_MANAGER}",
-        shop.name_any()
+    let selector = owned_selector(shop);
+    // The Prometheus operator's kinds only where they are served (a LIST would fail).
+    let monitors = [
+        (
+            ("monitoring.coreos.com/v1", "ServiceMonitor"),
+            discovery.service_monitors,
+        ),
+        (
+            ("monitoring.coreos.com/v1", "PrometheusRule"),
+            discovery.prometheus_rules,
+        ),
+    ];
+    let kinds = PRUNABLE.iter().chain(
+        monitors
+            .iter()
+            .filter(|(_, served)| *served)
+            .map(|(kind, _)| kind),
     );
-    let monitors = [("monitoring.coreos.com/v1", "ServiceMonitor")];
-    let kinds = PRUNABLE
-        .iter()
-        .chain(monitors.iter().filter(|_| service_monitors));
     for (api_version, kind) in kinds {
         let probe = Desired {
             api_version: (*api_version).to_owned(),
@@ -457,10 +585,7 @@ async fn cleanup(shop: &Shop, ctx: &Context) -> Result<Action> {
         }
     } else {
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
-        let selector = format!(
-            "app.kubernetes.io/instance={},app.kubernetes.io/managed-by={FIELD_MANAGER}",
-            shop.name_any()
-        );
+        let selector = owned_selector(shop);
         for pvc in pvcs.list(&ListParams::default().labels(&selector)).await? {
             pvcs.delete(&pvc.name_any(), &DeleteParams::default())
                 .await
@@ -626,6 +751,16 @@ fn rolled_out(object: &Value) -> bool {
     }
 }
 
+/// Whether every applied CloudNativePG `Cluster` has all its instances ready.
+fn cnpg_clusters_ready(applied: &[(String, String, DynamicObject)]) -> bool {
+    applied
+        .iter()
+        .filter(|(kind, _, _)| kind == "Cluster")
+        .all(|(_, _, c)| {
+            int_at(&c.data, "/status/readyInstances") >= int_at(&c.data, "/spec/instances").max(1)
+        })
+}
+
 /// The status after an apply: per-component readiness read from the applied Deployments (the
 /// server's answer to the apply carries their status), databases, monitoring, and the gateway URL.
 fn observed_status(
@@ -633,6 +768,7 @@ fn observed_status(
     discovery: &Discovery,
     applied: &[(String, String, DynamicObject)],
     missing_secrets: &[String],
+    refused: &[Refused],
 ) -> ShopStatus {
     let previous = shop.status.as_ref();
     let generation = shop.metadata.generation;
@@ -668,7 +804,8 @@ fn observed_status(
                 }
                 (true, Some(host)) => format!("http://{host}"),
                 _ => format!(
-                    "http://{shop_name}-gateway.{}.svc:8080",
+                    "http://{}.{}.svc:8080",
+                    child_name(&shop_name, "gateway", MAX_NAME),
                     shop.namespace().unwrap_or_default()
                 ),
             }
@@ -691,6 +828,20 @@ fn observed_status(
             "provider CloudNativePG needs the CloudNativePG operator (postgresql.cnpg.io/v1 Cluster)"
                 .to_owned(),
         ),
+        // CloudNativePG creates each cluster's `<cluster>-app` Secret as it first starts: missing
+        // then is a first boot, not a fault.
+        DatabaseProvider::CloudNativePG
+            if !missing_secrets.is_empty() && !cnpg_clusters_ready(applied) =>
+        {
+            (
+                false,
+                "Starting",
+                format!(
+                    "waiting for the CloudNativePG clusters to start and create {}",
+                    missing_secrets.join(", ")
+                ),
+            )
+        }
         _ if !missing_secrets.is_empty() => (
             false,
             "SecretMissing",
@@ -712,12 +863,7 @@ fn observed_status(
             )
         }
         DatabaseProvider::CloudNativePG => {
-            let ready = applied
-                .iter()
-                .filter(|(kind, _, _)| kind == "Cluster")
-                .all(|(_, _, c)| {
-                    int_at(&c.data, "/status/readyInstances") >= int_at(&c.data, "/spec/instances").max(1)
-                });
+            let ready = cnpg_clusters_ready(applied);
             (
                 ready,
                 if ready { "Ready" } else { "Starting" },
@@ -746,8 +892,27 @@ fn observed_status(
         ),
     };
 
-    let ready = all_ready && db_ok;
-    let degraded = !db_ok && db_reason != "Starting";
+    let ready = all_ready && db_ok && refused.is_empty();
+    let (degraded, degraded_reason, degraded_message) = if refused.is_empty() {
+        (
+            !db_ok && db_reason != "Starting",
+            db_reason,
+            db_message.clone(),
+        )
+    } else {
+        let objects: Vec<String> = refused
+            .iter()
+            .map(|r| format!("{} {}: {}", r.kind, r.name, r.message))
+            .collect();
+        (
+            true,
+            "ApplyFailed",
+            truncate(
+                &format!("the API server refused {}", objects.join("; ")),
+                2000,
+            ),
+        )
+    };
     let c = |type_: &str, ok: bool, reason: &str, message: &str| {
         condition(previous, generation, type_, ok, reason, message)
     };
@@ -775,9 +940,13 @@ fn observed_status(
         c(
             condition::DEGRADED,
             degraded,
-            if degraded { db_reason } else { "AsExpected" },
             if degraded {
-                &db_message
+                degraded_reason
+            } else {
+                "AsExpected"
+            },
+            if degraded {
+                &degraded_message
             } else {
                 "nothing is wrong"
             },

@@ -12,8 +12,10 @@
 
 mod database;
 mod meta;
+mod monitoring;
 mod network;
 mod pod;
+mod policy;
 mod redis;
 mod services;
 
@@ -26,7 +28,7 @@ use serde_json::Value;
 
 use self::meta::{Ctx, typed};
 pub use self::{
-    meta::{CHECKSUM_ANNOTATION, MAX_NAME, MAX_STATEFUL_NAME, child_name},
+    meta::{CHECKSUM_ANNOTATION, MAX_NAME, MAX_STATEFUL_NAME, child_name, short_hash},
     services::{Ports, ports},
 };
 
@@ -37,6 +39,8 @@ pub struct Discovery {
     pub cnpg: bool,
     /// `monitoring.coreos.com/v1` `ServiceMonitor` is served (Prometheus operator installed).
     pub service_monitors: bool,
+    /// `monitoring.coreos.com/v1` `PrometheusRule` is served.
+    pub prometheus_rules: bool,
     /// A checksum of each Secret / ConfigMap the pods read, by object name: a change rolls the
     /// pods that use it (pod template annotation).
     pub checksums: BTreeMap<String, String>,
@@ -75,8 +79,9 @@ pub fn service_credentials_secret_name(shop: &Shop) -> String {
 }
 
 /// Every object the Shop should own, in apply order (config and storage before workloads):
-/// the ConfigMap, the databases, Redis, per enabled service its Service, Deployment,
-/// PodDisruptionBudget and HorizontalPodAutoscaler, the Ingress, the ServiceMonitors.
+/// the ConfigMap, the databases, Redis, per enabled service its Service (and headless gRPC
+/// Service), Deployment, PodDisruptionBudget and HorizontalPodAutoscaler, the Ingress, the
+/// ServiceMonitors, the PrometheusRule, the dashboards' ConfigMaps, the NetworkPolicies.
 /// Secrets are not here: see [`generated_secrets`].
 pub fn desired_state(shop: &Shop, discovery: &Discovery) -> Vec<Desired> {
     let ctx = Ctx::new(shop);
@@ -95,6 +100,9 @@ pub fn desired_state(shop: &Shop, discovery: &Discovery) -> Vec<Desired> {
     objects.extend(redis::objects(&ctx));
     for &(name, service) in &enabled {
         objects.push(typed(&services::service(&ctx, name)));
+        if let Some(grpc) = services::grpc_service(&ctx, name) {
+            objects.push(typed(&grpc));
+        }
         objects.push(typed(&services::deployment(
             &ctx, name, service, &config, discovery,
         )));
@@ -113,6 +121,17 @@ pub fn desired_state(shop: &Shop, discovery: &Discovery) -> Vec<Desired> {
             objects.push(network::service_monitor(&ctx, name));
         }
     }
+    if spec.monitoring.service_monitor.enabled
+        && spec.monitoring.prometheus_rule.enabled
+        && discovery.prometheus_rules
+    {
+        objects.push(monitoring::prometheus_rule(&ctx));
+    }
+    if spec.monitoring.dashboards.enabled {
+        objects.extend(monitoring::dashboards(&ctx).iter().map(typed));
+    }
+    let names: Vec<&str> = enabled.iter().map(|(name, _)| *name).collect();
+    objects.extend(policy::network_policies(&ctx, &names).iter().map(typed));
     objects
 }
 
@@ -181,6 +200,18 @@ fn at_least(random: &mut dyn FnMut() -> String, min: usize) -> String {
         out.push_str(&next);
     }
     out
+}
+
+/// The label selector of everything a Shop's operator made (prune and cleanup list by it): the
+/// same label values the objects carry, so a long name is cut the same way on both sides.
+pub fn owned_selector(shop: &Shop) -> String {
+    format!(
+        "{}={},{}={}",
+        meta::LABEL_INSTANCE,
+        meta::label_value(&shop.name_any()),
+        meta::LABEL_MANAGED_BY,
+        crate::FIELD_MANAGER
+    )
 }
 
 /// Every Secret name the pods of `objects` read (env `secretKeyRef`).

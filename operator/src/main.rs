@@ -11,7 +11,7 @@ use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
     coordination::v1::Lease,
     core::v1::{ConfigMap, Secret, Service},
-    networking::v1::Ingress,
+    networking::v1::{Ingress, NetworkPolicy},
 };
 use kube::{
     Api, Client, CustomResourceExt,
@@ -155,7 +155,8 @@ async fn run() -> anyhow::Result<()> {
         .owns(Api::<Service>::all(client.clone()), owned.clone())
         .owns(Api::<Secret>::all(client.clone()), owned.clone())
         .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
-        .owns(Api::<Ingress>::all(client.clone()), owned)
+        .owns(Api::<Ingress>::all(client.clone()), owned.clone())
+        .owns(Api::<NetworkPolicy>::all(client.clone()), owned)
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(controller::reconcile, controller::error_policy, ctx)
         .for_each(|result| async move {

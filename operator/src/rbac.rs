@@ -18,8 +18,10 @@ pub const RULES: &[(&str, &str, &[&str])] = &[
     ("ecom.dev", "shops/finalizers", &["update"]),
     ("ecom.dev", "shops/status", &["get", "patch", "update"]),
     ("events.k8s.io", "events", &["create", "patch"]),
+    ("monitoring.coreos.com", "prometheusrules", &["create", "delete", "get", "list", "patch", "watch"]),
     ("monitoring.coreos.com", "servicemonitors", &["create", "delete", "get", "list", "patch", "watch"]),
     ("networking.k8s.io", "ingresses", &["create", "delete", "get", "list", "patch", "watch"]),
+    ("networking.k8s.io", "networkpolicies", &["create", "delete", "get", "list", "patch", "watch"]),
     ("policy", "poddisruptionbudgets", &["create", "delete", "get", "list", "patch", "watch"]),
     ("postgresql.cnpg.io", "clusters", &["create", "delete", "get", "list", "patch", "watch"]),
 ];

@@ -291,6 +291,43 @@ fn every_example_shop_fits_the_crd_schema_and_the_rust_types() {
     );
 }
 
+/// `1GB` passed the CRD and was refused later by the StatefulSet, blocking every other change:
+/// a volume size is a quantity at the door.
+#[test]
+fn a_storage_size_must_be_a_quantity() {
+    let schema = crd_schema();
+    let shop = |spec: Value| {
+        json!({"apiVersion": "ecom.dev/v1alpha1", "kind": "Shop",
+               "metadata": {"name": "s", "namespace": "shop"}, "spec": spec})
+    };
+    for ok in ["1Gi", "500Mi", "10G", "1.5Ti", "1024"] {
+        for s in [
+            shop(json!({"database": {"storage": {"size": ok}}})),
+            shop(json!({"redis": {"storage": {"size": ok}}})),
+        ] {
+            assert_eq!(
+                shop_structural_errors(&schema, &s),
+                Vec::<String>::new(),
+                "{ok}"
+            );
+        }
+    }
+    for bad in ["1GB", "1 Gi", "-1Gi", "Gi", "1gi", ""] {
+        for s in [
+            shop(json!({"database": {"storage": {"size": bad}}})),
+            shop(json!({"redis": {"storage": {"size": bad}}})),
+        ] {
+            let errors = shop_structural_errors(&schema, &s);
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.contains("storage.size") && e.contains("does not match")),
+                "{bad}: {errors:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_schema_checks_reject_what_the_api_server_would() {
     let schema = crd_schema();

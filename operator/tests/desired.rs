@@ -11,7 +11,7 @@ use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
     autoscaling::v2::HorizontalPodAutoscaler,
     core::v1::{ConfigMap, Secret, Service},
-    networking::v1::Ingress,
+    networking::v1::{Ingress, NetworkPolicy},
     policy::v1::PodDisruptionBudget,
 };
 use operator::desired::{
@@ -113,6 +113,7 @@ fn everything() -> Discovery {
     Discovery {
         cnpg: true,
         service_monitors: true,
+        prometheus_rules: true,
         checksums: BTreeMap::new(),
     }
 }
@@ -169,9 +170,28 @@ fn yaml(secrets: &[Desired], objects: &[Desired]) -> String {
     out.push_str("# desired_state (server-side applied, in this order)\n");
     for d in objects {
         out.push_str("---\n");
-        out.push_str(&document(&d.object));
+        out.push_str(&document(&summarised(&d.object)));
     }
     out
+}
+
+/// The object, with a dashboard's JSON (tens of kilobytes, the committed file's content: the
+/// dashboards test checks it) shown as its size and hash.
+fn summarised(object: &Value) -> Value {
+    let mut object = object.clone();
+    if object["metadata"]["labels"]["app.kubernetes.io/component"] == "dashboards"
+        && let Some(data) = object["data"].as_object_mut()
+    {
+        for value in data.values_mut() {
+            let text = value.as_str().unwrap_or_default();
+            let hash = operator::desired::short_hash(text);
+            *value = json!(format!(
+                "<dashboard JSON: {} bytes, sha256 {hash}...>",
+                text.len()
+            ));
+        }
+    }
+    object
 }
 
 fn golden(name: &str, shop: &Shop, discovery: &Discovery) {
@@ -392,8 +412,11 @@ fn typed_objects_are_valid_kubernetes_objects() {
                 "PodDisruptionBudget" => round_trip::<PodDisruptionBudget>(d),
                 "HorizontalPodAutoscaler" => round_trip::<HorizontalPodAutoscaler>(d),
                 "Ingress" => round_trip::<Ingress>(d),
+                "NetworkPolicy" => round_trip::<NetworkPolicy>(d),
                 "Cluster" => assert_eq!(d.api_version, "postgresql.cnpg.io/v1"),
-                "ServiceMonitor" => assert_eq!(d.api_version, "monitoring.coreos.com/v1"),
+                "ServiceMonitor" | "PrometheusRule" => {
+                    assert_eq!(d.api_version, "monitoring.coreos.com/v1")
+                }
                 other => panic!("unexpected kind {other}"),
             }
         }
@@ -440,12 +463,32 @@ fn the_small_shop_runs_everything_with_defaults() {
     .into_iter()
     .map(str::to_owned)
     .chain(SERVICES.iter().flat_map(|s| {
-        [
-            format!("Service/demo-{s}"),
+        let mut objects = vec![format!("Service/demo-{s}")];
+        if *s != "gateway" {
+            // The headless Service callers balance gRPC over.
+            objects.push(format!("Service/demo-{s}-grpc"));
+        }
+        objects.extend([
             format!("Deployment/demo-{s}"),
             format!("PodDisruptionBudget/demo-{s}"),
-        ]
+        ]);
+        objects
     }))
+    .chain(
+        ["caches-limits", "overview", "runtime", "shop"]
+            .iter()
+            .map(|d| format!("ConfigMap/demo-dashboard-{d}")),
+    )
+    .chain(std::iter::once(
+        "NetworkPolicy/demo-deny-ingress".to_owned(),
+    ))
+    .chain(SERVICES.iter().map(|s| format!("NetworkPolicy/demo-{s}")))
+    .chain(
+        DATABASE_SERVICES
+            .iter()
+            .map(|s| format!("NetworkPolicy/demo-{s}-db")),
+    )
+    .chain(std::iter::once("NetworkPolicy/demo-redis".to_owned()))
     .collect::<Vec<_>>();
     assert_eq!(kinds(&objects), expected);
 
@@ -555,9 +598,10 @@ fn the_small_shop_runs_everything_with_defaults() {
         config["ECOM_JWKS_URL"],
         "http://demo-users:8001/.well-known/jwks.json"
     );
+    // The headless Service: one address per pod, balanced by the caller.
     assert_eq!(
         config["ECOM_PRODUCTS_GRPC_URL"],
-        "http://demo-products:50052"
+        "http://demo-products-grpc:50052"
     );
     assert_eq!(
         config["ECOM_PAYMENTS_HTTP_URL"],
@@ -885,6 +929,7 @@ fn service_monitors_need_both_the_setting_and_the_crd() {
     assert_eq!(
         monitor["spec"],
         json!({
+            "jobLabel": "app.kubernetes.io/component",
             "selector": { "matchLabels": { "app.kubernetes.io/instance": "prod", "app.kubernetes.io/component": "orders" } },
             "namespaceSelector": { "matchNames": ["ecom-prod"] },
             "endpoints": [{ "port": "http", "path": "/metrics", "interval": "15s" }],
@@ -1213,12 +1258,14 @@ fn the_production_shop_uses_its_registry_resources_ingress_and_limits() {
 fn the_apply_order_puts_config_and_storage_before_workloads() {
     let objects = desired_state(&production(), &everything());
     let rank = |d: &Desired| match d.kind.as_str() {
-        "ConfigMap" => 0,
+        "NetworkPolicy" => 6,
+        "ConfigMap" if d.name.ends_with("-config") => 0,
         "Cluster" => 1,
         _ if d.name.ends_with("-db") => 1,
         _ if d.name.ends_with("-redis") => 2,
         "Ingress" => 4,
-        "ServiceMonitor" => 5,
+        "ServiceMonitor" | "PrometheusRule" => 5,
+        "ConfigMap" if d.name.contains("-dashboard-") => 5,
         _ => 3,
     };
     let ranks: Vec<_> = objects.iter().map(rank).collect();
@@ -1259,7 +1306,7 @@ fn long_names_are_truncated_with_a_stable_hash() {
     find(&objects, "Deployment", "my-shop-users");
     assert_eq!(
         find(&objects, "ConfigMap", "my-shop-config")["data"]["ECOM_USERS_GRPC_URL"],
-        "http://my-shop-users:50051"
+        "http://my-shop-users-grpc:50051"
     );
 }
 
@@ -1304,4 +1351,319 @@ fn the_services_trust_the_pod_network_for_the_client_address() {
         json!({ "services": { "gateway": { "trustedProxies": ["10.244.0.0/16"] } } }),
     );
     assert_eq!(trusted(&narrowed), "10.244.0.0/16");
+}
+
+/// The ports a NetworkPolicy opens, as (port, the components or namespaces allowed; `*` = any).
+fn openings(policy: &Value) -> Vec<(i64, Vec<String>)> {
+    policy["spec"]["ingress"]
+        .as_array()
+        .expect("ingress rules")
+        .iter()
+        .map(|rule| {
+            let port = rule["ports"][0]["port"].as_i64().expect("port");
+            let from = match rule["from"].as_array() {
+                None => vec!["*".to_owned()],
+                Some(peers) => peers
+                    .iter()
+                    .flat_map(|p| {
+                        let pods = p["podSelector"]["matchExpressions"][0]["values"].clone();
+                        let namespaces =
+                            p["namespaceSelector"]["matchExpressions"][0]["values"].clone();
+                        let values = if pods.is_array() { pods } else { namespaces };
+                        values
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect(),
+            };
+            (port, from)
+        })
+        .collect()
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Only the gateway is reachable from outside the Shop; databases only from their own service;
+/// each gRPC port only from its callers; /metrics from Prometheus's namespace.
+#[test]
+fn network_policies_let_in_only_who_needs_each_port() {
+    let objects = desired_state(&small(), &Discovery::default());
+    let deny = find(&objects, "NetworkPolicy", "demo-deny-ingress");
+    assert_eq!(
+        deny["spec"]["podSelector"]["matchLabels"],
+        json!({"app.kubernetes.io/instance": "demo", "app.kubernetes.io/managed-by": "ecom-operator"})
+    );
+    assert_eq!(deny["spec"]["policyTypes"], json!(["Ingress"]));
+    assert_eq!(deny["spec"]["ingress"], json!([]));
+
+    let monitoring = strings(&["monitoring"]);
+    let gateway = find(&objects, "NetworkPolicy", "demo-gateway");
+    assert_eq!(
+        openings(&gateway),
+        [(8080, strings(&["*"])), (9080, monitoring.clone())]
+    );
+    let users = find(&objects, "NetworkPolicy", "demo-users");
+    assert_eq!(
+        users["spec"]["podSelector"]["matchLabels"],
+        json!({"app.kubernetes.io/instance": "demo", "app.kubernetes.io/component": "users"})
+    );
+    assert_eq!(
+        openings(&users),
+        [
+            // The JWKS, for every service; the REST facade.
+            (
+                8001,
+                strings(&["products", "orders", "payments", "gateway"])
+            ),
+            (
+                50051,
+                strings(&["products", "orders", "payments", "gateway"])
+            ),
+            (8001, monitoring.clone()),
+        ]
+    );
+    assert_eq!(
+        openings(&find(&objects, "NetworkPolicy", "demo-products")),
+        [
+            (8002, strings(&["gateway"])),
+            (50052, strings(&["orders", "gateway"])),
+            (8002, monitoring.clone()),
+        ]
+    );
+    assert_eq!(
+        openings(&find(&objects, "NetworkPolicy", "demo-orders")),
+        [
+            (8003, strings(&["gateway"])),
+            (50053, strings(&["payments", "gateway"])),
+            (8003, monitoring.clone()),
+        ]
+    );
+    assert_eq!(
+        openings(&find(&objects, "NetworkPolicy", "demo-payments")),
+        [
+            (8004, strings(&["gateway"])),
+            (50054, strings(&["gateway"])),
+            (8004, monitoring),
+        ]
+    );
+    for service in DATABASE_SERVICES {
+        let db = find(&objects, "NetworkPolicy", &format!("demo-{service}-db"));
+        assert_eq!(openings(&db), [(5432, strings(&[service]))]);
+        // It selects exactly the database's pods.
+        let statefulset = find(&objects, "StatefulSet", &format!("demo-{service}-db"));
+        assert_eq!(
+            db["spec"]["podSelector"], statefulset["spec"]["selector"],
+            "{service}"
+        );
+    }
+    let redis = find(&objects, "NetworkPolicy", "demo-redis");
+    assert_eq!(openings(&redis), [(6379, strings(&SERVICES))]);
+    assert_eq!(
+        redis["spec"]["podSelector"],
+        find(&objects, "Deployment", "demo-redis")["spec"]["selector"]
+    );
+    // Every policy is owned by the Shop and labelled like everything else (prune, cleanup).
+    for d in objects.iter().filter(|d| d.kind == "NetworkPolicy") {
+        assert_eq!(d.object["metadata"]["ownerReferences"][0]["kind"], "Shop");
+        assert_eq!(
+            d.object["metadata"]["labels"]["app.kubernetes.io/instance"],
+            "demo"
+        );
+    }
+
+    // A disabled service is let in nowhere; CloudNativePG's pods are its operator's business;
+    // and the whole set can be turned off (a network plugin that does not enforce them).
+    let shop = shop_with(
+        "demo",
+        json!({"services": {"payments": {"enabled": false}}, "database": {"provider": "CloudNativePG"},
+               "networkPolicies": {"scrapeNamespaces": []}}),
+    );
+    let objects = desired_state(
+        &shop,
+        &Discovery {
+            cnpg: true,
+            ..Discovery::default()
+        },
+    );
+    let names: Vec<&str> = objects
+        .iter()
+        .filter(|d| d.kind == "NetworkPolicy")
+        .map(|d| d.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "demo-deny-ingress",
+            "demo-users",
+            "demo-products",
+            "demo-orders",
+            "demo-gateway",
+            "demo-redis"
+        ]
+    );
+    assert_eq!(
+        openings(&find(&objects, "NetworkPolicy", "demo-orders")),
+        [
+            (8003, strings(&["gateway"])),
+            (50053, strings(&["payments", "gateway"]))
+        ]
+    );
+    let off = shop_with("demo", json!({"networkPolicies": {"enabled": false}}));
+    assert!(
+        !desired_state(&off, &Discovery::default())
+            .iter()
+            .any(|d| d.kind == "NetworkPolicy")
+    );
+}
+
+/// gRPC callers reach every pod of a service: a headless Service (one DNS address per ready
+/// pod) with only the gRPC port, selecting the same pods as the ClusterIP Service.
+#[test]
+fn each_grpc_service_has_a_headless_service_the_callers_use() {
+    let objects = desired_state(&small(), &Discovery::default());
+    let config = find(&objects, "ConfigMap", "demo-config");
+    for (service, port) in [
+        ("users", 50051),
+        ("products", 50052),
+        ("orders", 50053),
+        ("payments", 50054),
+    ] {
+        let headless = find(&objects, "Service", &format!("demo-{service}-grpc"));
+        assert_eq!(headless["spec"]["clusterIP"], "None");
+        assert_eq!(
+            headless["spec"]["ports"],
+            json!([{"name": "grpc", "port": port, "protocol": "TCP", "targetPort": "grpc"}])
+        );
+        let plain = find(&objects, "Service", &format!("demo-{service}"));
+        assert_eq!(headless["spec"]["selector"], plain["spec"]["selector"]);
+        let upper = service.to_ascii_uppercase();
+        assert_eq!(
+            config["data"][format!("ECOM_{upper}_GRPC_URL")],
+            format!("http://demo-{service}-grpc:{port}")
+        );
+    }
+    assert!(
+        !objects
+            .iter()
+            .any(|d| d.kind == "Service" && d.name == "demo-gateway-grpc")
+    );
+}
+
+/// The Shop brings the compose stack's alert rules and dashboards: the same files.
+#[test]
+fn alert_rules_and_dashboards_come_from_the_compose_files() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let objects = desired_state(&production(), &everything());
+    let rule = find(&objects, "PrometheusRule", "prod-alerts");
+    let file: Value = serde_norway::from_str(
+        &std::fs::read_to_string(root.join("monitoring/prometheus/rules/ecom.rules.yml"))
+            .expect("rules"),
+    )
+    .expect("yaml");
+    assert_eq!(rule["spec"]["groups"], file["groups"]);
+    assert_eq!(
+        rule["metadata"]["labels"]["release"],
+        Value::Null,
+        "the ServiceMonitor labels are not the rule's"
+    );
+    // Not without the CRD, nor without the ServiceMonitors that set the `job` the rules use.
+    let no_crd = Discovery {
+        prometheus_rules: false,
+        ..everything()
+    };
+    assert!(
+        !desired_state(&production(), &no_crd)
+            .iter()
+            .any(|d| d.kind == "PrometheusRule")
+    );
+    assert!(
+        !desired_state(&small(), &everything())
+            .iter()
+            .any(|d| d.kind == "PrometheusRule")
+    );
+
+    for name in ["caches-limits", "overview", "runtime", "shop"] {
+        let map = find(&objects, "ConfigMap", &format!("prod-dashboard-{name}"));
+        assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], "1");
+        let key = format!("{name}.json");
+        let dashboard: Value =
+            serde_json::from_str(map["data"][&key].as_str().expect("data")).expect("json");
+        let text =
+            std::fs::read_to_string(root.join(format!("monitoring/grafana/dashboards/{key}")))
+                .expect("dashboard");
+        // The same dashboard, its datasource your Grafana's (kube-prometheus-stack: `prometheus`).
+        let expected: Value = serde_json::from_str(
+            &text.replace("\"uid\": \"ecom-prometheus\"", "\"uid\": \"prometheus\""),
+        )
+        .expect("json");
+        assert_eq!(dashboard, expected, "{name}");
+        assert!(
+            !map["data"][&key]
+                .as_str()
+                .unwrap_or_default()
+                .contains("ecom-prometheus")
+        );
+    }
+    let custom = shop_with(
+        "demo",
+        json!({"monitoring": {"dashboards": {"labels": {"team": "shop"}, "datasourceUid": "mimir"}}}),
+    );
+    let objects = desired_state(&custom, &Discovery::default());
+    let map = find(&objects, "ConfigMap", "demo-dashboard-shop");
+    assert_eq!(map["metadata"]["labels"]["team"], "shop");
+    assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], Value::Null);
+    assert!(
+        map["data"]["shop.json"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("\"uid\":\"mimir\"")
+    );
+}
+
+/// OpenShift's restricted SCC refuses fixed user ids: without them the pods still run as
+/// non-root with the default seccomp profile.
+#[test]
+fn fixed_user_ids_can_be_left_to_the_platform() {
+    let shop = shop_with("demo", json!({"global": {"fixedUserIds": false}}));
+    let objects = desired_state(&shop, &Discovery::default());
+    for (kind, name) in [
+        ("Deployment", "demo-users"),
+        ("StatefulSet", "demo-users-db"),
+        ("Deployment", "demo-redis"),
+    ] {
+        let pod = &find(&objects, kind, name)["spec"]["template"]["spec"]["securityContext"];
+        assert_eq!(
+            pod,
+            &json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}}),
+            "{kind} {name}"
+        );
+    }
+    let objects = desired_state(&small(), &Discovery::default());
+    let pod =
+        &find(&objects, "Deployment", "demo-users")["spec"]["template"]["spec"]["securityContext"];
+    assert_eq!(pod["runAsUser"], 65532);
+}
+
+/// Prune and cleanup list by the same label value the objects carry, cut to 63 characters.
+#[test]
+fn the_owned_selector_uses_the_label_values_the_objects_carry() {
+    let long = format!("s{}", "x".repeat(70));
+    let shop = shop_with(&long, json!({}));
+    let selector = operator::desired::owned_selector(&shop);
+    let objects = desired_state(&shop, &Discovery::default());
+    let instance = objects[0].object["metadata"]["labels"]["app.kubernetes.io/instance"]
+        .as_str()
+        .expect("label")
+        .to_owned();
+    assert!(instance.len() <= 63);
+    assert_eq!(
+        selector,
+        format!("app.kubernetes.io/instance={instance},app.kubernetes.io/managed-by=ecom-operator")
+    );
 }

@@ -24,6 +24,17 @@ pub const DATABASE_SERVICES: [&str; 4] = ["users", "products", "orders", "paymen
 /// `<shop>-service-credentials` Secret (the same list as `ecom_shared::config::SERVICES_WITH_IDENTITY`).
 pub const SERVICES_WITH_IDENTITY: [&str; 2] = ["orders", "payments"];
 
+/// Who calls whose gRPC API, as (callee, callers): the NetworkPolicies open each gRPC port to
+/// these callers only. Users: every service reads accounts (`GetMe`) or gets its service token;
+/// Products: Orders reserves stock, the gateway reads the catalogue; Orders: Payments marks
+/// orders paid; Payments: the gateway.
+pub const GRPC_CALLERS: [(&str, &[&str]); 4] = [
+    ("users", &["products", "orders", "payments", "gateway"]),
+    ("products", &["orders", "gateway"]),
+    ("orders", &["payments", "gateway"]),
+    ("payments", &["gateway"]),
+];
+
 /// The condition types `status.conditions` carries.
 pub mod condition {
     pub const READY: &str = "Ready";
@@ -33,6 +44,18 @@ pub mod condition {
     pub const MONITORING_AVAILABLE: &str = "MonitoringAvailable";
     pub const RECONCILE_SUSPENDED: &str = "ReconcileSuspended";
 }
+
+/// The rule on a Shop's name: every object is `<shop>-<part>` and carries the name as a label
+/// value, and Services need a DNS-1035 label: a lowercase letter first, at most 63 characters
+/// (longer child names end in a hash; see the operator's `child_name`).
+pub const NAME_RULE: &str =
+    "self.metadata.name.size() <= 63 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')";
+pub const NAME_RULE_MESSAGE: &str = "a Shop's name must start with a lowercase letter, hold only lowercase letters, digits and '-', end with a letter or digit, and be at most 63 characters (it names Services and labels)";
+
+/// A Kubernetes quantity as a volume size takes it: a whole or decimal number and an optional
+/// binary (`Ki`..`Ei`) or decimal (`k`..`E`) suffix; `1GB` or `1 Gi` are refused at the door
+/// instead of by the StatefulSet later.
+pub const STORAGE_SIZE_PATTERN: &str = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$";
 
 /// A whole ecom platform: five services, their databases, Redis, ingress and monitoring.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -48,7 +71,8 @@ pub mod condition {
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Version","type":"string","jsonPath":".status.platformVersion"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new(NAME_RULE).message(NAME_RULE_MESSAGE)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ShopSpec {
@@ -69,15 +93,22 @@ pub struct ShopSpec {
     pub monitoring: MonitoringSpec,
     #[serde(default)]
     pub rate_limits: RateLimitsSpec,
+    #[serde(default)]
+    pub network_policies: NetworkPoliciesSpec,
     /// Stop reconciling: no writes to any child, only a status update.
     #[serde(default)]
     pub suspend: bool,
 }
 
 /// Settings applied to every workload.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GlobalSpec {
+    /// Set each pod's `runAsUser`, `runAsGroup` and `fsGroup` to the images' own users. Turn it
+    /// off where the platform assigns them: OpenShift's `restricted` SCC refuses fixed ids and
+    /// gives each namespace its own range. Pods stay `runAsNonRoot` either way.
+    #[serde(default = "enabled")]
+    pub fixed_user_ids: bool,
     /// Registry prefix of the default images (e.g. `ghcr.io/acme`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_registry: Option<String>,
@@ -90,6 +121,18 @@ pub struct GlobalSpec {
     /// Extra annotations on every object.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+}
+
+impl Default for GlobalSpec {
+    fn default() -> Self {
+        Self {
+            fixed_user_ids: true,
+            image_registry: None,
+            image_pull_secrets: Vec::new(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -249,7 +292,7 @@ pub enum DatabaseProvider {
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "self.provider == oldSelf.provider", "message": "database.provider is immutable"},
     {"rule": "(has(self.provider) ? self.provider : 'Builtin') != 'Builtin' || (has(self.postgresVersion) ? self.postgresVersion : '16') == (has(oldSelf.postgresVersion) ? oldSelf.postgresVersion : '16')", "message": "database.postgresVersion is immutable with the Builtin provider: a new major version cannot read the old data directory (dump and restore: docs/operator.md)"},
-    {"rule": "self.provider != 'External' || (has(self.external) && size(self.external.secretRefs) == 4)", "message": "provider External needs external.secretRefs for users, products, orders and payments"}
+    {"rule": "self.provider != 'External' || (has(self.external) && size(self.external.secretRefs) == 4 && ['users', 'products', 'orders', 'payments'].all(s, s in self.external.secretRefs))", "message": "provider External needs external.secretRefs with exactly the keys users, products, orders and payments"}
 ]))]
 pub struct DatabaseSpec {
     #[serde(default)]
@@ -295,7 +338,11 @@ pub struct ExternalDatabases {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
+    /// The volume size, a Kubernetes quantity (`1Gi`, `500Mi`). Volume claim templates are
+    /// immutable: changing it later is refused by the StatefulSet (the Shop turns `Degraded`,
+    /// reason `ApplyFailed`; resize the claims themselves, docs/operator.md).
     #[serde(default = "default_size")]
+    #[schemars(regex(pattern = STORAGE_SIZE_PATTERN))]
     pub size: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
@@ -344,9 +391,11 @@ impl Default for RedisSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthSpec {
-    /// The Secret holding the bootstrap admin (`admin-email`, `admin-password`); generated once
-    /// (named `<shop>-auth`) when absent, never regenerated. The services' own credentials are
-    /// always generated, in `<shop>-service-credentials`.
+    /// The name of a Secret you provide with the bootstrap admin's `admin-email` and
+    /// `admin-password` (the first admin account Users creates). When absent the operator
+    /// generates `<shop>-auth` once and never regenerates it. Despite the name it holds no JWT
+    /// key material: Users generates its signing keys and rotates them itself, and the services'
+    /// own credentials are always generated, in `<shop>-service-credentials`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt_secret_ref: Option<String>,
 }
@@ -356,6 +405,96 @@ pub struct AuthSpec {
 pub struct MonitoringSpec {
     #[serde(default)]
     pub service_monitor: ServiceMonitorSpec,
+    /// The platform's alert rules (the compose stack's `monitoring/prometheus/rules/`) as a
+    /// `PrometheusRule`, when the Prometheus operator's CRD is served.
+    #[serde(default)]
+    pub prometheus_rule: PrometheusRuleSpec,
+    /// The platform's Grafana dashboards (the compose stack's `monitoring/grafana/dashboards/`)
+    /// as ConfigMaps labelled for the Grafana sidecar.
+    #[serde(default)]
+    pub dashboards: DashboardsSpec,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusRuleSpec {
+    /// A `PrometheusRule` `<shop>-alerts`, with the ServiceMonitors (`serviceMonitor.enabled`),
+    /// when `monitoring.coreos.com/v1` `PrometheusRule` is served. The rules select on `job`
+    /// (users, products, ...): the ServiceMonitors set it.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// Labels your Prometheus selects rules by.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Default for PrometheusRuleSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DashboardsSpec {
+    /// One ConfigMap per dashboard, `<shop>-dashboard-<name>`.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// The labels the Grafana sidecar looks for (kube-prometheus-stack: `grafana_dashboard: "1"`).
+    #[serde(default = "default_dashboard_labels")]
+    pub labels: BTreeMap<String, String>,
+    /// The uid of your Grafana's Prometheus datasource (kube-prometheus-stack: `prometheus`).
+    #[serde(default = "default_datasource_uid")]
+    pub datasource_uid: String,
+}
+
+impl Default for DashboardsSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            labels: default_dashboard_labels(),
+            datasource_uid: default_datasource_uid(),
+        }
+    }
+}
+
+fn default_dashboard_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([("grafana_dashboard".to_owned(), "1".to_owned())])
+}
+
+fn default_datasource_uid() -> String {
+    "prometheus".to_owned()
+}
+
+/// NetworkPolicies around the platform's pods.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPoliciesSpec {
+    /// Only the gateway is reachable from outside the Shop; each database only from its own
+    /// service; Redis only from the services; each gRPC port only from the services that call
+    /// it ([`GRPC_CALLERS`]); HTTP ports from the gateway (and Users' JWKS from every service).
+    /// Enforced only by a network plugin that implements NetworkPolicies.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// Namespaces whose pods may scrape `/metrics` (where Prometheus runs).
+    #[serde(default = "default_scrape_namespaces")]
+    pub scrape_namespaces: Vec<String>,
+}
+
+impl Default for NetworkPoliciesSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            scrape_namespaces: default_scrape_namespaces(),
+        }
+    }
+}
+
+fn default_scrape_namespaces() -> Vec<String> {
+    vec!["monitoring".to_owned()]
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -542,6 +681,55 @@ mod tests {
                 e.iter().any(|e| e.contains("replicas must be >= 0")),
                 "{e:?}"
             );
+        }
+    }
+
+    fn named(name: &str) -> Value {
+        json!({"apiVersion": "ecom.dev/v1alpha1", "kind": "Shop", "metadata": {"name": name}, "spec": {}})
+    }
+
+    /// A name over 63 characters made the operator's label selectors invalid (prune and cleanup
+    /// failed, the finalizer stayed); one starting with a digit made invalid Service names.
+    #[test]
+    fn a_shop_name_must_make_valid_service_names_and_label_values() {
+        for ok in ["demo", "shop-1", "a", &format!("s{}", "x".repeat(62))] {
+            assert_eq!(errors(&named(ok), None), Vec::<String>::new(), "{ok}");
+        }
+        for bad in [
+            "1shop",
+            "shop.example",
+            "-shop",
+            "shop-",
+            &format!("s{}", "x".repeat(63)),
+        ] {
+            let e = errors(&named(bad), None);
+            assert!(
+                e.iter()
+                    .any(|e| e.contains("must start with a lowercase letter")),
+                "{bad}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn external_databases_need_exactly_the_four_services_secrets() {
+        let external = |refs: Value| {
+            shop(json!({"database": {"provider": "External", "external": {"secretRefs": refs}}}))
+        };
+        let good =
+            external(json!({"users": "u", "products": "p", "orders": "o", "payments": "pay"}));
+        assert_eq!(errors(&good, None), Vec::<String>::new());
+        for bad in [
+            // Four keys, wrong ones: this passed a count-only rule.
+            external(json!({"user": "u", "product": "p", "order": "o", "payment": "pay"})),
+            external(json!({"users": "u", "products": "p", "orders": "o"})),
+            external(
+                json!({"users": "u", "products": "p", "orders": "o", "payments": "pay", "gateway": "g"}),
+            ),
+            shop(json!({"database": {"provider": "External"}})),
+        ] {
+            let e = errors(&bad, None);
+            assert!(e.iter().any(|e| e.contains("exactly the keys")), "{e:?}");
         }
     }
 

@@ -142,16 +142,17 @@ fn cluster_with(
             "GET" if path.starts_with("/apis/") && !path.contains("/namespaces/") => {
                 let gv = path.trim_start_matches("/apis/");
                 if served.contains(&gv) {
-                    let kind = if gv.starts_with("monitoring") {
-                        "ServiceMonitor"
+                    let kinds: &[&str] = if gv.starts_with("monitoring") {
+                        &["ServiceMonitor", "PrometheusRule"]
                     } else {
-                        "Cluster"
+                        &["Cluster"]
                     };
+                    let resources: Vec<Value> = kinds.iter().map(|kind| json!(
+                        {"name": format!("{}s", kind.to_lowercase()), "singularName": kind.to_lowercase(), "namespaced": true, "kind": kind, "verbs": ["get", "list", "watch", "patch", "create", "delete"]}
+                    )).collect();
                     (
                         200,
-                        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": [
-                            {"name": format!("{}s", kind.to_lowercase()), "singularName": kind.to_lowercase(), "namespaced": true, "kind": kind, "verbs": ["get", "list", "watch", "patch", "create", "delete"]}
-                        ]}),
+                        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
                     )
                 } else {
                     status(404, "NotFound")
@@ -519,6 +520,295 @@ async fn a_served_service_monitor_crd_gets_service_monitors() {
                 .contains("/apis/monitoring.coreos.com/v1/namespaces/shop/servicemonitors/")),
         "{calls:#?}"
     );
+    // The alert rules come with them, and the API group is asked once.
+    assert!(
+        calls.iter().any(|c| c.method == "PATCH"
+            && c.path()
+                == "/apis/monitoring.coreos.com/v1/namespaces/shop/prometheusrules/demo-alerts"),
+        "{calls:#?}"
+    );
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.path() == "/apis/monitoring.coreos.com/v1")
+            .count(),
+        1
+    );
+}
+
+/// The condition `type_` of the last status patch.
+fn status_condition(calls: &[Call], type_: &str) -> Value {
+    let patch = calls
+        .iter()
+        .rev()
+        .find(|c| c.path().ends_with("/shops/demo/status"))
+        .expect("a status patch");
+    patch.body["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == type_)
+        .cloned()
+        .expect(type_)
+}
+
+/// One object the API server refuses (a StatefulSet's volume claim template changed, say) must
+/// not stop the others (an image bump) nor hide behind a normal-looking status.
+#[tokio::test]
+async fn a_refused_object_is_reported_and_does_not_stop_the_others() {
+    let s = shop(
+        json!({"services": {"gateway": {"image": "registry.example/ecom-gateway:2.0"}}}),
+        true,
+        false,
+    );
+    let base = cluster(&s, &[], &[]);
+    let refused = "/apis/apps/v1/namespaces/shop/statefulsets/demo-users-db";
+    let (client, recorded) = mock(move |call: &Call| {
+        if call.method == "PATCH" && call.path() == refused {
+            status(
+                422,
+                "StatefulSet.apps \"demo-users-db\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas' are forbidden",
+            )
+        } else {
+            base(call)
+        }
+    });
+    let ctx = context(client);
+    let err = reconcile(Arc::new(s.clone()), ctx.clone())
+        .await
+        .expect_err("the refusal is a failure (retried with backoff)");
+    assert_eq!(err.metric_label(), "apply_failed");
+    let calls = calls(&recorded);
+    // Every other object was still applied, the gateway's new image among them.
+    let patched: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.method == "PATCH")
+        .map(Call::path)
+        .collect();
+    let desired = desired_state(&s, &Discovery::default());
+    for d in &desired {
+        assert!(
+            patched.iter().any(|p| p.ends_with(&format!("/{}", d.name))),
+            "{} {} was not applied",
+            d.kind,
+            d.name
+        );
+    }
+    let gateway = calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path().ends_with("/deployments/demo-gateway"))
+        .expect("gateway applied");
+    assert_eq!(
+        gateway.body["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example/ecom-gateway:2.0"
+    );
+    // The status says what and why.
+    let degraded = status_condition(&calls, "Degraded");
+    assert_eq!(degraded["status"], "True");
+    assert_eq!(degraded["reason"], "ApplyFailed");
+    let message = degraded["message"].as_str().expect("message");
+    assert!(
+        message.contains("StatefulSet demo-users-db") && message.contains("Forbidden"),
+        "{message}"
+    );
+    assert_eq!(status_condition(&calls, "Ready")["status"], "False");
+    let patch = calls
+        .iter()
+        .rev()
+        .find(|c| c.path().ends_with("/shops/demo/status"))
+        .expect("status");
+    assert_eq!(patch.body["status"]["phase"], "Degraded");
+    // And a Warning Event names the object.
+    let event = calls
+        .iter()
+        .find(|c| c.method == "POST" && c.path().contains("/events"))
+        .expect("an event");
+    assert_eq!(event.body["type"], "Warning");
+    assert_eq!(event.body["reason"], "ApplyFailed");
+    let note = event.body["note"].as_str().expect("note");
+    assert!(note.starts_with("StatefulSet demo-users-db: "), "{note}");
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &ctx.metrics.registry).expect("encode");
+    let _ = error_policy(Arc::new(s), &err, ctx.clone());
+    text.clear();
+    prometheus_client::encoding::text::encode(&mut text, &ctx.metrics.registry).expect("encode");
+    assert!(
+        text.contains("ecom_operator_reconcile_failures_total{error=\"apply_failed\"} 1"),
+        "{text}"
+    );
+}
+
+/// CloudNativePG writes each cluster's `-app` Secret as it first starts: until then the Shop is
+/// starting, not degraded.
+#[tokio::test]
+async fn a_first_cloudnativepg_boot_is_starting_not_degraded() {
+    let s = shop(
+        json!({"database": {"provider": "CloudNativePG"}}),
+        true,
+        false,
+    );
+    let (client, recorded) = mock(cluster(&s, &[], &["postgresql.cnpg.io/v1"]));
+    reconcile(Arc::new(s), context(client))
+        .await
+        .expect("reconcile");
+    let calls = calls(&recorded);
+    let databases = status_condition(&calls, "DatabasesReady");
+    assert_eq!(databases["status"], "False");
+    assert_eq!(databases["reason"], "Starting", "{databases}");
+    assert!(
+        databases["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("demo-users-db-app")),
+        "{databases}"
+    );
+    assert_eq!(status_condition(&calls, "Degraded")["status"], "False");
+    assert_eq!(status_condition(&calls, "Progressing")["status"], "True");
+}
+
+/// Once the clusters are up, a Secret still missing is a fault.
+#[test]
+fn a_secret_missing_after_the_clusters_started_is_degraded() {
+    let s = shop(
+        json!({"database": {"provider": "CloudNativePG"}}),
+        true,
+        false,
+    );
+    let discovery = Discovery {
+        cnpg: true,
+        ..Discovery::default()
+    };
+    let ready_cluster: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+        "metadata": {"name": "demo-users-db"},
+        "spec": {"instances": 1}, "status": {"readyInstances": 1}
+    }))
+    .expect("cluster");
+    let applied = [(
+        "Cluster".to_owned(),
+        "demo-users-db".to_owned(),
+        ready_cluster,
+    )];
+    let status = observed_status(
+        &s,
+        &discovery,
+        &applied,
+        &["demo-users-db-app".to_owned()],
+        &[],
+    );
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .expect("Degraded");
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "SecretMissing")
+    );
+}
+
+/// Turning autoscaling on must not drop the running replica count to 1 until the autoscaler
+/// acts: the documented server-side apply handover keeps the live value.
+#[tokio::test]
+async fn turning_autoscaling_on_hands_the_replica_count_over() {
+    let s = shop(
+        json!({"services": {"products": {"replicas": 4, "autoscaling": {"minReplicas": 2, "maxReplicas": 8}}}}),
+        true,
+        false,
+    );
+    let base = cluster(&s, &[], &[]);
+    let live = "/apis/apps/v1/namespaces/shop/deployments/demo-products";
+    let (client, recorded) = mock(move |call: &Call| {
+        if call.method == "GET" && call.path() == live {
+            (
+                200,
+                json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                       "metadata": {"name": "demo-products", "namespace": "shop", "managedFields": [
+                           {"manager": "ecom-operator", "operation": "Apply", "apiVersion": "apps/v1", "fieldsType": "FieldsV1",
+                            "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {}}}}
+                       ]},
+                       "spec": {"replicas": 4}}),
+            )
+        } else if call.method == "GET"
+            && call
+                .path()
+                .starts_with("/apis/apps/v1/namespaces/shop/deployments/")
+        {
+            status(404, "NotFound")
+        } else {
+            base(call)
+        }
+    });
+    reconcile(Arc::new(s), context(client))
+        .await
+        .expect("reconcile");
+    let calls = calls(&recorded);
+    let handover = calls
+        .iter()
+        .position(|c| c.method == "PATCH" && c.uri.contains("fieldManager=ecom-operator-handover"))
+        .expect("a handover apply");
+    assert_eq!(calls[handover].path(), live);
+    assert_eq!(calls[handover].body["spec"], json!({"replicas": 4}));
+    assert!(
+        !calls[handover].uri.contains("force=true"),
+        "{}",
+        calls[handover].uri
+    );
+    let apply = calls
+        .iter()
+        .position(|c| {
+            c.method == "PATCH"
+                && c.path() == live
+                && c.uri.contains("fieldManager=ecom-operator")
+                && !c.uri.contains("handover")
+        })
+        .expect("the operator's apply");
+    assert!(handover < apply, "the handover comes first");
+    assert!(calls[apply].body["spec"].get("replicas").is_none());
+    // Only the autoscaled Deployment is looked up.
+    let looked_up: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.method == "GET" && c.path().contains("/deployments/"))
+        .map(Call::path)
+        .collect();
+    assert_eq!(looked_up, [live]);
+}
+
+/// Once the autoscaler (or anyone) owns the field, there is nothing to hand over.
+#[tokio::test]
+async fn no_handover_once_the_operator_no_longer_owns_replicas() {
+    let s = shop(
+        json!({"services": {"products": {"autoscaling": {"minReplicas": 2, "maxReplicas": 8}}}}),
+        true,
+        false,
+    );
+    let base = cluster(&s, &[], &[]);
+    let (client, recorded) = mock(move |call: &Call| {
+        if call.method == "GET"
+            && call.path() == "/apis/apps/v1/namespaces/shop/deployments/demo-products"
+        {
+            (
+                200,
+                json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                       "metadata": {"name": "demo-products", "namespace": "shop", "managedFields": [
+                           {"manager": "ecom-operator", "operation": "Apply", "apiVersion": "apps/v1", "fieldsType": "FieldsV1",
+                            "fieldsV1": {"f:spec": {"f:template": {}}}},
+                           {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "apps/v1", "fieldsType": "FieldsV1",
+                            "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+                       ]},
+                       "spec": {"replicas": 6}}),
+            )
+        } else {
+            base(call)
+        }
+    });
+    reconcile(Arc::new(s), context(client))
+        .await
+        .expect("reconcile");
+    assert!(
+        !calls(&recorded)
+            .iter()
+            .any(|c| c.uri.contains("fieldManager=ecom-operator-handover"))
+    );
 }
 
 #[test]
@@ -570,10 +860,10 @@ fn shop_with_name(name: &str) -> Shop {
 #[test]
 fn a_condition_keeps_its_transition_time_while_its_status_holds() {
     let s = shop(json!({}), true, false);
-    let first = observed_status(&s, &Discovery::default(), &[], &[]);
+    let first = observed_status(&s, &Discovery::default(), &[], &[], &[]);
     let mut again = s.clone();
     again.status = Some(first.clone());
-    let second = observed_status(&again, &Discovery::default(), &[], &[]);
+    let second = observed_status(&again, &Discovery::default(), &[], &[], &[]);
     assert_eq!(
         first.conditions, second.conditions,
         "no change, no new timestamps: no hot loop"

@@ -34,7 +34,7 @@ pub fn name(ctx: &Ctx<'_>, service: &str) -> String {
     ctx.stateful_child(&format!("{service}-db"))
 }
 
-fn app(service: &str) -> String {
+pub fn app(service: &str) -> String {
     format!("ecom-{service}-db")
 }
 
@@ -160,6 +160,7 @@ fn stateful_set(ctx: &Ctx<'_>, service: &str) -> StatefulSet {
                     containers: vec![container],
                     image_pull_secrets: ctx.image_pull_secrets(),
                     security_context: Some(pod::pod_security(
+                        ctx,
                         POSTGRES_UID,
                         POSTGRES_UID,
                         Some(POSTGRES_UID),

@@ -76,6 +76,9 @@ pub fn service_monitor(ctx: &Ctx<'_>, service: &str) -> Desired {
         "ServiceMonitor",
         &meta,
         json!({
+            // `job` is the service's name (users, products, ...), as the alert rules and the
+            // dashboards select on it; the Service's component label holds it.
+            "jobLabel": super::meta::LABEL_COMPONENT,
             "selector": { "matchLabels": ctx.selector(service, None) },
             "namespaceSelector": { "matchNames": ctx.namespace.iter().collect::<Vec<_>>() },
             "endpoints": [{

@@ -27,8 +27,24 @@ pub fn container_security() -> SecurityContext {
 }
 
 /// A pod running as `user:group` (never root), with the runtime's default seccomp profile;
-/// `fs_group` owns the pod's volumes.
-pub fn pod_security(user: i64, group: i64, fs_group: Option<i64>) -> PodSecurityContext {
+/// `fs_group` owns the pod's volumes. Without `spec.global.fixedUserIds` the ids are left to the
+/// platform (OpenShift's `restricted` SCC assigns them).
+pub fn pod_security(
+    ctx: &super::meta::Ctx<'_>,
+    user: i64,
+    group: i64,
+    fs_group: Option<i64>,
+) -> PodSecurityContext {
+    if !ctx.shop.spec.global.fixed_user_ids {
+        return PodSecurityContext {
+            run_as_non_root: Some(true),
+            seccomp_profile: Some(SeccompProfile {
+                localhost_profile: None,
+                type_: "RuntimeDefault".to_owned(),
+            }),
+            ..PodSecurityContext::default()
+        };
+    }
     PodSecurityContext {
         fs_group,
         fs_group_change_policy: fs_group.map(|_| "OnRootMismatch".to_owned()),

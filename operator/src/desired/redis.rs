@@ -17,9 +17,9 @@ use super::{
     pod,
 };
 
-const APP: &str = "ecom-redis";
-const COMPONENT: &str = "redis";
-const PORT: i32 = 6379;
+pub const APP: &str = "ecom-redis";
+pub const COMPONENT: &str = "redis";
+pub const PORT: i32 = 6379;
 const IMAGE: &str = "redis:7-alpine";
 /// The Alpine image's `redis` user and group.
 const REDIS_UID: i64 = 999;
@@ -106,7 +106,12 @@ fn template(ctx: &Ctx<'_>, persistent: bool) -> PodTemplateSpec {
         spec: Some(PodSpec {
             containers: vec![container],
             image_pull_secrets: ctx.image_pull_secrets(),
-            security_context: Some(pod::pod_security(REDIS_UID, REDIS_GID, Some(REDIS_GID))),
+            security_context: Some(pod::pod_security(
+                ctx,
+                REDIS_UID,
+                REDIS_GID,
+                Some(REDIS_GID),
+            )),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
             // The StatefulSet's claim template provides `data` when persistent.

@@ -111,9 +111,10 @@ pub fn config_map(ctx: &Ctx<'_>) -> ConfigMap {
         let host = ctx.child(peer);
         let p = ports(peer);
         if let Some(grpc) = p.grpc {
+            // The headless Service: callers balance over every pod.
             data.insert(
                 format!("ECOM_{upper}_GRPC_URL"),
-                format!("http://{host}:{grpc}"),
+                format!("http://{}:{grpc}", grpc_service_name(ctx, peer)),
             );
         }
         data.insert(
@@ -296,7 +297,7 @@ pub fn deployment(
                 spec: Some(PodSpec {
                     containers: vec![container],
                     image_pull_secrets: ctx.image_pull_secrets(),
-                    security_context: Some(pod::pod_security(65532, 65532, None)),
+                    security_context: Some(pod::pod_security(ctx, 65532, 65532, None)),
                     // The services never call the Kubernetes API, and service links would
                     // put `<SERVICE>_PORT`-style variables next to the `ECOM_*` ones.
                     automount_service_account_token: Some(false),
@@ -346,6 +347,40 @@ pub fn service(ctx: &Ctx<'_>, service: &str) -> Service {
         }),
         ..Service::default()
     }
+}
+
+/// The name of a service's headless gRPC Service: `<shop>-<service>-grpc`.
+pub fn grpc_service_name(ctx: &Ctx<'_>, service: &str) -> String {
+    ctx.child(&format!("{service}-grpc"))
+}
+
+/// A headless Service for a service's gRPC port (`clusterIP: None`): its DNS name answers one
+/// address per ready pod, and the callers balance over them (`ecom_shared::grpc::channel`
+/// resolves it again every few seconds). Through the ClusterIP Service one HTTP/2 connection
+/// pinned every call to one pod, so replicas an autoscaler added got no gRPC traffic.
+pub fn grpc_service(ctx: &Ctx<'_>, service: &str) -> Option<Service> {
+    let port = ports(service).grpc?;
+    Some(Service {
+        metadata: ctx.meta(
+            &grpc_service_name(ctx, service),
+            &format!("ecom-{service}"),
+            service,
+        ),
+        spec: Some(KubeServiceSpec {
+            type_: Some("ClusterIP".to_owned()),
+            cluster_ip: Some("None".to_owned()),
+            selector: Some(ctx.selector(service, None)),
+            ports: Some(vec![ServicePort {
+                name: Some("grpc".to_owned()),
+                port,
+                protocol: Some("TCP".to_owned()),
+                target_port: Some(IntOrString::String("grpc".to_owned())),
+                ..ServicePort::default()
+            }]),
+            ..KubeServiceSpec::default()
+        }),
+        ..Service::default()
+    })
 }
 
 pub fn pod_disruption_budget(ctx: &Ctx<'_>, service: &str) -> PodDisruptionBudget {
