@@ -1667,3 +1667,35 @@ fn the_owned_selector_uses_the_label_values_the_objects_carry() {
         format!("app.kubernetes.io/instance={instance},app.kubernetes.io/managed-by=ecom-operator")
     );
 }
+
+/// Where Docker Hub is out of reach (an air-gapped cluster, a private mirror), the database and
+/// Redis images can be named like the services'.
+#[test]
+fn the_database_and_redis_images_can_come_from_a_mirror() {
+    let image = |objects: &[Desired], kind: &str, name: &str| {
+        find(objects, kind, name)["spec"]["template"]["spec"]["containers"][0]["image"].clone()
+    };
+    let objects = desired_state(&small(), &Discovery::default());
+    assert_eq!(
+        image(&objects, "StatefulSet", "demo-users-db"),
+        "postgres:16"
+    );
+    assert_eq!(
+        image(&objects, "Deployment", "demo-redis"),
+        "redis:7-alpine"
+    );
+    let mirrored = shop_with(
+        "demo",
+        json!({"database": {"image": "mirror.example/postgres:16.4"},
+               "redis": {"image": "mirror.example/redis:7.4-alpine"}}),
+    );
+    let objects = desired_state(&mirrored, &Discovery::default());
+    assert_eq!(
+        image(&objects, "StatefulSet", "demo-orders-db"),
+        "mirror.example/postgres:16.4"
+    );
+    assert_eq!(
+        image(&objects, "Deployment", "demo-redis"),
+        "mirror.example/redis:7.4-alpine"
+    );
+}

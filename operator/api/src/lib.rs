@@ -304,6 +304,11 @@ pub struct DatabaseSpec {
     /// Keep the volumes (PVCs) when the Shop is deleted.
     #[serde(default)]
     pub retain_on_delete: bool,
+    /// The PostgreSQL image: Builtin's default is `postgres:<postgresVersion>` (Docker Hub),
+    /// CloudNativePG's `ghcr.io/cloudnative-pg/postgresql:<postgresVersion>`; name your mirror's
+    /// copy where those registries are out of reach. Its major version must be `postgresVersion`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// CloudNativePG: instances per cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instances: Option<i32>,
@@ -318,6 +323,7 @@ impl Default for DatabaseSpec {
             postgres_version: default_postgres(),
             storage: StorageSpec::default(),
             retain_on_delete: false,
+            image: None,
             instances: None,
             external: None,
         }
@@ -376,6 +382,10 @@ pub struct RedisSpec {
     /// An external Redis (used when `enabled` is false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The operator's Redis image (default `redis:7-alpine` from Docker Hub); name your
+    /// mirror's copy where Docker Hub is out of reach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 impl Default for RedisSpec {
@@ -384,6 +394,7 @@ impl Default for RedisSpec {
             enabled: true,
             storage: None,
             url: None,
+            image: None,
         }
     }
 }

@@ -101,7 +101,11 @@ fn stateful_set(ctx: &Ctx<'_>, service: &str) -> StatefulSet {
     let credentials = name.clone();
     let container = Container {
         name: "postgres".to_owned(),
-        image: Some(format!("postgres:{}", spec.postgres_version)),
+        image: Some(
+            spec.image
+                .clone()
+                .unwrap_or_else(|| format!("postgres:{}", spec.postgres_version)),
+        ),
         ports: Some(vec![ContainerPort {
             name: Some("postgres".to_owned()),
             container_port: PORT,
@@ -224,7 +228,7 @@ fn cluster(ctx: &Ctx<'_>, service: &str) -> Desired {
         &ctx.meta(&name(ctx, service), &app(service), "database"),
         json!({
             "instances": spec.instances.unwrap_or(1),
-            "imageName": format!("ghcr.io/cloudnative-pg/postgresql:{}", spec.postgres_version),
+            "imageName": spec.image.clone().unwrap_or_else(|| format!("ghcr.io/cloudnative-pg/postgresql:{}", spec.postgres_version)),
             "storage": storage,
             "bootstrap": { "initdb": { "database": db, "owner": db } },
         }),

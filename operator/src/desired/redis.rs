@@ -82,7 +82,14 @@ fn template(ctx: &Ctx<'_>, persistent: bool) -> PodTemplateSpec {
     };
     let container = Container {
         name: "redis".to_owned(),
-        image: Some(IMAGE.to_owned()),
+        image: Some(
+            ctx.shop
+                .spec
+                .redis
+                .image
+                .clone()
+                .unwrap_or_else(|| IMAGE.to_owned()),
+        ),
         args: Some(args.iter().map(|&a| a.to_owned()).collect()),
         ports: Some(vec![ContainerPort {
             name: Some("redis".to_owned()),
