@@ -1405,7 +1405,7 @@ fn network_policies_let_in_only_who_needs_each_port() {
     let monitoring = strings(&["monitoring"]);
     let gateway = find(&objects, "NetworkPolicy", "demo-gateway");
     assert_eq!(
-        openings(&gateway),
+        openings(gateway),
         [(8080, strings(&["*"])), (9080, monitoring.clone())]
     );
     let users = find(&objects, "NetworkPolicy", "demo-users");
@@ -1414,7 +1414,7 @@ fn network_policies_let_in_only_who_needs_each_port() {
         json!({"app.kubernetes.io/instance": "demo", "app.kubernetes.io/component": "users"})
     );
     assert_eq!(
-        openings(&users),
+        openings(users),
         [
             // The JWKS, for every service; the REST facade.
             (
@@ -1429,7 +1429,7 @@ fn network_policies_let_in_only_who_needs_each_port() {
         ]
     );
     assert_eq!(
-        openings(&find(&objects, "NetworkPolicy", "demo-products")),
+        openings(find(&objects, "NetworkPolicy", "demo-products")),
         [
             (8002, strings(&["gateway"])),
             (50052, strings(&["orders", "gateway"])),
@@ -1437,7 +1437,7 @@ fn network_policies_let_in_only_who_needs_each_port() {
         ]
     );
     assert_eq!(
-        openings(&find(&objects, "NetworkPolicy", "demo-orders")),
+        openings(find(&objects, "NetworkPolicy", "demo-orders")),
         [
             (8003, strings(&["gateway"])),
             (50053, strings(&["payments", "gateway"])),
@@ -1445,7 +1445,7 @@ fn network_policies_let_in_only_who_needs_each_port() {
         ]
     );
     assert_eq!(
-        openings(&find(&objects, "NetworkPolicy", "demo-payments")),
+        openings(find(&objects, "NetworkPolicy", "demo-payments")),
         [
             (8004, strings(&["gateway"])),
             (50054, strings(&["gateway"])),
@@ -1454,7 +1454,7 @@ fn network_policies_let_in_only_who_needs_each_port() {
     );
     for service in DATABASE_SERVICES {
         let db = find(&objects, "NetworkPolicy", &format!("demo-{service}-db"));
-        assert_eq!(openings(&db), [(5432, strings(&[service]))]);
+        assert_eq!(openings(db), [(5432, strings(&[service]))]);
         // It selects exactly the database's pods.
         let statefulset = find(&objects, "StatefulSet", &format!("demo-{service}-db"));
         assert_eq!(
@@ -1463,7 +1463,7 @@ fn network_policies_let_in_only_who_needs_each_port() {
         );
     }
     let redis = find(&objects, "NetworkPolicy", "demo-redis");
-    assert_eq!(openings(&redis), [(6379, strings(&SERVICES))]);
+    assert_eq!(openings(redis), [(6379, strings(&SERVICES))]);
     assert_eq!(
         redis["spec"]["podSelector"],
         find(&objects, "Deployment", "demo-redis")["spec"]["selector"]
@@ -1508,7 +1508,7 @@ fn network_policies_let_in_only_who_needs_each_port() {
         ]
     );
     assert_eq!(
-        openings(&find(&objects, "NetworkPolicy", "demo-orders")),
+        openings(find(&objects, "NetworkPolicy", "demo-orders")),
         [
             (8003, strings(&["gateway"])),
             (50053, strings(&["payments", "gateway"]))
