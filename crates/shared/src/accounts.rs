@@ -72,7 +72,12 @@ impl AccountSource for UsersAccounts {
 /// (`ECOM_JWKS_URL`), each user request confirmed with the Users gRPC server
 /// (`ECOM_USERS_GRPC_URL`).
 pub fn verifier(common: &CommonConfig, metrics: Arc<Metrics>) -> anyhow::Result<Arc<JwtVerifier>> {
-    let channel = crate::grpc::channel(&common.users_grpc_url, metrics, Duration::from_secs(2))?;
+    let channel = crate::grpc::channel(
+        &common.users_grpc_url,
+        metrics,
+        Duration::from_secs(2),
+        common.grpc_resolve_every,
+    )?;
     Ok(Arc::new(
         JwtVerifier::remote(common.jwks_url.clone())
             .with_audience(&common.jwt_audience)

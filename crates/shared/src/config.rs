@@ -200,6 +200,9 @@ pub struct CommonConfig {
     /// Whether the gRPC server answers server reflection (`ECOM_GRPC_REFLECTION`; default on,
     /// off in production like the gateway's GraphQL introspection).
     pub grpc_reflection: bool,
+    /// How often a gRPC client re-resolves a peer's host name to find its replicas
+    /// (`ECOM_GRPC_RESOLVE_SECONDS`; see `grpc::channel`).
+    pub grpc_resolve_every: Duration,
 }
 
 /// Bounds on HTTP clients: a client that sends its headers or its body slowly (slowloris) is
@@ -387,6 +390,13 @@ impl CommonConfig {
             env.error("ECOM_DATABASE_WAIT_SECONDS must be at most 3600");
         }
         let grpc_reflection = env.parse("ECOM_GRPC_REFLECTION", !environment.is_production());
+        let grpc_resolve: u64 = env.parse(
+            "ECOM_GRPC_RESOLVE_SECONDS",
+            crate::grpc::DEFAULT_RESOLVE_EVERY.as_secs(),
+        );
+        if !(1..=3600).contains(&grpc_resolve) {
+            env.error("ECOM_GRPC_RESOLVE_SECONDS must be between 1 and 3600");
+        }
         let jwt_audience = env.string("ECOM_JWT_AUDIENCE", crate::auth::DEFAULT_AUDIENCE);
         if jwt_audience.is_empty()
             || jwt_audience.len() > 128
@@ -415,6 +425,7 @@ impl CommonConfig {
             http_limits,
             jwt_audience,
             grpc_reflection,
+            grpc_resolve_every: Duration::from_secs(grpc_resolve),
             database_wait: Duration::from_secs(database_wait),
         }
     }
@@ -565,5 +576,22 @@ mod tests {
         assert_eq!(c.env, Environment::Development);
         assert_eq!(c.access_token_ttl, Duration::from_secs(900));
         assert!(c.database_url.ends_with("/ecom_users"));
+        assert_eq!(c.grpc_resolve_every, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn grpc_resolve_interval_is_bounded() {
+        let every = |v| common("orders", &[("ECOM_GRPC_RESOLVE_SECONDS", v)]);
+        assert_eq!(
+            every("3").expect("valid").grpc_resolve_every,
+            Duration::from_secs(3)
+        );
+        for bad in ["0", "3601", "soon"] {
+            let err = every(bad).expect_err(bad);
+            assert!(
+                err.to_string().contains("ECOM_GRPC_RESOLVE_SECONDS"),
+                "{err}"
+            );
+        }
     }
 }

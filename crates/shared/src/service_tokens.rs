@@ -66,6 +66,7 @@ impl ServiceTokens {
             &common.users_grpc_url,
             Metrics::new(common.service),
             Duration::from_secs(3),
+            common.grpc_resolve_every,
         )?;
         Ok(Self::from_users(channel, common.service, secret))
     }

@@ -1,5 +1,6 @@
 //! gRPC clients of the four services, each over a small pool of channels (one channel is one
-//! HTTP/2 connection and caps throughput), handed out round-robin.
+//! HTTP/2 connection to each replica, and one connection caps throughput), handed out
+//! round-robin.
 
 use std::{
     sync::{
@@ -36,9 +37,17 @@ impl Pool {
         size: usize,
         metrics: &Arc<Metrics>,
         timeout: Duration,
+        resolve_every: Duration,
     ) -> anyhow::Result<Self> {
         let channels = (0..size.max(1))
-            .map(|_| ecom_shared::grpc::channel(&upstream.grpc_url, metrics.clone(), timeout))
+            .map(|_| {
+                ecom_shared::grpc::channel(
+                    &upstream.grpc_url,
+                    metrics.clone(),
+                    timeout,
+                    resolve_every,
+                )
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
             name: upstream.name,
@@ -80,8 +89,15 @@ pub struct Clients {
 
 impl Clients {
     pub fn new(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Self> {
-        let pool =
-            |u: &Upstream| Pool::new(u, config.grpc_channels, metrics, config.upstream_timeout);
+        let pool = |u: &Upstream| {
+            Pool::new(
+                u,
+                config.grpc_channels,
+                metrics,
+                config.upstream_timeout,
+                config.common.grpc_resolve_every,
+            )
+        };
         Ok(Self {
             users: pool(&config.users)?,
             products: pool(&config.products)?,

@@ -70,6 +70,7 @@ impl Application {
             &config.products_grpc_url,
             metrics.clone(),
             Duration::from_secs(3),
+            config.common.grpc_resolve_every,
         )?;
         let products = ProductsClient::new(channel, tokens);
         let cache = Cache::new(redis.clone(), metrics.clone(), config.cache_ttl);

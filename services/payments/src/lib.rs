@@ -69,6 +69,7 @@ impl Application {
             &config.orders_grpc_url,
             metrics.clone(),
             Duration::from_secs(5),
+            config.common.grpc_resolve_every,
         )?;
         let payments = Arc::new(PaymentsService::new(
             pool.clone(),

@@ -113,6 +113,7 @@ async fn grpc_health_and_reflection_answer(pool: PgPool) {
         &app.grpc_url,
         metrics.clone(),
         std::time::Duration::from_secs(5),
+        ecom_shared::grpc::DEFAULT_RESOLVE_EVERY,
     )
     .expect("channel");
     let mut health = HealthClient::new(channel.clone());
@@ -170,9 +171,13 @@ async fn services_get_tokens_for_their_own_credential_only_and_users_endpoints_r
     let app = spawn_app(pool).await;
     let (alice, _, _) = app.user("alice@example.com").await;
     let metrics = ecom_shared::metrics::Metrics::new("test-client");
-    let channel =
-        ecom_shared::grpc::channel(&app.grpc_url, metrics, std::time::Duration::from_secs(5))
-            .expect("channel");
+    let channel = ecom_shared::grpc::channel(
+        &app.grpc_url,
+        metrics,
+        std::time::Duration::from_secs(5),
+        ecom_shared::grpc::DEFAULT_RESOLVE_EVERY,
+    )
+    .expect("channel");
 
     let wrong = ecom_shared::service_tokens::ServiceTokens::from_users(
         channel.clone(),
