@@ -438,9 +438,10 @@ mod tests {
         let dns = Arc::new(Fixed::default());
         dns.set(Some(&[r1, r2, r3]));
         let url = format!("http://replicas.ecom.invalid:{}", r1.port());
+        let client = Metrics::new("client");
         let channel = channel_with(
             &url,
-            Metrics::new("client"),
+            client.clone(),
             Duration::from_secs(5),
             dns.clone(),
             Duration::from_millis(50),
@@ -501,6 +502,17 @@ mod tests {
                 got[i]
             );
         }
+
+        // The client's metrics count every call, as with one connection.
+        let counted = client
+            .grpc_client_handled
+            .get_or_create(&crate::metrics::GrpcLabels {
+                service: "client",
+                grpc_method: "grpc.health.v1.Health/Check".to_owned(),
+                grpc_code: "Ok".to_owned(),
+            })
+            .get();
+        assert_eq!(counted, replicas.handled().iter().sum::<u64>());
 
         // The resolver task lives as long as the channel, not longer.
         drop(channel);
