@@ -1553,6 +1553,16 @@ fn each_grpc_service_has_a_headless_service_the_callers_use() {
             .iter()
             .any(|d| d.kind == "Service" && d.name == "demo-gateway-grpc")
     );
+    // A stopping pod keeps serving until its callers' next resolution has dropped it.
+    for service in SERVICES {
+        let pod =
+            &find(&objects, "Deployment", &format!("demo-{service}"))["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["containers"][0]["lifecycle"]["preStop"],
+            json!({"sleep": {"seconds": 15}})
+        );
+        assert_eq!(pod["terminationGracePeriodSeconds"], 45);
+    }
 }
 
 /// The Shop brings the compose stack's alert rules and dashboards: the same files.

@@ -13,8 +13,8 @@ use k8s_openapi::{
         },
         core::v1::{
             ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
-            PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec as KubeServiceSpec,
-            TopologySpreadConstraint,
+            Lifecycle, LifecycleHandler, PodSpec, PodTemplateSpec, Service, ServicePort,
+            ServiceSpec as KubeServiceSpec, SleepAction, TopologySpreadConstraint,
         },
         policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
     },
@@ -26,6 +26,10 @@ use super::{
     meta::{CHECKSUM_ANNOTATION, Ctx, sha256_hex},
     pod,
 };
+
+/// How long a stopping service pod keeps serving before SIGTERM: the callers' re-resolution
+/// interval (10 s) plus CoreDNS's TTL (5 s).
+pub const PRE_STOP_SECONDS: i64 = 15;
 
 /// A service's ports (the contract's table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,6 +280,19 @@ pub fn deployment(
         resources: Some(spec.resources.clone().unwrap_or_else(default_resources)),
         security_context: Some(pod::container_security()),
         volume_mounts: Some(vec![pod::mount("tmp", "/tmp")]),
+        // A stopping pod keeps serving while it leaves the Services' endpoints and its callers'
+        // next DNS resolution (ECOM_GRPC_RESOLVE_SECONDS, 10 s, plus the DNS TTL): only then
+        // SIGTERM, and the service drains. Without it a replica still listed got calls that
+        // failed with Unavailable.
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction {
+                    seconds: PRE_STOP_SECONDS,
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
         ..Container::default()
     };
 
@@ -310,6 +327,8 @@ pub fn deployment(
                         ..TopologySpreadConstraint::default()
                     }]),
                     volumes: Some(vec![pod::empty_dir("tmp")]),
+                    // The pre-stop wait, then the drain.
+                    termination_grace_period_seconds: Some(PRE_STOP_SECONDS + 30),
                     ..PodSpec::default()
                 }),
             },
