@@ -67,6 +67,8 @@ pub enum Error {
     InvalidObject(String, String),
     #[error("the API server refused {0}")]
     ApplyFailed(String),
+    #[error("applying {0} failed for now")]
+    ApplyInterrupted(String),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -83,6 +85,7 @@ impl Error {
             Error::NotNamespaced => "not_namespaced",
             Error::InvalidObject(..) => "invalid_object",
             Error::ApplyFailed(_) => "apply_failed",
+            Error::ApplyInterrupted(_) => "apply_interrupted",
             Error::Finalizer(e) => match &**e {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
@@ -282,16 +285,17 @@ async fn apply(shop: &Shop, ctx: &Context) -> Result<Action> {
     }
     let discovery_cnpg = shop.spec.database.provider == DatabaseProvider::CloudNativePG
         && api_served(&ctx.client, "postgresql.cnpg.io/v1", "Cluster").await?;
-    // The Prometheus operator's kinds, asked once, only when monitoring is wanted: the alert
-    // rules come with the ServiceMonitors (they select on the `job` those set).
-    let monitoring_kinds = if shop.spec.monitoring.service_monitor.enabled {
-        served_kinds(&ctx.client, "monitoring.coreos.com/v1").await?
-    } else {
-        Vec::new()
+    // The Prometheus operator's kinds, asked once, always: when monitoring is turned off, what
+    // was made for it must still be pruned. The alert rules come with the ServiceMonitors (they
+    // select on the `job` those set).
+    let monitoring_kinds = served_kinds(&ctx.client, "monitoring.coreos.com/v1").await?;
+    let served = Served {
+        service_monitors: monitoring_kinds.iter().any(|k| k == "ServiceMonitor"),
+        prometheus_rules: monitoring_kinds.iter().any(|k| k == "PrometheusRule"),
     };
-    let discovery_monitors = monitoring_kinds.iter().any(|k| k == "ServiceMonitor");
-    let discovery_rules = shop.spec.monitoring.prometheus_rule.enabled
-        && monitoring_kinds.iter().any(|k| k == "PrometheusRule");
+    let discovery_monitors =
+        shop.spec.monitoring.service_monitor.enabled && served.service_monitors;
+    let discovery_rules = shop.spec.monitoring.prometheus_rule.enabled && served.prometheus_rules;
     let mut discovery = Discovery {
         cnpg: discovery_cnpg,
         service_monitors: discovery_monitors,
@@ -347,6 +351,7 @@ async fn apply(shop: &Shop, ctx: &Context) -> Result<Action> {
     // Each object on its own: one the API server refuses (an immutable field changed, a value
     // it cannot parse) must not hold back the others (an image bump) nor the status.
     let mut refused = Vec::new();
+    let mut passing = Vec::new();
     for d in &objects {
         let api = api_for(&ctx.client, &ns, d);
         let result = async {
@@ -356,7 +361,7 @@ async fn apply(shop: &Shop, ctx: &Context) -> Result<Action> {
         .await;
         match result {
             Ok(object) => applied.push((d.kind.clone(), d.name.clone(), object)),
-            Err(kube::Error::Api(s)) if (400..500).contains(&s.code) => {
+            Err(kube::Error::Api(s)) if is_refusal(s.code) => {
                 tracing::warn!(shop = %key(shop), kind = %d.kind, name = %d.name, code = s.code, error = %s.message, "the API server refused an object");
                 refused.push(Refused {
                     kind: d.kind.clone(),
@@ -364,20 +369,38 @@ async fn apply(shop: &Shop, ctx: &Context) -> Result<Action> {
                     message: s.message,
                 });
             }
-            // The API server itself failing: retry the whole reconciliation.
+            // Throttled, timed out, a failing webhook or server: the others still go out, the
+            // status says nothing is wrong yet, and the pass is retried with backoff.
+            Err(kube::Error::Api(s)) => {
+                tracing::warn!(shop = %key(shop), kind = %d.kind, name = %d.name, code = s.code, error = %s.message, "applying an object failed; retrying");
+                passing.push(format!("{} {} ({})", d.kind, d.name, s.code));
+            }
+            // The API server unreachable: retry the whole reconciliation.
             Err(e) => return Err(e.into()),
         }
     }
 
-    prune(shop, ctx, &ns, &objects, &discovery).await?;
+    prune(shop, ctx, &ns, &objects, &served).await?;
 
-    let status = observed_status(shop, &discovery, &applied, &missing, &refused);
+    let status = observed_status(
+        shop,
+        &discovery,
+        &Outcome {
+            applied: &applied,
+            refused: &refused,
+            interrupted: !passing.is_empty(),
+        },
+        &missing,
+    );
     let was_ready = is_true(shop.status.as_ref(), condition::READY);
     let now_ready = is_true(Some(&status), condition::READY);
     patch_status(&shops, &name, &status).await?;
     for r in &refused {
         let note = truncate(&format!("{} {}: {}", r.kind, r.name, r.message), 1000);
         publish(ctx, shop, EventType::Warning, "ApplyFailed", &note).await;
+    }
+    if !passing.is_empty() {
+        return Err(Error::ApplyInterrupted(passing.join(", ")));
     }
     if !refused.is_empty() {
         // Retried with backoff, counted as `apply_failed`; the status already says why.
@@ -406,6 +429,31 @@ async fn apply(shop: &Shop, ctx: &Context) -> Result<Action> {
     } else {
         NOT_READY_RESYNC
     }))
+}
+
+/// What became of the applies of one pass.
+#[derive(Clone, Copy)]
+struct Outcome<'a> {
+    /// (kind, name, the object as the server returned it).
+    applied: &'a [(String, String, DynamicObject)],
+    /// Refused by the API server (until the spec changes).
+    refused: &'a [Refused],
+    /// Some failed for now (throttled, a webhook or the server failing): not Ready yet.
+    interrupted: bool,
+}
+
+/// Which of the Prometheus operator's kinds the cluster serves (whether or not the Shop wants
+/// them: pruning needs to know).
+struct Served {
+    service_monitors: bool,
+    prometheus_rules: bool,
+}
+
+/// Whether the API server refused the object itself (it will refuse it again until the spec
+/// changes), as opposed to a passing failure (throttled, timed out, a webhook or the server
+/// failing) worth a quiet retry.
+fn is_refusal(code: u16) -> bool {
+    (400..500).contains(&code) && !matches!(code, 408 | 429)
 }
 
 /// An object the API server refused to apply (4xx), with its reason.
@@ -462,13 +510,19 @@ async fn hand_replicas_over(api: &Api<DynamicObject>, d: &Desired) -> kube::Resu
         "metadata": {"name": d.name},
         "spec": {"replicas": replicas},
     });
-    api.patch(
-        &d.name,
-        &PatchParams::apply(HANDOVER_MANAGER),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    match api
+        .patch(
+            &d.name,
+            &PatchParams::apply(HANDOVER_MANAGER),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        // The autoscaler changed the count meanwhile: it owns the field now, nothing to hand
+        // over ("if the apply results in a conflict with the HPA controller, then do nothing").
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        other => other.map(|_| ()),
+    }
 }
 
 /// The kinds whose objects can leave the desired state (a service disabled, autoscaling or the
@@ -492,7 +546,7 @@ async fn prune(
     ctx: &Context,
     ns: &str,
     wanted: &[Desired],
-    discovery: &Discovery,
+    served: &Served,
 ) -> Result<()> {
     let uid = shop.uid().unwrap_or_default();
     let selector = owned_selector(shop);
@@ -500,11 +554,11 @@ async fn prune(
     let monitors = [
         (
             ("monitoring.coreos.com/v1", "ServiceMonitor"),
-            discovery.service_monitors,
+            served.service_monitors,
         ),
         (
             ("monitoring.coreos.com/v1", "PrometheusRule"),
-            discovery.prometheus_rules,
+            served.prometheus_rules,
         ),
     ];
     let kinds = PRUNABLE.iter().chain(
@@ -766,10 +820,14 @@ fn cnpg_clusters_ready(applied: &[(String, String, DynamicObject)]) -> bool {
 fn observed_status(
     shop: &Shop,
     discovery: &Discovery,
-    applied: &[(String, String, DynamicObject)],
+    outcome: &Outcome<'_>,
     missing_secrets: &[String],
-    refused: &[Refused],
 ) -> ShopStatus {
+    let Outcome {
+        applied,
+        refused,
+        interrupted,
+    } = *outcome;
     let previous = shop.status.as_ref();
     let generation = shop.metadata.generation;
     let shop_name = shop.name_any();
@@ -892,7 +950,7 @@ fn observed_status(
         ),
     };
 
-    let ready = all_ready && db_ok && refused.is_empty();
+    let ready = all_ready && db_ok && refused.is_empty() && !interrupted;
     let (degraded, degraded_reason, degraded_message) = if refused.is_empty() {
         (
             !db_ok && db_reason != "Starting",

@@ -300,7 +300,9 @@ fn a_storage_size_must_be_a_quantity() {
         json!({"apiVersion": "ecom.dev/v1alpha1", "kind": "Shop",
                "metadata": {"name": "s", "namespace": "shop"}, "spec": spec})
     };
-    for ok in ["1Gi", "500Mi", "10G", "1.5Ti", "1024"] {
+    for ok in [
+        "1Gi", "500Mi", "10G", "1.5Ti", "1024", ".5Gi", "0.5Gi", "10Gi",
+    ] {
         for s in [
             shop(json!({"database": {"storage": {"size": ok}}})),
             shop(json!({"redis": {"storage": {"size": ok}}})),
@@ -312,7 +314,9 @@ fn a_storage_size_must_be_a_quantity() {
             );
         }
     }
-    for bad in ["1GB", "1 Gi", "-1Gi", "Gi", "1gi", ""] {
+    for bad in [
+        "1GB", "1 Gi", "-1Gi", "Gi", "1gi", "", "0", "0Gi", "0.0Gi", "1.Gi",
+    ] {
         for s in [
             shop(json!({"database": {"storage": {"size": bad}}})),
             shop(json!({"redis": {"storage": {"size": bad}}})),

@@ -1559,9 +1559,9 @@ fn each_grpc_service_has_a_headless_service_the_callers_use() {
             &find(&objects, "Deployment", &format!("demo-{service}"))["spec"]["template"]["spec"];
         assert_eq!(
             pod["containers"][0]["lifecycle"]["preStop"],
-            json!({"sleep": {"seconds": 15}})
+            json!({"sleep": {"seconds": 20}})
         );
-        assert_eq!(pod["terminationGracePeriodSeconds"], 45);
+        assert_eq!(pod["terminationGracePeriodSeconds"], 50);
     }
 }
 
@@ -1576,7 +1576,28 @@ fn alert_rules_and_dashboards_come_from_the_compose_files() {
             .expect("rules"),
     )
     .expect("yaml");
-    assert_eq!(rule["spec"]["groups"], file["groups"]);
+    // The same rules, each narrowed to the Shop's namespace and labelled with the Shop.
+    let mut expected = file["groups"].clone();
+    for group in expected.as_array_mut().expect("groups") {
+        group["name"] = json!(format!(
+            "ecom-prod/prod: {}",
+            group["name"].as_str().expect("name")
+        ));
+        for rule in group["rules"].as_array_mut().expect("rules") {
+            let expr = rule["expr"]
+                .as_str()
+                .expect("expr")
+                .replace("{job=", "{namespace=\"ecom-prod\",job=");
+            rule["expr"] = json!(expr);
+            rule["labels"]["namespace"] = json!("ecom-prod");
+            rule["labels"]["shop"] = json!("prod");
+        }
+    }
+    assert_eq!(rule["spec"]["groups"], expected);
+    assert_eq!(
+        rule["spec"]["groups"][0]["rules"][0]["expr"],
+        "up{namespace=\"ecom-prod\",job=~\"users|products|orders|payments|gateway\"} == 0"
+    );
     assert_eq!(
         rule["metadata"]["labels"]["release"],
         Value::Null,
@@ -1601,17 +1622,31 @@ fn alert_rules_and_dashboards_come_from_the_compose_files() {
     for name in ["caches-limits", "overview", "runtime", "shop"] {
         let map = find(&objects, "ConfigMap", &format!("prod-dashboard-{name}"));
         assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], "1");
-        let key = format!("{name}.json");
+        // The sidecar's folder is flat and Grafana keys dashboards by uid: both name the Shop.
+        let key = format!("ecom-prod-prod-{name}.json");
         let dashboard: Value =
             serde_json::from_str(map["data"][&key].as_str().expect("data")).expect("json");
-        let text =
-            std::fs::read_to_string(root.join(format!("monitoring/grafana/dashboards/{key}")))
-                .expect("dashboard");
+        let text = std::fs::read_to_string(
+            root.join(format!("monitoring/grafana/dashboards/{name}.json")),
+        )
+        .expect("dashboard");
         // The same dashboard, its datasource your Grafana's (kube-prometheus-stack: `prometheus`).
-        let expected: Value = serde_json::from_str(
+        let mut expected: Value = serde_json::from_str(
             &text.replace("\"uid\": \"ecom-prometheus\"", "\"uid\": \"prometheus\""),
         )
         .expect("json");
+        let uid = dashboard["uid"].as_str().expect("uid").to_owned();
+        let file_uid = expected["uid"].as_str().expect("uid").to_owned();
+        assert!(uid.starts_with(&file_uid) && uid.len() <= 40, "{uid}");
+        assert_eq!(
+            dashboard["title"],
+            format!(
+                "{} (ecom-prod/prod)",
+                expected["title"].as_str().expect("title")
+            )
+        );
+        expected["uid"] = json!(uid);
+        expected["title"] = dashboard["title"].clone();
         assert_eq!(dashboard, expected, "{name}");
         assert!(
             !map["data"][&key]
@@ -1629,7 +1664,7 @@ fn alert_rules_and_dashboards_come_from_the_compose_files() {
     assert_eq!(map["metadata"]["labels"]["team"], "shop");
     assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], Value::Null);
     assert!(
-        map["data"]["shop.json"]
+        map["data"]["ns-demo-shop.json"]
             .as_str()
             .unwrap_or_default()
             .contains("\"uid\":\"mimir\"")

@@ -52,10 +52,11 @@ pub const NAME_RULE: &str =
     "self.metadata.name.size() <= 63 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')";
 pub const NAME_RULE_MESSAGE: &str = "a Shop's name must start with a lowercase letter, hold only lowercase letters, digits and '-', end with a letter or digit, and be at most 63 characters (it names Services and labels)";
 
-/// A Kubernetes quantity as a volume size takes it: a whole or decimal number and an optional
-/// binary (`Ki`..`Ei`) or decimal (`k`..`E`) suffix; `1GB` or `1 Gi` are refused at the door
-/// instead of by the StatefulSet later.
-pub const STORAGE_SIZE_PATTERN: &str = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$";
+/// A Kubernetes quantity as a volume size takes it: a number above zero (`1`, `1.5`, `.5`) and
+/// an optional binary (`Ki`..`Ei`) or decimal (`k`..`E`) suffix; `1GB`, `1 Gi` or `0Gi` are
+/// refused at the door instead of by the StatefulSet (or its claims) later.
+pub const STORAGE_SIZE_PATTERN: &str =
+    r"^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]*\.[0-9]*[1-9][0-9]*)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$";
 
 /// A whole ecom platform: five services, their databases, Redis, ingress and monitoring.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

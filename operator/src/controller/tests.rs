@@ -213,6 +213,15 @@ fn cluster_with(
     }
 }
 
+/// A pass where `applied` went through and nothing failed.
+fn outcome(applied: &[(String, String, DynamicObject)]) -> Outcome<'_> {
+    Outcome {
+        applied,
+        refused: &[],
+        interrupted: false,
+    }
+}
+
 fn calls(c: &Calls) -> Vec<Call> {
     c.lock().expect("calls").clone()
 }
@@ -273,8 +282,14 @@ async fn a_finalized_shop_gets_its_secrets_once_then_one_apply_per_child_then_on
         .expect("reconcile");
     let calls = calls(&recorded);
     let secrets = generated_secrets(&s, &mut || "x".repeat(40));
+    // Discovery first: which of the Prometheus operator's kinds are served (pruning needs to
+    // know even when the Shop wants none).
+    assert_eq!(
+        (calls[0].method.as_str(), calls[0].path()),
+        ("GET", "/apis/monitoring.coreos.com/v1")
+    );
     // Each generated Secret: looked up, absent, created.
-    let mut i = 0;
+    let mut i = 1;
     for secret in &secrets {
         assert_eq!(
             (calls[i].method.as_str(), calls[i].path()),
@@ -292,7 +307,7 @@ async fn a_finalized_shop_gets_its_secrets_once_then_one_apply_per_child_then_on
     }
     // Then one server-side apply per child, under the operator's field manager, forced.
     let mut discovery = Discovery::default();
-    for c in &calls[..i] {
+    for c in &calls[1..i] {
         if c.method == "POST" {
             let secret: Secret = serde_json::from_value(c.body.clone()).expect("secret");
             let name = secret.metadata.name.clone().expect("name");
@@ -691,9 +706,8 @@ fn a_secret_missing_after_the_clusters_started_is_degraded() {
     let status = observed_status(
         &s,
         &discovery,
-        &applied,
+        &outcome(&applied),
         &["demo-users-db-app".to_owned()],
-        &[],
     );
     let degraded = status
         .conditions
@@ -860,10 +874,10 @@ fn shop_with_name(name: &str) -> Shop {
 #[test]
 fn a_condition_keeps_its_transition_time_while_its_status_holds() {
     let s = shop(json!({}), true, false);
-    let first = observed_status(&s, &Discovery::default(), &[], &[], &[]);
+    let first = observed_status(&s, &Discovery::default(), &outcome(&[]), &[]);
     let mut again = s.clone();
     again.status = Some(first.clone());
-    let second = observed_status(&again, &Discovery::default(), &[], &[], &[]);
+    let second = observed_status(&again, &Discovery::default(), &outcome(&[]), &[]);
     assert_eq!(
         first.conditions, second.conditions,
         "no change, no new timestamps: no hot loop"
@@ -937,4 +951,110 @@ fn a_component_is_ready_only_when_its_current_spec_has_rolled_out() {
     assert!(rolled_out(&statefulset("db-7d9", "db-7d9")));
     // The old revision's pod is still the ready one.
     assert!(!rolled_out(&statefulset("db-7d9", "db-5c2")));
+}
+
+/// A passing failure (throttled, a failing webhook or server) is not the object's fault: the
+/// others still go out, the Shop is not called degraded, the pass is retried.
+#[tokio::test]
+async fn a_passing_failure_is_retried_without_calling_the_shop_degraded() {
+    for code in [429, 500, 503] {
+        let s = shop(json!({}), true, false);
+        let base = cluster(&s, &[], &[]);
+        let failing = "/apis/apps/v1/namespaces/shop/deployments/demo-orders";
+        let (client, recorded) = mock(move |call: &Call| {
+            if call.method == "PATCH" && call.path() == failing {
+                status(code, "failed calling webhook")
+            } else {
+                base(call)
+            }
+        });
+        let err = reconcile(Arc::new(s.clone()), context(client))
+            .await
+            .expect_err("retried");
+        assert_eq!(err.metric_label(), "apply_interrupted", "{code}");
+        let calls = calls(&recorded);
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.method == "PATCH" && c.path().ends_with("/deployments/demo-gateway")),
+            "{code}: the objects after it were still applied"
+        );
+        assert_eq!(
+            status_condition(&calls, "Degraded")["status"],
+            "False",
+            "{code}"
+        );
+        assert_eq!(
+            status_condition(&calls, "Ready")["status"],
+            "False",
+            "{code}"
+        );
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.method == "POST" && c.path().contains("/events")),
+            "{code}: no Warning Event for a passing failure"
+        );
+    }
+}
+
+/// Monitoring turned off (or alert rules off): what was made for it goes, which needs the
+/// served kinds even when the Shop wants none.
+#[tokio::test]
+async fn monitoring_objects_are_pruned_when_turned_off() {
+    let s = shop(json!({}), true, false);
+    let (client, recorded) = mock(cluster(&s, &[], &["monitoring.coreos.com/v1"]));
+    reconcile(Arc::new(s), context(client))
+        .await
+        .expect("reconcile");
+    let listed: Vec<String> = calls(&recorded)
+        .into_iter()
+        .filter(|c| c.method == "GET" && c.uri.contains("labelSelector="))
+        .map(|c| c.path().to_owned())
+        .collect();
+    for kind in ["servicemonitors", "prometheusrules"] {
+        assert!(
+            listed.contains(&format!(
+                "/apis/monitoring.coreos.com/v1/namespaces/shop/{kind}"
+            )),
+            "{kind} not listed for pruning: {listed:#?}"
+        );
+    }
+}
+
+/// The autoscaler scaling between the look and the handover: it owns the field, nothing to do.
+#[tokio::test]
+async fn a_conflicting_handover_leaves_the_field_to_the_autoscaler() {
+    let s = shop(
+        json!({"services": {"products": {"autoscaling": {"minReplicas": 2, "maxReplicas": 8}}}}),
+        true,
+        false,
+    );
+    let base = cluster(&s, &[], &[]);
+    let live = "/apis/apps/v1/namespaces/shop/deployments/demo-products";
+    let (client, recorded) = mock(move |call: &Call| {
+        if call.method == "GET" && call.path() == live {
+            (
+                200,
+                json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                       "metadata": {"name": "demo-products", "namespace": "shop", "managedFields": [
+                           {"manager": "ecom-operator", "operation": "Apply", "apiVersion": "apps/v1", "fieldsType": "FieldsV1",
+                            "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+                       ]},
+                       "spec": {"replicas": 3}}),
+            )
+        } else if call.method == "PATCH" && call.uri.contains("handover") {
+            status(409, "Conflict")
+        } else {
+            base(call)
+        }
+    });
+    reconcile(Arc::new(s), context(client))
+        .await
+        .expect("no failure");
+    assert!(
+        calls(&recorded)
+            .iter()
+            .any(|c| c.method == "PATCH" && c.path() == live && !c.uri.contains("handover"))
+    );
 }

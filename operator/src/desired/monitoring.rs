@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{
     Desired,
-    meta::{Ctx, untyped},
+    meta::{Ctx, short_hash, untyped},
 };
 
 /// The alert rule files, by file name.
@@ -50,6 +50,7 @@ pub fn prometheus_rule(ctx: &Ctx<'_>) -> Desired {
     labels.extend(spec.labels.clone());
     labels.extend(ctx.own_labels(app, "alerts"));
     meta.labels = Some(labels);
+    let namespace = ctx.namespace.clone().unwrap_or_default();
     let groups: Vec<Value> = RULE_FILES
         .iter()
         .flat_map(|(_, text)| {
@@ -60,6 +61,26 @@ pub fn prometheus_rule(ctx: &Ctx<'_>) -> Desired {
                 .cloned()
                 .unwrap_or_default()
         })
+        .map(|mut group| {
+            // One Prometheus often watches several Shops: each Shop's rules look at its own
+            // namespace, and its alerts say which Shop they are about.
+            for rule in group["rules"].as_array_mut().into_iter().flatten() {
+                if let Some(expr) = rule["expr"].as_str() {
+                    rule["expr"] = Value::String(scoped(expr, &namespace));
+                }
+                if let Some(labels) = rule["labels"].as_object_mut() {
+                    labels.insert("namespace".to_owned(), Value::String(namespace.clone()));
+                    labels.insert("shop".to_owned(), Value::String(ctx.name.clone()));
+                }
+            }
+            group["name"] = Value::String(format!(
+                "{}/{}: {}",
+                namespace,
+                ctx.name,
+                group["name"].as_str().unwrap_or_default()
+            ));
+            group
+        })
         .collect();
     untyped(
         "monitoring.coreos.com/v1",
@@ -69,8 +90,16 @@ pub fn prometheus_rule(ctx: &Ctx<'_>) -> Desired {
     )
 }
 
+/// Every series selector of a rule file's expression (each names its `job`: a test checks it)
+/// narrowed to the Shop's namespace.
+pub fn scoped(expr: &str, namespace: &str) -> String {
+    expr.replace("{job=", &format!("{{namespace=\"{namespace}\",job="))
+}
+
 /// One ConfigMap per dashboard, `<shop>-dashboard-<name>`, labelled for the Grafana sidecar,
-/// its datasource pointed at `spec.monitoring.dashboards.datasourceUid`.
+/// its datasource pointed at `spec.monitoring.dashboards.datasourceUid`. The sidecar writes every
+/// dashboard it finds into one folder under its data key, and Grafana keys them by uid: both,
+/// and the title, name the Shop, so two Shops do not overwrite (or delete) each other's.
 pub fn dashboards(ctx: &Ctx<'_>) -> Vec<ConfigMap> {
     let spec = &ctx.shop.spec.monitoring.dashboards;
     let app = "ecom-monitoring";
@@ -85,10 +114,19 @@ pub fn dashboards(ctx: &Ctx<'_>) -> Vec<ConfigMap> {
             meta.labels = Some(labels);
             let mut dashboard: Value = serde_json::from_str(text).unwrap_or(Value::Null);
             retarget_datasource(&mut dashboard, &spec.datasource_uid);
+            let namespace = ctx.namespace.as_deref().unwrap_or_default();
+            let shop = format!("{namespace}/{}", ctx.name);
+            if let Some(uid) = dashboard["uid"].as_str() {
+                // Grafana's uids are at most 40 characters.
+                dashboard["uid"] = Value::String(format!("{uid:.31}-{}", short_hash(&shop)));
+            }
+            if let Some(title) = dashboard["title"].as_str() {
+                dashboard["title"] = Value::String(format!("{title} ({shop})"));
+            }
             ConfigMap {
                 metadata: meta,
                 data: Some(BTreeMap::from([(
-                    (*file).to_owned(),
+                    format!("{namespace}-{}-{file}", ctx.name),
                     serde_json::to_string(&dashboard).unwrap_or_default(),
                 )])),
                 ..ConfigMap::default()
@@ -141,6 +179,16 @@ mod tests {
                 v["groups"].as_array().is_some_and(|g| !g.is_empty()),
                 "{name}"
             );
+            // Every series selector names its job, so `scoped` narrows each to the Shop's
+            // namespace: count selectors (a metric name followed by `{`) against `{job=`.
+            for group in v["groups"].as_array().into_iter().flatten() {
+                for rule in group["rules"].as_array().into_iter().flatten() {
+                    let expr = rule["expr"].as_str().expect("expr");
+                    let selectors = expr.matches('{').count();
+                    assert!(selectors > 0, "{name}: {expr}");
+                    assert_eq!(expr.matches("{job=").count(), selectors, "{name}: {expr}");
+                }
+            }
         }
         for (name, text) in DASHBOARD_FILES {
             let v: Value = serde_json::from_str(text).expect(name);

@@ -28,8 +28,9 @@ use super::{
 };
 
 /// How long a stopping service pod keeps serving before SIGTERM: the callers' re-resolution
-/// interval (10 s) plus CoreDNS's TTL (5 s).
-pub const PRE_STOP_SECONDS: i64 = 15;
+/// interval (10 s) plus CoreDNS's TTL (5 s), plus a margin for the endpoints to propagate. The
+/// `sleep` pre-stop action is on by default from Kubernetes 1.30 (the chart's `kubeVersion`).
+pub const PRE_STOP_SECONDS: i64 = 20;
 
 /// A service's ports (the contract's table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
