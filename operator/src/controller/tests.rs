@@ -720,27 +720,52 @@ fn a_secret_missing_after_the_clusters_started_is_degraded() {
     );
 }
 
+/// The autoscaled Deployment of the handover tests.
+const LIVE_PRODUCTS: &str = "/apis/apps/v1/namespaces/shop/deployments/demo-products";
+
+/// A Shop whose products service is autoscaled (plus `replicas` when given).
+fn autoscaled_products(replicas: Option<i32>) -> Shop {
+    let mut products = json!({"autoscaling": {"minReplicas": 2, "maxReplicas": 8}});
+    if let Some(n) = replicas {
+        products["replicas"] = json!(n);
+    }
+    shop(json!({"services": {"products": products}}), true, false)
+}
+
+/// The live products Deployment with `replicas`, its `managedFields` entries given as
+/// (manager, operation, fieldsV1).
+fn live_products(replicas: i64, managers: &[(&str, &str, Value)]) -> (u16, Value) {
+    let managed: Vec<Value> = managers
+        .iter()
+        .map(|(manager, operation, fields)| {
+            json!({"manager": manager, "operation": operation, "apiVersion": "apps/v1",
+                   "fieldsType": "FieldsV1", "fieldsV1": fields})
+        })
+        .collect();
+    (
+        200,
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "demo-products", "namespace": "shop", "managedFields": managed},
+               "spec": {"replicas": replicas}}),
+    )
+}
+
 /// Turning autoscaling on must not drop the running replica count to 1 until the autoscaler
 /// acts: the documented server-side apply handover keeps the live value.
 #[tokio::test]
 async fn turning_autoscaling_on_hands_the_replica_count_over() {
-    let s = shop(
-        json!({"services": {"products": {"replicas": 4, "autoscaling": {"minReplicas": 2, "maxReplicas": 8}}}}),
-        true,
-        false,
-    );
+    let s = autoscaled_products(Some(4));
     let base = cluster(&s, &[], &[]);
-    let live = "/apis/apps/v1/namespaces/shop/deployments/demo-products";
+    let live = LIVE_PRODUCTS;
     let (client, recorded) = mock(move |call: &Call| {
         if call.method == "GET" && call.path() == live {
-            (
-                200,
-                json!({"apiVersion": "apps/v1", "kind": "Deployment",
-                       "metadata": {"name": "demo-products", "namespace": "shop", "managedFields": [
-                           {"manager": "ecom-operator", "operation": "Apply", "apiVersion": "apps/v1", "fieldsType": "FieldsV1",
-                            "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {}}}}
-                       ]},
-                       "spec": {"replicas": 4}}),
+            live_products(
+                4,
+                &[(
+                    "ecom-operator",
+                    "Apply",
+                    json!({"f:spec": {"f:replicas": {}, "f:template": {}}}),
+                )],
             )
         } else if call.method == "GET"
             && call
@@ -790,26 +815,24 @@ async fn turning_autoscaling_on_hands_the_replica_count_over() {
 /// Once the autoscaler (or anyone) owns the field, there is nothing to hand over.
 #[tokio::test]
 async fn no_handover_once_the_operator_no_longer_owns_replicas() {
-    let s = shop(
-        json!({"services": {"products": {"autoscaling": {"minReplicas": 2, "maxReplicas": 8}}}}),
-        true,
-        false,
-    );
+    let s = autoscaled_products(None);
     let base = cluster(&s, &[], &[]);
     let (client, recorded) = mock(move |call: &Call| {
-        if call.method == "GET"
-            && call.path() == "/apis/apps/v1/namespaces/shop/deployments/demo-products"
-        {
-            (
-                200,
-                json!({"apiVersion": "apps/v1", "kind": "Deployment",
-                       "metadata": {"name": "demo-products", "namespace": "shop", "managedFields": [
-                           {"manager": "ecom-operator", "operation": "Apply", "apiVersion": "apps/v1", "fieldsType": "FieldsV1",
-                            "fieldsV1": {"f:spec": {"f:template": {}}}},
-                           {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "apps/v1", "fieldsType": "FieldsV1",
-                            "fieldsV1": {"f:spec": {"f:replicas": {}}}}
-                       ]},
-                       "spec": {"replicas": 6}}),
+        if call.method == "GET" && call.path() == LIVE_PRODUCTS {
+            live_products(
+                6,
+                &[
+                    (
+                        "ecom-operator",
+                        "Apply",
+                        json!({"f:spec": {"f:template": {}}}),
+                    ),
+                    (
+                        "kube-controller-manager",
+                        "Update",
+                        json!({"f:spec": {"f:replicas": {}}}),
+                    ),
+                ],
             )
         } else {
             base(call)
@@ -1025,23 +1048,18 @@ async fn monitoring_objects_are_pruned_when_turned_off() {
 /// The autoscaler scaling between the look and the handover: it owns the field, nothing to do.
 #[tokio::test]
 async fn a_conflicting_handover_leaves_the_field_to_the_autoscaler() {
-    let s = shop(
-        json!({"services": {"products": {"autoscaling": {"minReplicas": 2, "maxReplicas": 8}}}}),
-        true,
-        false,
-    );
+    let s = autoscaled_products(None);
     let base = cluster(&s, &[], &[]);
-    let live = "/apis/apps/v1/namespaces/shop/deployments/demo-products";
+    let live = LIVE_PRODUCTS;
     let (client, recorded) = mock(move |call: &Call| {
         if call.method == "GET" && call.path() == live {
-            (
-                200,
-                json!({"apiVersion": "apps/v1", "kind": "Deployment",
-                       "metadata": {"name": "demo-products", "namespace": "shop", "managedFields": [
-                           {"manager": "ecom-operator", "operation": "Apply", "apiVersion": "apps/v1", "fieldsType": "FieldsV1",
-                            "fieldsV1": {"f:spec": {"f:replicas": {}}}}
-                       ]},
-                       "spec": {"replicas": 3}}),
+            live_products(
+                3,
+                &[(
+                    "ecom-operator",
+                    "Apply",
+                    json!({"f:spec": {"f:replicas": {}}}),
+                )],
             )
         } else if call.method == "PATCH" && call.uri.contains("handover") {
             status(409, "Conflict")
