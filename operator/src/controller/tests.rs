@@ -750,6 +750,11 @@ fn live_products(replicas: i64, managers: &[(&str, &str, Value)]) -> (u16, Value
     )
 }
 
+/// The live products Deployment at `replicas`, the operator's apply owning `fields`.
+fn applied_by_operator(replicas: i64, fields: Value) -> (u16, Value) {
+    live_products(replicas, &[("ecom-operator", "Apply", fields)])
+}
+
 /// Turning autoscaling on must not drop the running replica count to 1 until the autoscaler
 /// acts: the documented server-side apply handover keeps the live value.
 #[tokio::test]
@@ -759,14 +764,7 @@ async fn turning_autoscaling_on_hands_the_replica_count_over() {
     let live = LIVE_PRODUCTS;
     let (client, recorded) = mock(move |call: &Call| {
         if call.method == "GET" && call.path() == live {
-            live_products(
-                4,
-                &[(
-                    "ecom-operator",
-                    "Apply",
-                    json!({"f:spec": {"f:replicas": {}, "f:template": {}}}),
-                )],
-            )
+            applied_by_operator(4, json!({"f:spec": {"f:replicas": {}, "f:template": {}}}))
         } else if call.method == "GET"
             && call
                 .path()
@@ -1053,14 +1051,7 @@ async fn a_conflicting_handover_leaves_the_field_to_the_autoscaler() {
     let live = LIVE_PRODUCTS;
     let (client, recorded) = mock(move |call: &Call| {
         if call.method == "GET" && call.path() == live {
-            live_products(
-                3,
-                &[(
-                    "ecom-operator",
-                    "Apply",
-                    json!({"f:spec": {"f:replicas": {}}}),
-                )],
-            )
+            applied_by_operator(3, json!({"f:spec": {"f:replicas": {}}}))
         } else if call.method == "PATCH" && call.uri.contains("handover") {
             status(409, "Conflict")
         } else {
