@@ -160,8 +160,7 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::Expired => ApiError::new(
-                axum::http::StatusCode::UNAUTHORIZED,
-                "token_expired",
+                crate::error::ErrorCode::TokenExpired,
                 "the access token has expired",
             ),
             AuthError::KeysUnavailable => ApiError::unavailable("token verification"),

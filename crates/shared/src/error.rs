@@ -1,8 +1,8 @@
 //! The one rendering of errors: `{detail, code}` JSON with the right status over HTTP, and a
 //! `tonic::Status` (with the same stable code in metadata) over gRPC.
 //!
-//! Each service keeps its own error enum and maps it once into [`ApiError`]; this module only
-//! knows how to render. Unexpected causes never reach a client: they become an opaque 500.
+//! Each service keeps its own error enum and maps it once into [`ApiError`], naming a code of
+//! the one table ([`ErrorCode`], `crate::error_code`); this module only knows how to render. Unexpected causes never reach a client: they become an opaque 500.
 
 use axum::{
     Json,
@@ -18,6 +18,8 @@ use serde::{
     Deserializer, Serialize,
     de::{DeserializeOwned, Visitor},
 };
+
+pub use crate::error_code::{ErrorCode, GraphqlCode};
 
 /// Metadata key carrying the stable error code on gRPC errors.
 pub const GRPC_CODE_METADATA: &str = "ecom-error-code";
@@ -54,20 +56,23 @@ pub struct ErrorBody {
     pub errors: Vec<FieldError>,
 }
 
-/// An error on its way to a client.
+/// An error on its way to a client: a code of the one table ([`ErrorCode`]) and what the client
+/// is told. The status is the code's, except `validation_error` for a body that is not JSON at
+/// all (400, [`ApiError::bad_request`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub detail: String,
     pub errors: Vec<FieldError>,
     pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    /// An error with `code`, answered with the code's status.
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self {
-            status,
+            status: code.http_status(),
             code,
             detail: detail.into(),
             errors: Vec::new(),
@@ -80,14 +85,14 @@ impl ApiError {
             [one] => format!("{}: {}", one.field, one.message),
             _ => "the request has invalid fields".to_owned(),
         };
-        Self::invalid("validation_error", detail, errors)
+        Self::invalid(ErrorCode::ValidationError, detail, errors)
     }
 
-    /// A 422 with its own `code` (e.g. `invalid_card`) and the fields at fault.
-    pub fn invalid(code: &'static str, detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
+    /// An error with its own `code` (e.g. `invalid_card`) and the fields at fault.
+    pub fn invalid(code: ErrorCode, detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
         Self {
             errors,
-            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+            ..Self::new(code, detail)
         }
     }
 
@@ -95,50 +100,34 @@ impl ApiError {
         Self::validation(vec![FieldError::new(field, message)])
     }
 
+    /// A request that could not be read at all (not JSON, the wrong content type): 400.
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "validation_error", detail)
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            ..Self::new(ErrorCode::ValidationError, detail)
+        }
     }
 
     pub fn invalid_token(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_token", detail)
+        Self::new(ErrorCode::InvalidToken, detail)
     }
 
     pub fn forbidden() -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "you are not allowed to do this",
-        )
+        Self::new(ErrorCode::Forbidden, "you are not allowed to do this")
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
-    }
-
-    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, code, detail)
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
     }
 
     pub fn payload_too_large() -> Self {
-        Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request body is too large",
-        )
+        Self::new(ErrorCode::PayloadTooLarge, "the request body is too large")
     }
 
     pub fn rate_limited(retry_after_secs: u64) -> Self {
         Self {
             retry_after_secs: Some(retry_after_secs.max(1)),
-            ..Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many requests",
-            )
+            ..Self::new(ErrorCode::RateLimited, "too many requests")
         }
     }
 
@@ -146,8 +135,7 @@ impl ApiError {
         Self {
             retry_after_secs: Some(5),
             ..Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service_unavailable",
+                ErrorCode::ServiceUnavailable,
                 format!("{what} is unavailable, try again shortly"),
             )
         }
@@ -157,41 +145,40 @@ impl ApiError {
     /// sent to the client.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "internal server error",
-        )
+        Self::new(ErrorCode::InternalError, "internal server error")
     }
 
     fn body(&self) -> ErrorBody {
         ErrorBody {
             detail: self.detail.clone(),
-            code: self.code.to_owned(),
+            code: self.code.as_str().to_owned(),
             errors: self.errors.clone(),
         }
     }
 
-    /// The gRPC rendering: a status code chosen by meaning, the stable code in metadata.
+    /// The gRPC rendering: the code's gRPC status code, the stable code in metadata, the field
+    /// errors as `google.rpc.BadRequest` details (read back with [`field_errors_of`]).
     pub fn to_status(&self) -> tonic::Status {
-        use tonic::Code;
-        let code = match (self.status.as_u16(), self.code) {
-            (400 | 422, _) => Code::InvalidArgument,
-            (401, _) => Code::Unauthenticated,
-            (403, _) => Code::PermissionDenied,
-            (404, _) => Code::NotFound,
-            (409, "email_taken" | "idempotency_conflict") => Code::AlreadyExists,
-            (409, _) => Code::FailedPrecondition,
-            // Gone: what the call needed no longer exists (an expired reservation).
-            (410, _) => Code::Aborted,
-            (429, _) => Code::ResourceExhausted,
-            (503, _) => Code::Unavailable,
-            _ => Code::Internal,
+        use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+        let code = self.code.grpc_code();
+        let mut status = if self.errors.is_empty() {
+            tonic::Status::new(code, self.detail.clone())
+        } else {
+            let violations: Vec<FieldViolation> = self
+                .errors
+                .iter()
+                .map(|e| FieldViolation::new(e.field.clone(), e.message.clone()))
+                .collect();
+            tonic::Status::with_error_details(
+                code,
+                self.detail.clone(),
+                ErrorDetails::with_bad_request(violations),
+            )
         };
-        let mut status = tonic::Status::new(code, self.detail.clone());
-        if let Ok(v) = self.code.parse() {
-            status.metadata_mut().insert(GRPC_CODE_METADATA, v);
-        }
+        status.metadata_mut().insert(
+            GRPC_CODE_METADATA,
+            tonic::metadata::MetadataValue::from_static(self.code.as_str()),
+        );
         if let Some(secs) = self.retry_after_secs {
             status
                 .metadata_mut()
@@ -199,6 +186,21 @@ impl ApiError {
         }
         status
     }
+}
+
+/// The field errors a service sent with a gRPC status (`google.rpc.BadRequest` details), in
+/// order; empty when there are none.
+pub fn field_errors_of(status: &tonic::Status) -> Vec<FieldError> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|b| {
+            b.field_violations
+                .into_iter()
+                .map(|v| FieldError::new(v.field, v.description))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl IntoResponse for ApiError {
@@ -709,7 +711,7 @@ mod tests {
             refused.map(|e| (e.status, e.code, e.errors)),
             Some((
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_error",
+                ErrorCode::ValidationError,
                 vec![FieldError::new("body", "must be a JSON object")]
             ))
         );
@@ -760,7 +762,7 @@ mod tests {
 
     #[test]
     fn grpc_status_keeps_the_stable_code() {
-        let s = ApiError::conflict("email_taken", "taken").to_status();
+        let s = ApiError::new(ErrorCode::EmailTaken, "taken").to_status();
         assert_eq!(s.code(), tonic::Code::AlreadyExists);
         assert_eq!(
             s.metadata()
@@ -776,5 +778,20 @@ mod tests {
             ApiError::rate_limited(3).to_status().code(),
             tonic::Code::ResourceExhausted
         );
+    }
+
+    #[test]
+    fn field_errors_travel_over_grpc_as_bad_request_details() {
+        let errors = vec![
+            FieldError::new("items[0].quantity", "must be between 1 and 1000"),
+            FieldError::new("card.cvc", "must be 3 or 4 digits"),
+        ];
+        let s = ApiError::validation(errors.clone()).to_status();
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        assert_eq!(ErrorCode::of_status(&s), Some(ErrorCode::ValidationError));
+        assert_eq!(field_errors_of(&s), errors);
+        assert!(field_errors_of(&ApiError::not_found("order").to_status()).is_empty());
+        // A status of a foreign server, without our details, has none.
+        assert!(field_errors_of(&tonic::Status::invalid_argument("bad")).is_empty());
     }
 }

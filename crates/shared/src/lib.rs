@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod error_code;
 pub mod grpc;
 pub mod health;
 pub mod http;
@@ -24,7 +25,7 @@ pub mod shutdown;
 pub mod tasks;
 pub mod telemetry;
 
-pub use error::{ApiError, AppJson, AppPath, AppQuery, FieldError};
+pub use error::{ApiError, AppJson, AppPath, AppQuery, ErrorCode, FieldError};
 
 /// Crates the exported macros name, so services need not import them for the macros' sake.
 #[doc(hidden)]

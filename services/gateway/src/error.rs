@@ -1,59 +1,68 @@
 //! The Gateway's one error type: what went wrong, as a GraphQL error with the contract's
-//! `extensions.code` (plus the services' stable snake_case `reason`). Built from the services'
-//! gRPC statuses (which carry that stable code in metadata) or raised at the edge.
+//! `extensions.code` (plus the services' stable snake_case code as `reason`, and the fields at
+//! fault as `errors`). Built from the services' gRPC statuses (which carry that stable code in
+//! metadata and field errors as `BadRequest` details) or raised at the edge. Both codes come
+//! from the one table, [`ErrorCode`].
 
 use async_graphql::ErrorExtensions;
 use ecom_shared::{
+    FieldError,
     auth::AuthError,
-    error::{GRPC_CODE_METADATA, GRPC_RETRY_AFTER_METADATA},
+    error::{ErrorCode, GRPC_RETRY_AFTER_METADATA, GraphqlCode, field_errors_of},
 };
 
-/// The contract's GraphQL error codes.
+/// The contract's GraphQL error codes, as strings (for documents built by hand).
 pub mod codes {
-    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
-    pub const FORBIDDEN: &str = "FORBIDDEN";
-    pub const NOT_FOUND: &str = "NOT_FOUND";
-    pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
-    pub const INSUFFICIENT_STOCK: &str = "INSUFFICIENT_STOCK";
-    pub const PAYMENT_DECLINED: &str = "PAYMENT_DECLINED";
-    pub const CONFLICT: &str = "CONFLICT";
-    pub const RATE_LIMITED: &str = "RATE_LIMITED";
-    pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
-    pub const INTERNAL: &str = "INTERNAL_SERVER_ERROR";
+    use ecom_shared::error::GraphqlCode;
+
+    pub const UNAUTHENTICATED: &str = GraphqlCode::Unauthenticated.as_str();
+    pub const FORBIDDEN: &str = GraphqlCode::Forbidden.as_str();
+    pub const NOT_FOUND: &str = GraphqlCode::NotFound.as_str();
+    pub const BAD_USER_INPUT: &str = GraphqlCode::BadUserInput.as_str();
+    pub const INSUFFICIENT_STOCK: &str = GraphqlCode::InsufficientStock.as_str();
+    pub const PAYMENT_DECLINED: &str = GraphqlCode::PaymentDeclined.as_str();
+    pub const CONFLICT: &str = GraphqlCode::Conflict.as_str();
+    pub const RATE_LIMITED: &str = GraphqlCode::RateLimited.as_str();
+    pub const SERVICE_UNAVAILABLE: &str = GraphqlCode::ServiceUnavailable.as_str();
+    pub const INTERNAL: &str = GraphqlCode::Internal.as_str();
 }
 
 #[derive(Debug, Clone)]
 pub struct GatewayError {
-    /// One of [`codes`].
-    pub code: &'static str,
-    /// The services' stable snake_case code (`insufficient_stock`, `invalid_token`, ...).
-    pub reason: String,
+    /// The stable code (`insufficient_stock`, `invalid_token`, ...); its GraphQL code is
+    /// [`GatewayError::code`].
+    pub reason: ErrorCode,
     pub message: String,
+    /// The fields at fault, when the service named them.
+    pub errors: Vec<FieldError>,
     pub retry_after_secs: Option<u64>,
 }
 
 impl GatewayError {
-    pub fn new(code: &'static str, reason: &str, message: impl Into<String>) -> Self {
+    pub fn new(reason: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            code,
-            reason: reason.to_owned(),
+            reason,
             message: message.into(),
+            errors: Vec::new(),
             retry_after_secs: None,
         }
     }
 
+    /// The GraphQL `extensions.code`.
+    pub fn code(&self) -> GraphqlCode {
+        self.reason.graphql_code()
+    }
+
     pub fn bad_input(field: &str, message: &str) -> Self {
-        Self::new(
-            codes::BAD_USER_INPUT,
-            "validation_error",
-            format!("{field}: {message}"),
-        )
+        Self {
+            errors: vec![FieldError::new(field, message)],
+            ..Self::new(ErrorCode::ValidationError, format!("{field}: {message}"))
+        }
     }
 
     pub fn unauthenticated() -> Self {
         Self::new(
-            codes::UNAUTHENTICATED,
-            "invalid_token",
+            ErrorCode::InvalidToken,
             "sign in first: send `Authorization: Bearer <access_token>`",
         )
     }
@@ -61,7 +70,7 @@ impl GatewayError {
     pub fn rate_limited(retry_after_secs: u64) -> Self {
         Self {
             retry_after_secs: Some(retry_after_secs.max(1)),
-            ..Self::new(codes::RATE_LIMITED, "rate_limited", "too many requests")
+            ..Self::new(ErrorCode::RateLimited, "too many requests")
         }
     }
 
@@ -69,65 +78,33 @@ impl GatewayError {
         Self {
             retry_after_secs: Some(5),
             ..Self::new(
-                codes::SERVICE_UNAVAILABLE,
-                "service_unavailable",
+                ErrorCode::ServiceUnavailable,
                 format!("{what} is unavailable, try again shortly"),
             )
         }
     }
 
-    pub fn is_not_found(&self) -> bool {
-        self.code == codes::NOT_FOUND
+    /// An answer the gateway cannot use (the detail is logged where it is known).
+    pub fn internal() -> Self {
+        Self::new(ErrorCode::InternalError, "internal error")
     }
 
-    /// The GraphQL code of a service's stable code.
-    fn code_of_reason(reason: &str) -> Option<&'static str> {
-        Some(match reason {
-            "validation_error" | "invalid_card" => codes::BAD_USER_INPUT,
-            "invalid_credentials" | "invalid_token" | "token_expired" => codes::UNAUTHENTICATED,
-            "forbidden" => codes::FORBIDDEN,
-            "not_found" => codes::NOT_FOUND,
-            "insufficient_stock" => codes::INSUFFICIENT_STOCK,
-            "card_declined" | "insufficient_funds" => codes::PAYMENT_DECLINED,
-            "email_taken" | "idempotency_conflict" | "idempotency_key_in_use" | "invalid_state" => {
-                codes::CONFLICT
-            }
-            "rate_limited" => codes::RATE_LIMITED,
-            "service_unavailable" => codes::SERVICE_UNAVAILABLE,
-            _ => return None,
-        })
+    pub fn is_not_found(&self) -> bool {
+        self.reason == ErrorCode::NotFound
     }
 
     /// A service's answer. `service` names it in messages about its availability.
     pub fn from_status(service: &str, status: &tonic::Status) -> Self {
-        use tonic::Code;
-        let reason = status
-            .metadata()
-            .get(GRPC_CODE_METADATA)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let by_code = match status.code() {
-            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
-                Some(codes::SERVICE_UNAVAILABLE)
-            }
-            Code::Unauthenticated => Some(codes::UNAUTHENTICATED),
-            Code::PermissionDenied => Some(codes::FORBIDDEN),
-            Code::NotFound => Some(codes::NOT_FOUND),
-            Code::InvalidArgument => Some(codes::BAD_USER_INPUT),
-            Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => Some(codes::CONFLICT),
-            Code::ResourceExhausted => Some(codes::RATE_LIMITED),
-            _ => None,
-        };
-        let code = reason.as_deref().and_then(Self::code_of_reason).or(by_code);
-        match code {
-            Some(codes::SERVICE_UNAVAILABLE) => {
-                if reason.is_none() {
+        let stated = ErrorCode::of_status(status);
+        match stated.or_else(|| ErrorCode::from_grpc(status.code())) {
+            Some(ErrorCode::ServiceUnavailable) => {
+                if stated.is_none() {
                     tracing::warn!(service, code = ?status.code(), "upstream unavailable");
                 }
                 Self::unavailable(service)
             }
             // The service's own wait when it says (a registration budget refills in minutes).
-            Some(codes::RATE_LIMITED) => Self::rate_limited(
+            Some(ErrorCode::RateLimited) => Self::rate_limited(
                 status
                     .metadata()
                     .get(GRPC_RETRY_AFTER_METADATA)
@@ -135,22 +112,15 @@ impl GatewayError {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(5),
             ),
-            Some(code) => Self::new(
-                code,
-                reason.as_deref().unwrap_or(match code {
-                    codes::UNAUTHENTICATED => "invalid_token",
-                    codes::FORBIDDEN => "forbidden",
-                    codes::NOT_FOUND => "not_found",
-                    codes::BAD_USER_INPUT => "validation_error",
-                    _ => "conflict",
-                }),
-                status.message(),
-            ),
-            None => {
+            Some(ErrorCode::InternalError) | None => {
                 // Internal detail stays in our log, never in the answer.
                 tracing::error!(service, code = ?status.code(), message = status.message(), "upstream failed");
-                Self::new(codes::INTERNAL, "internal_error", "internal error")
+                Self::internal()
             }
+            Some(reason) => Self {
+                errors: field_errors_of(status),
+                ..Self::new(reason, status.message())
+            },
         }
     }
 }
@@ -158,15 +128,13 @@ impl GatewayError {
 impl From<AuthError> for GatewayError {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::Expired => Self::new(
-                codes::UNAUTHENTICATED,
-                "token_expired",
-                "the access token has expired",
-            ),
+            AuthError::Expired => {
+                Self::new(ErrorCode::TokenExpired, "the access token has expired")
+            }
             AuthError::KeysUnavailable => Self::unavailable("token verification"),
             AuthError::AccountsUnavailable => Self::unavailable("account check"),
             AuthError::Missing | AuthError::Invalid => {
-                Self::new(codes::UNAUTHENTICATED, "invalid_token", e.to_string())
+                Self::new(ErrorCode::InvalidToken, e.to_string())
             }
         }
     }
@@ -175,8 +143,15 @@ impl From<AuthError> for GatewayError {
 impl From<GatewayError> for async_graphql::Error {
     fn from(e: GatewayError) -> Self {
         async_graphql::Error::new(e.message.clone()).extend_with(|_, ext| {
-            ext.set("code", e.code);
+            ext.set("code", e.code().as_str());
             ext.set("reason", e.reason.as_str());
+            if !e.errors.is_empty() {
+                let errors = serde_json::to_value(&e.errors).unwrap_or_default();
+                ext.set(
+                    "errors",
+                    async_graphql::Value::from_json(errors).unwrap_or_default(),
+                );
+            }
             if let Some(secs) = e.retry_after_secs {
                 ext.set("retryAfter", secs);
             }
@@ -195,32 +170,37 @@ mod tests {
 
     #[test]
     fn a_services_stable_code_picks_the_graphql_code() {
-        let status = ApiError::conflict("insufficient_stock", "not enough").to_status();
+        let status = ApiError::new(ErrorCode::InsufficientStock, "not enough").to_status();
         let e = GatewayError::from_status("orders", &status);
-        assert_eq!(e.code, codes::INSUFFICIENT_STOCK);
-        assert_eq!(e.reason, "insufficient_stock");
-        let status = ApiError::conflict("invalid_state", "paid").to_status();
+        assert_eq!(e.code(), GraphqlCode::InsufficientStock);
+        assert_eq!(e.reason, ErrorCode::InsufficientStock);
+        let status = ApiError::new(ErrorCode::InvalidState, "paid").to_status();
         assert_eq!(
-            GatewayError::from_status("payments", &status).code,
-            codes::CONFLICT
+            GatewayError::from_status("payments", &status).code(),
+            GraphqlCode::Conflict
         );
+        // Every code of the table comes back out as itself, with its GraphQL code.
+        for &code in ErrorCode::ALL {
+            let e = GatewayError::from_status("orders", &ApiError::new(code, "x").to_status());
+            assert_eq!(e.code(), code.graphql_code(), "{code}");
+        }
     }
 
     #[test]
     fn internal_detail_never_reaches_the_client() {
         let status = tonic::Status::internal("relation \"orders\" does not exist");
         let e = GatewayError::from_status("orders", &status);
-        assert_eq!(e.code, codes::INTERNAL);
+        assert_eq!(e.code(), GraphqlCode::Internal);
         assert!(!e.message.contains("relation"));
     }
 
     #[test]
     fn a_services_retry_after_reaches_the_client() {
         let e = GatewayError::from_status("users", &ApiError::rate_limited(180).to_status());
-        assert_eq!(e.code, codes::RATE_LIMITED);
+        assert_eq!(e.code(), GraphqlCode::RateLimited);
         assert_eq!(e.retry_after_secs, Some(180));
         let e = GatewayError::from_status("users", &ApiError::unavailable("hashing").to_status());
-        assert_eq!(e.code, codes::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code(), GraphqlCode::ServiceUnavailable);
         assert!(e.retry_after_secs.is_some());
     }
 
@@ -228,7 +208,25 @@ mod tests {
     fn a_service_down_is_service_unavailable() {
         let e =
             GatewayError::from_status("products", &tonic::Status::unavailable("tcp connect error"));
-        assert_eq!(e.code, codes::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code(), GraphqlCode::ServiceUnavailable);
         assert!(!e.message.contains("tcp"));
+    }
+
+    #[test]
+    fn field_errors_come_back_out_at_the_gateway() {
+        let sent = vec![
+            FieldError::new("items[0].quantity", "must be between 1 and 1000"),
+            FieldError::new("items[1].product_id", "must be a positive integer"),
+        ];
+        let e =
+            GatewayError::from_status("orders", &ApiError::validation(sent.clone()).to_status());
+        assert_eq!(e.code(), GraphqlCode::BadUserInput);
+        assert_eq!(e.errors, sent);
+        let graphql = async_graphql::Error::from(e);
+        let ext = serde_json::to_value(graphql.extensions).expect("json");
+        assert_eq!(ext["code"], "BAD_USER_INPUT");
+        assert_eq!(ext["reason"], "validation_error");
+        assert_eq!(ext["errors"][1]["field"], "items[1].product_id");
+        assert_eq!(ext["errors"][0]["message"], "must be between 1 and 1000");
     }
 }

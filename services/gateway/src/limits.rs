@@ -317,7 +317,7 @@ pub fn refusal_response(graphql: bool, refusal: &Refusal) -> Response {
                 "message": "too many requests",
                 "extensions": {
                     "code": crate::error::codes::RATE_LIMITED,
-                    "reason": "rate_limited",
+                    "reason": ecom_shared::ErrorCode::RateLimited.as_str(),
                     "retryAfter": refusal.retry_after_secs,
                 },
             }],

@@ -14,7 +14,7 @@ use axum::{
     http::{HeaderMap, HeaderName, HeaderValue, Method, header},
     response::{IntoResponse, Response},
 };
-use ecom_shared::error::{ApiError, ErrorBody, FieldError, doc};
+use ecom_shared::error::{ApiError, ErrorBody, ErrorCode, FieldError, doc};
 use serde_json::{Value, json};
 use tokio::sync::RwLock;
 use utoipa::{PartialSchema, ToSchema};
@@ -22,7 +22,7 @@ use utoipa::{PartialSchema, ToSchema};
 use crate::{
     AppState, Gateway,
     config::Upstream,
-    error::{GatewayError, codes},
+    error::GatewayError,
     limits::{Identity, Limits},
 };
 
@@ -118,8 +118,8 @@ fn login_email(headers: &HeaderMap, body: &[u8]) -> Option<String> {
 }
 
 fn api_error(e: &GatewayError) -> ApiError {
-    match e.code {
-        codes::RATE_LIMITED => ApiError::rate_limited(e.retry_after_secs.unwrap_or(1)),
+    match e.reason {
+        ErrorCode::RateLimited => ApiError::rate_limited(e.retry_after_secs.unwrap_or(1)),
         _ => ApiError::unavailable("login throttling"),
     }
 }

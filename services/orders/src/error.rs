@@ -1,7 +1,6 @@
 //! The Orders service's one error type, mapped once to HTTP and once to gRPC.
 
-use axum::http::StatusCode;
-use ecom_shared::{ApiError, FieldError, auth::AuthError};
+use ecom_shared::{ApiError, ErrorCode, FieldError, auth::AuthError};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -50,13 +49,13 @@ impl From<Error> for ApiError {
                 errors,
                 ..ApiError::not_found("product")
             },
-            Error::InsufficientStock(detail) => ApiError::conflict("insufficient_stock", detail),
-            Error::IdempotencyConflict => ApiError::conflict(
-                "idempotency_conflict",
+            Error::InsufficientStock(detail) => ApiError::new(ErrorCode::InsufficientStock, detail),
+            Error::IdempotencyConflict => ApiError::new(
+                ErrorCode::IdempotencyConflict,
                 "this Idempotency-Key was already used with a different request",
             ),
-            Error::InvalidState(why) => ApiError::new(StatusCode::CONFLICT, "invalid_state", why),
-            Error::Gone(why) => ApiError::new(StatusCode::GONE, "order_cancelled", why),
+            Error::InvalidState(why) => ApiError::new(ErrorCode::InvalidState, why),
+            Error::Gone(why) => ApiError::new(ErrorCode::OrderCancelled, why),
             Error::Forbidden => ApiError::forbidden(),
             Error::Auth(a) => a.into(),
             Error::Unavailable(what) => ApiError::unavailable(what),

@@ -1,7 +1,6 @@
 //! The Payments service's one error type, mapped once to HTTP and once to gRPC.
 
-use axum::http::StatusCode;
-use ecom_shared::{ApiError, FieldError, auth::AuthError};
+use ecom_shared::{ApiError, ErrorCode, FieldError, auth::AuthError};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -40,20 +39,20 @@ impl From<Error> for ApiError {
         match e {
             Error::Validation(errors) => ApiError::validation(errors),
             Error::InvalidCard(errors) => ApiError::invalid(
-                "invalid_card",
+                ErrorCode::InvalidCard,
                 "the card was refused before any charge: check number, expiry and CVC",
                 errors,
             ),
             Error::NotFound(what) => ApiError::not_found(what),
-            Error::IdempotencyConflict => ApiError::conflict(
-                "idempotency_conflict",
+            Error::IdempotencyConflict => ApiError::new(
+                ErrorCode::IdempotencyConflict,
                 "this Idempotency-Key was already used with a different request",
             ),
-            Error::KeyInUse => ApiError::conflict(
-                "idempotency_key_in_use",
+            Error::KeyInUse => ApiError::new(
+                ErrorCode::IdempotencyKeyInUse,
                 "a request with this Idempotency-Key is still in progress; retry shortly",
             ),
-            Error::InvalidState(why) => ApiError::new(StatusCode::CONFLICT, "invalid_state", why),
+            Error::InvalidState(why) => ApiError::new(ErrorCode::InvalidState, why),
             Error::Auth(a) => a.into(),
             Error::Unavailable(what) => ApiError::unavailable(what),
             Error::Internal(cause) => ApiError::internal(&format!("{cause:#}")),

@@ -1,7 +1,6 @@
 //! The Products service's one error type, mapped once to HTTP and once to gRPC.
 
-use axum::http::StatusCode;
-use ecom_shared::{ApiError, FieldError, auth::AuthError};
+use ecom_shared::{ApiError, ErrorCode, FieldError, auth::AuthError};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -46,25 +45,23 @@ impl From<Error> for ApiError {
             Error::Validation(errors) => ApiError::validation(errors),
             Error::NotFound => ApiError::not_found("product"),
             Error::UnknownProducts(v) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
+                ErrorCode::NotFound,
                 format!("unknown products: {}", ids(&v)),
             ),
-            Error::InsufficientStock(v) => ApiError::conflict(
-                "insufficient_stock",
+            Error::InsufficientStock(v) => ApiError::new(
+                ErrorCode::InsufficientStock,
                 format!("not enough stock for products: {}", ids(&v)),
             ),
             Error::ReservationNotFound => ApiError::not_found("reservation"),
-            Error::ReservationConflict => ApiError::conflict(
-                "idempotency_conflict",
+            Error::ReservationConflict => ApiError::new(
+                ErrorCode::IdempotencyConflict,
                 "this order was reserved with other lines",
             ),
             Error::ReservationExpired => ApiError::new(
-                StatusCode::GONE,
-                "reservation_expired",
+                ErrorCode::ReservationExpired,
                 "the reservation expired or was released; nothing was committed",
             ),
-            Error::InvalidState(why) => ApiError::conflict("invalid_state", why),
+            Error::InvalidState(why) => ApiError::new(ErrorCode::InvalidState, why),
             Error::Forbidden => ApiError::forbidden(),
             Error::Auth(a) => a.into(),
             Error::Unavailable(what) => ApiError::unavailable(what),

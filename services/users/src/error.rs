@@ -1,6 +1,6 @@
 //! The Users service's one error type, mapped once to HTTP (status + code) and once to gRPC.
 
-use ecom_shared::{ApiError, FieldError, auth::AuthError};
+use ecom_shared::{ApiError, ErrorCode, FieldError, auth::AuthError};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -47,23 +47,20 @@ impl From<crate::hashing::HashError> for Error {
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        use axum::http::StatusCode;
         match e {
             Error::Validation(errors) => ApiError::validation(errors),
-            Error::InvalidCredentials => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_credentials",
-                "invalid e-mail or password",
-            ),
+            Error::InvalidCredentials => {
+                ApiError::new(ErrorCode::InvalidCredentials, "invalid e-mail or password")
+            }
             Error::EmailTaken => {
-                ApiError::conflict("email_taken", "this e-mail is already registered")
+                ApiError::new(ErrorCode::EmailTaken, "this e-mail is already registered")
             }
             Error::InvalidRefreshToken => {
                 ApiError::invalid_token("the refresh token is invalid or has expired")
             }
             Error::Auth(a) => a.into(),
             Error::NotFound => ApiError::not_found("user"),
-            Error::InvalidState(why) => ApiError::conflict("invalid_state", why),
+            Error::InvalidState(why) => ApiError::new(ErrorCode::InvalidState, why),
             Error::RateLimited { retry_after_secs } => ApiError::rate_limited(retry_after_secs),
             Error::Unavailable(what) => ApiError::unavailable(what),
             Error::Internal(cause) => ApiError::internal(&format!("{cause:#}")),

@@ -207,13 +207,7 @@ impl Mutation {
             .await
             .map_err(upstream("orders"))?
             .into_inner();
-        let order = created.order.ok_or_else(|| {
-            GatewayError::new(
-                crate::error::codes::INTERNAL,
-                "internal_error",
-                "internal error",
-            )
-        })?;
+        let order = created.order.ok_or_else(|| GatewayError::internal())?;
         Ok(Order::from(order))
     }
 
@@ -259,13 +253,7 @@ impl Mutation {
             .await
             .map_err(upstream("payments"))?
             .into_inner();
-        let payment = paid.payment.ok_or_else(|| {
-            GatewayError::new(
-                crate::error::codes::INTERNAL,
-                "internal_error",
-                "internal error",
-            )
-        })?;
+        let payment = paid.payment.ok_or_else(|| GatewayError::internal())?;
         Ok(Payment::from(payment))
     }
 }
