@@ -6,13 +6,19 @@ use std::sync::{Arc, Mutex};
 
 use ecom_shop_api::Shop;
 use http::{Request, Response};
+use k8s_openapi::api::core::v1::Secret;
 use kube::{
     client::{Body, Client},
     runtime::events::{Recorder, Reporter},
 };
 use serde_json::{Value, json};
 
-use super::*;
+use super::{
+    secrets::checksum,
+    status::{Outcome, observed_status, rolled_out},
+    *,
+};
+use crate::desired::{Discovery, generated_secrets};
 
 /// One recorded API call.
 #[derive(Debug, Clone)]
