@@ -26,6 +26,7 @@ use operator::{
     controller::{self, Context, Metrics},
     leader::{self, Elector},
 };
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -48,7 +49,98 @@ fn env(key: &str, default: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| default.to_owned())
 }
 
-async fn metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+/// `operator run`'s settings, from the environment.
+struct Settings {
+    port: u16,
+    namespace: String,
+    identity: String,
+    leader_election: bool,
+}
+
+impl Settings {
+    fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            port: env("ECOM_OPERATOR_PORT", "8080").parse()?,
+            namespace: env("POD_NAMESPACE", "ecom-system"),
+            identity: env("POD_NAME", &format!("ecom-operator-{}", std::process::id())),
+            leader_election: env("ECOM_OPERATOR_LEADER_ELECTION", "true") == "true",
+        })
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ECOM_LOG")
+                .unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .init();
+    let settings = Settings::from_env()?;
+    let shutdown = shutdown_on_signal();
+    let metrics = Arc::new(Metrics::default());
+    let server = serve(settings.port, metrics.clone(), shutdown.clone()).await?;
+    let client = Client::try_default().await?;
+    let leadership = if settings.leader_election {
+        match Leadership::acquire(&client, &settings, &shutdown).await {
+            Some(leadership) => Some(leadership),
+            // Shut down while waiting.
+            None => return Ok(()),
+        }
+    } else {
+        None
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        recorder(&client, &settings.identity),
+        metrics,
+        Arc::new(controller::random_secret),
+    ));
+    run_controller(&client, ctx, &shutdown).await;
+    shutdown.cancel();
+    if let Some(leadership) = leadership {
+        leadership.step_down().await;
+    }
+    server.await??;
+    tracing::info!("operator stopped");
+    Ok(())
+}
+
+/// A token cancelled on SIGTERM or Ctrl-C.
+fn shutdown_on_signal() -> CancellationToken {
+    let shutdown = CancellationToken::new();
+    let cancel = shutdown.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        cancel.cancel();
+    });
+    shutdown
+}
+
+/// `/health` and `/metrics` on `port`, until the shutdown.
+async fn serve(
+    port: u16,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<JoinHandle<std::io::Result<()>>> {
+    let app = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/metrics", get(metrics_handler))
+        .with_state(metrics);
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port))).await?;
+    Ok(tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+    }))
+}
+
+async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     let mut text = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut text, &metrics.registry);
     (
@@ -60,91 +152,71 @@ async fn metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     )
 }
 
-async fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ECOM_LOG")
-                .unwrap_or_else(|_| "info,kube=warn".into()),
-        )
-        .init();
-    let port: u16 = env("ECOM_OPERATOR_PORT", "8080").parse()?;
-    let namespace = env("POD_NAMESPACE", "ecom-system");
-    let identity = env("POD_NAME", &format!("ecom-operator-{}", std::process::id()));
-    let leader_election = env("ECOM_OPERATOR_LEADER_ELECTION", "true") == "true";
+/// Leadership: wait for the lease (errors logged), then renew it in the background; losing it
+/// stops the controller (the process exits and is restarted to wait again); a shutdown releases
+/// it so the next replica takes over at once.
+struct Leadership {
+    elector: Arc<Elector>,
+    /// Renews the lease; `false` once it is lost.
+    keeper: JoinHandle<bool>,
+}
 
-    let shutdown = CancellationToken::new();
-    {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            shutdown.cancel();
-        });
-    }
-
-    let metrics = Arc::new(Metrics::default());
-    let app = Router::new()
-        .route("/health", get(|| async { "ok" }))
-        .route("/metrics", get(metrics_handler))
-        .with_state(metrics.clone());
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port))).await?;
-    let server_shutdown = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(server_shutdown.cancelled_owned())
-            .await
-    });
-
-    let client = Client::try_default().await?;
-    // Leadership: wait for the lease (errors logged), then renew it in the background; losing
-    // it stops the controller (the process exits and is restarted to wait again); a shutdown
-    // releases it so the next replica takes over at once.
-    let mut leadership = None;
-    if leader_election {
+impl Leadership {
+    /// Waits for the lease; `None` when shut down first.
+    async fn acquire(
+        client: &Client,
+        settings: &Settings,
+        shutdown: &CancellationToken,
+    ) -> Option<Self> {
+        let identity = &settings.identity;
         let elector = Arc::new(Elector::new(
-            Api::<Lease>::namespaced(client.clone(), &namespace),
+            Api::<Lease>::namespaced(client.clone(), &settings.namespace),
             "ecom-operator",
-            &identity,
+            identity,
             Duration::from_secs(15),
         ));
         tracing::info!(identity, "waiting for leadership");
-        if !elector.acquire(leader::RETRY, &shutdown).await {
-            return Ok(());
+        if !elector.acquire(leader::RETRY, shutdown).await {
+            return None;
         }
         tracing::info!(identity, "leading");
         let (keeper, stop) = (elector.clone(), shutdown.clone());
-        leadership = Some((
-            elector,
-            tokio::spawn(async move {
-                if let Err(why) = keeper.keep(leader::RETRY, &stop).await {
-                    tracing::error!(why, "leadership lost: stopping");
-                    stop.cancel();
-                    return false;
-                }
-                true
-            }),
-        ));
+        let keeper = tokio::spawn(async move {
+            if let Err(why) = keeper.keep(leader::RETRY, &stop).await {
+                tracing::error!(why, "leadership lost: stopping");
+                stop.cancel();
+                return false;
+            }
+            true
+        });
+        Some(Self { elector, keeper })
     }
 
-    let recorder = Recorder::new(
+    /// Still the leader (stopped by a signal, not by a loss): hands the lease over.
+    async fn step_down(self) {
+        if self.keeper.await.unwrap_or(false) {
+            match self.elector.release().await {
+                Ok(()) => tracing::info!("lease released"),
+                Err(e) => tracing::warn!(error = %e, "cannot release the lease"),
+            }
+        }
+    }
+}
+
+/// The Recorder of the controller's Events.
+fn recorder(client: &Client, identity: &str) -> Recorder {
+    Recorder::new(
         client.clone(),
         Reporter {
             controller: FIELD_MANAGER.into(),
-            instance: Some(identity.clone()),
+            instance: Some(identity.to_owned()),
         },
-    );
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        recorder,
-        metrics,
-        Arc::new(controller::random_secret),
-    ));
+    )
+}
+
+/// The controller: Shops, and the objects they own (by the managed-by label), until the
+/// shutdown.
+async fn run_controller(client: &Client, ctx: Arc<Context>, shutdown: &CancellationToken) {
     let owned =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
     let shops = Api::<Shop>::all(client.clone());
@@ -165,21 +237,4 @@ async fn run() -> anyhow::Result<()> {
             }
         })
         .await;
-    shutdown.cancel();
-    if let Some((elector, keeper)) = leadership {
-        // Still the leader (stopped by a signal, not by a loss): hand the lease over.
-        if keeper.await.unwrap_or(false) {
-            match elector.release().await {
-                Ok(()) => tracing::info!("lease released"),
-                Err(e) => tracing::warn!(error = %e, "cannot release the lease"),
-            }
-        }
-    }
-    server.await??;
-    tracing::info!("operator stopped");
-    Ok(())
-}
-
-async fn metrics_handler(state: State<Arc<Metrics>>) -> impl IntoResponse {
-    metrics(state).await
 }
