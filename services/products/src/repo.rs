@@ -122,95 +122,57 @@ pub async fn count_products(e: impl PgExecutor<'_>) -> sqlx::Result<i64> {
         .await
 }
 
-/// One page of a listing and the number of matches. Each sort is its own static statement so
-/// the planner can walk the matching index.
+/// One page of a listing and the number of matches.
 pub async fn list(conn: &mut PgConnection, q: &Listing) -> sqlx::Result<(Vec<Product>, i64)> {
     let (min, max) = (
         q.min_price.map(|m| m.amount()),
         q.max_price.map(|m| m.amount()),
     );
     let (cat, search, prefix) = (q.category.as_deref(), q.search.as_deref(), q.prefix_query());
-    macro_rules! page {
-        ($sql:literal) => {
-            sqlx::query_as!(
-                Product, $sql, cat, min, max, search, prefix, q.limit, q.offset
+    // Every listing statement: `$select`, the filters ($1 to $5) written once, then `$rest`.
+    macro_rules! listing {
+        ($query:ident!($($out:ty,)? $select:literal, $rest:literal $(, $arg:expr)*)) => {
+            sqlx::$query!(
+                $($out,)?
+                $select
+                    + r#"
+               FROM products
+               WHERE ($1::text IS NULL OR category = $1)
+                 AND ($2::numeric IS NULL OR price >= $2)
+                 AND ($3::numeric IS NULL OR price <= $3)
+                 AND ($4::text IS NULL OR search @@ websearch_to_tsquery('english', $4)
+                      OR search @@ to_tsquery('english', $5::text))"#
+                    + $rest,
+                cat, min, max, search, prefix $(, $arg)*
             )
+        };
+    }
+    // One static statement per sort, so the planner walks the matching index and stops after
+    // the page (an `ORDER BY CASE ...` would sort every match first).
+    macro_rules! page {
+        ($order:literal) => {
+            listing!(query_as!(
+                Product,
+                r#"SELECT id, name, description, price, currency, on_hand - reserved AS "stock!",
+                      category, created_at, updated_at"#,
+                $order,
+                q.limit,
+                q.offset
+            ))
             .fetch_all(&mut *conn)
             .await?
         };
     }
     let items = match q.sort {
-        Sort::Id => page!(
-            r#"SELECT id, name, description, price, currency, on_hand - reserved AS "stock!",
-                      category, created_at, updated_at
-               FROM products
-               WHERE ($1::text IS NULL OR category = $1)
-                 AND ($2::numeric IS NULL OR price >= $2)
-                 AND ($3::numeric IS NULL OR price <= $3)
-                 AND ($4::text IS NULL OR search @@ websearch_to_tsquery('english', $4)
-                      OR search @@ to_tsquery('english', $5::text))
-               ORDER BY id LIMIT $6 OFFSET $7"#
-        ),
-        Sort::Price => page!(
-            r#"SELECT id, name, description, price, currency, on_hand - reserved AS "stock!",
-                      category, created_at, updated_at
-               FROM products
-               WHERE ($1::text IS NULL OR category = $1)
-                 AND ($2::numeric IS NULL OR price >= $2)
-                 AND ($3::numeric IS NULL OR price <= $3)
-                 AND ($4::text IS NULL OR search @@ websearch_to_tsquery('english', $4)
-                      OR search @@ to_tsquery('english', $5::text))
-               ORDER BY price, id LIMIT $6 OFFSET $7"#
-        ),
-        Sort::PriceDesc => page!(
-            r#"SELECT id, name, description, price, currency, on_hand - reserved AS "stock!",
-                      category, created_at, updated_at
-               FROM products
-               WHERE ($1::text IS NULL OR category = $1)
-                 AND ($2::numeric IS NULL OR price >= $2)
-                 AND ($3::numeric IS NULL OR price <= $3)
-                 AND ($4::text IS NULL OR search @@ websearch_to_tsquery('english', $4)
-                      OR search @@ to_tsquery('english', $5::text))
-               ORDER BY price DESC, id DESC LIMIT $6 OFFSET $7"#
-        ),
-        Sort::Name => page!(
-            r#"SELECT id, name, description, price, currency, on_hand - reserved AS "stock!",
-                      category, created_at, updated_at
-               FROM products
-               WHERE ($1::text IS NULL OR category = $1)
-                 AND ($2::numeric IS NULL OR price >= $2)
-                 AND ($3::numeric IS NULL OR price <= $3)
-                 AND ($4::text IS NULL OR search @@ websearch_to_tsquery('english', $4)
-                      OR search @@ to_tsquery('english', $5::text))
-               ORDER BY name, id LIMIT $6 OFFSET $7"#
-        ),
-        Sort::Newest => page!(
-            r#"SELECT id, name, description, price, currency, on_hand - reserved AS "stock!",
-                      category, created_at, updated_at
-               FROM products
-               WHERE ($1::text IS NULL OR category = $1)
-                 AND ($2::numeric IS NULL OR price >= $2)
-                 AND ($3::numeric IS NULL OR price <= $3)
-                 AND ($4::text IS NULL OR search @@ websearch_to_tsquery('english', $4)
-                      OR search @@ to_tsquery('english', $5::text))
-               ORDER BY created_at DESC, id LIMIT $6 OFFSET $7"#
-        ),
+        Sort::Id => page!(" ORDER BY id LIMIT $6 OFFSET $7"),
+        Sort::Price => page!(" ORDER BY price, id LIMIT $6 OFFSET $7"),
+        Sort::PriceDesc => page!(" ORDER BY price DESC, id DESC LIMIT $6 OFFSET $7"),
+        Sort::Name => page!(" ORDER BY name, id LIMIT $6 OFFSET $7"),
+        Sort::Newest => page!(" ORDER BY created_at DESC, id LIMIT $6 OFFSET $7"),
     };
-    let total = sqlx::query_scalar!(
-        r#"SELECT count(*) AS "n!" FROM products
-           WHERE ($1::text IS NULL OR category = $1)
-             AND ($2::numeric IS NULL OR price >= $2)
-             AND ($3::numeric IS NULL OR price <= $3)
-             AND ($4::text IS NULL OR search @@ websearch_to_tsquery('english', $4)
-                  OR search @@ to_tsquery('english', $5::text))"#,
-        cat,
-        min,
-        max,
-        search,
-        prefix,
-    )
-    .fetch_one(&mut *conn)
-    .await?;
+    let total = listing!(query_scalar!(r#"SELECT count(*) AS "n!""#, ""))
+        .fetch_one(&mut *conn)
+        .await?;
     Ok((items, total))
 }
 
