@@ -9,14 +9,17 @@ use ecom_proto::products::v1::{
     product_service_server::ProductService,
 };
 use ecom_shared::{
+    FieldError,
     auth::{JwtVerifier, grpc_caller, grpc_user},
     error::positive_id,
 };
-use serde_json::{Map, Value, json};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{Listing, ListingParams, Product},
+    domain::{
+        self, FieldErrors, Listing, ListingParams, Money, NewProduct, Product, ProductPatch,
+        ProductUpdate, ReserveStock,
+    },
     error::Error,
     service::{ProductsService, Reservation, ReservationStatus},
 };
@@ -43,38 +46,79 @@ async fn admin<T>(verifier: &JwtVerifier, request: &Request<T>) -> Result<(), St
     }
 }
 
-/// The JSON body `PATCH /products/{id}` would carry, so validation is the HTTP one: unset
-/// fields are absent, `clear_category` is `category: null`.
-fn patch_body(r: UpdateProductRequest) -> Result<Value, Error> {
-    let mut body = Map::new();
-    if let Some(v) = r.name {
-        body.insert("name".into(), v.into());
+impl TryFrom<CreateProductRequest> for NewProduct {
+    type Error = Vec<FieldError>;
+
+    /// The rules of `POST /products`; every field is there (proto3), `category` is optional.
+    fn try_from(r: CreateProductRequest) -> Result<Self, Self::Error> {
+        let mut errors = FieldErrors::default();
+        let name = errors.check("name", domain::name(&r.name));
+        let description = errors.check("description", domain::description(&r.description));
+        let price = errors.check("price", Money::parse(&r.price));
+        let stock = errors.check("stock", domain::stock(r.stock));
+        let category = match r.category.as_deref() {
+            None => Some(None),
+            Some(c) => errors.check("category", domain::category(c)).map(Some),
+        };
+        let (Some(name), Some(description), Some(price), Some(stock), Some(category)) =
+            (name, description, price, stock, category)
+        else {
+            return Err(errors.into());
+        };
+        errors.finish(Self {
+            name,
+            description,
+            price,
+            stock,
+            category,
+        })
     }
-    if let Some(v) = r.description {
-        body.insert("description".into(), v.into());
-    }
-    if let Some(v) = r.price {
-        body.insert("price".into(), v.into());
-    }
-    if let Some(v) = r.stock {
-        body.insert("stock".into(), v.into());
-    }
-    match (r.category, r.clear_category) {
-        (Some(_), true) => {
-            return Err(Error::Validation(vec![ecom_shared::FieldError::new(
-                "category",
-                "cannot be set together with clear_category",
-            )]));
+}
+
+impl TryFrom<UpdateProductRequest> for ProductUpdate {
+    type Error = Vec<FieldError>;
+
+    /// The rules of `PATCH /products/{id}`: unset fields stay, `clear_category` is
+    /// `category: null`.
+    fn try_from(r: UpdateProductRequest) -> Result<Self, Self::Error> {
+        let mut errors = FieldErrors::default();
+        if r.id <= 0 {
+            errors.push("id", "must be a positive integer");
         }
-        (Some(v), false) => {
-            body.insert("category".into(), v.into());
-        }
-        (None, true) => {
-            body.insert("category".into(), Value::Null);
-        }
-        (None, false) => {}
+        let patch = ProductPatch {
+            name: r.name.and_then(|s| errors.check("name", domain::name(&s))),
+            description: r
+                .description
+                .and_then(|s| errors.check("description", domain::description(&s))),
+            price: r
+                .price
+                .and_then(|s| errors.check("price", Money::parse(&s))),
+            stock: r
+                .stock
+                .and_then(|n| errors.check("stock", domain::stock(n))),
+            category: match (r.category, r.clear_category) {
+                (Some(_), true) => {
+                    errors.push("category", "cannot be set together with clear_category");
+                    None
+                }
+                (Some(c), false) => errors.check("category", domain::category(&c)).map(Some),
+                (None, true) => Some(None),
+                (None, false) => None,
+            },
+        };
+        errors.finish(Self { id: r.id, patch })
     }
-    Ok(Value::Object(body))
+}
+
+impl TryFrom<ReserveStockRequest> for ReserveStock {
+    type Error = Vec<FieldError>;
+
+    /// `ttl_seconds` is deprecated and ignored: the lifetime is ours to set
+    /// (ECOM_RESERVATION_TTL_SECONDS), so no caller can hold stock for longer.
+    fn try_from(r: ReserveStockRequest) -> Result<Self, Self::Error> {
+        let lines: Vec<(i64, i64)> = r.lines.iter().map(|l| (l.product_id, l.quantity)).collect();
+        Self::new(r.order_id, &lines)
+    }
 }
 
 pub struct ProductsGrpc {
@@ -144,11 +188,8 @@ impl ProductService for ProductsGrpc {
         request: Request<ReserveStockRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         orders_service(&self.verifier, &request).await?;
-        let r = request.into_inner();
-        let lines: Vec<(i64, i64)> = r.lines.iter().map(|l| (l.product_id, l.quantity)).collect();
-        // `ttl_seconds` is deprecated and ignored: the lifetime is ours to set
-        // (ECOM_RESERVATION_TTL_SECONDS), so no caller can hold stock for longer.
-        let reservation = self.products.reserve(r.order_id, &lines).await?;
+        let command = ReserveStock::try_from(request.into_inner()).map_err(Error::Validation)?;
+        let reservation = self.products.reserve(command).await?;
         Ok(Response::new(reservation_pb(reservation)))
     }
 
@@ -214,17 +255,8 @@ impl ProductService for ProductsGrpc {
         request: Request<CreateProductRequest>,
     ) -> Result<Response<pb::Product>, Status> {
         admin(&self.verifier, &request).await?;
-        let r = request.into_inner();
-        let body = json!({
-            "name": r.name,
-            "description": r.description,
-            "price": r.price,
-            "stock": r.stock,
-            "category": r.category,
-        });
-        Ok(Response::new(product_pb(
-            self.products.create(&body).await?,
-        )))
+        let new = NewProduct::try_from(request.into_inner()).map_err(Error::Validation)?;
+        Ok(Response::new(product_pb(self.products.create(new).await?)))
     }
 
     async fn update_product(
@@ -232,11 +264,9 @@ impl ProductService for ProductsGrpc {
         request: Request<UpdateProductRequest>,
     ) -> Result<Response<pb::Product>, Status> {
         admin(&self.verifier, &request).await?;
-        let r = request.into_inner();
-        let id = positive_id("id", r.id)?;
-        let body = patch_body(r)?;
+        let update = ProductUpdate::try_from(request.into_inner()).map_err(Error::Validation)?;
         Ok(Response::new(product_pb(
-            self.products.update(id, &body).await?,
+            self.products.update(update).await?,
         )))
     }
 

@@ -1,14 +1,13 @@
-//! The OpenAPI schemas of what the REST adapter accepts, written to match the parsing in
+//! The OpenAPI schemas of what the REST adapter accepts (the fields of the bodies in
+//! [`crate::http::body`], and the listing parameters), written to match the parsing in
 //! [`crate::domain`] exactly (schemathesis checks both directions: a request the document allows
 //! must not be refused as invalid, and one it forbids must not be accepted).
 //!
 //! Text is trimmed before it is checked (`str::trim`, Unicode `White_Space`), so the patterns
 //! spell out that set instead of `\s`, whose meaning differs between regex dialects.
 
-use std::borrow::Cow;
-
 use utoipa::{
-    IntoParams, PartialSchema, ToSchema,
+    IntoParams,
     openapi::{
         RefOr, Required,
         path::{Parameter, ParameterBuilder, ParameterIn},
@@ -104,7 +103,8 @@ fn or_null(schema: ObjectBuilder) -> ObjectBuilder {
     schema.schema_type(SchemaType::from_iter([Type::String, Type::Null]))
 }
 
-fn nullable_category() -> ObjectBuilder {
+/// `category` in a body: 1..=100 characters, or `null` for none.
+pub fn nullable_category() -> ObjectBuilder {
     or_null(body_text(
         100,
         true,
@@ -112,66 +112,43 @@ fn nullable_category() -> ObjectBuilder {
     ))
 }
 
-/// A new product (the body of `POST /products`).
-pub struct ProductInput;
-
-impl PartialSchema for ProductInput {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .description(Some("A new product."))
-            .property("name", body_text(200, true, "1..=200 characters."))
-            .required("name")
-            .property(
-                "description",
-                or_null(body_text(
-                    10_000,
-                    false,
-                    "Up to 10 000 characters; absent or `null`: empty.",
-                )),
-            )
-            .property(
-                "price",
-                price("A decimal amount (`\"19.99\"`, or a plain JSON number) with at most two places, >= 0."),
-            )
-            .required("price")
-            .property("stock", stock("Units available."))
-            .required("stock")
-            .property("category", nullable_category())
-            .into()
-    }
+/// `name` in a body (never `null`).
+pub fn name() -> ObjectBuilder {
+    body_text(200, true, "1..=200 characters.")
 }
 
-impl ToSchema for ProductInput {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("ProductInput")
-    }
+/// `description` of a new product.
+pub fn new_description() -> ObjectBuilder {
+    or_null(body_text(
+        10_000,
+        false,
+        "Up to 10 000 characters; absent or `null`: empty.",
+    ))
 }
 
-/// A partial update (the body of `PATCH /products/{id}`): absent fields stay.
-pub struct ProductUpdateInput;
-
-impl PartialSchema for ProductUpdateInput {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .description(Some(
-                "A partial update; absent fields stay. `stock` sets what can be bought; `category: null` clears it.",
-            ))
-            .property("name", body_text(200, true, "1..=200 characters."))
-            .property(
-                "description",
-                body_text(10_000, false, "Up to 10 000 characters."),
-            )
-            .property("price", price("A decimal amount with at most two places, >= 0."))
-            .property("stock", stock("Units that can be bought."))
-            .property("category", nullable_category())
-            .into()
-    }
+/// `description` in a patch (never `null`).
+pub fn description() -> ObjectBuilder {
+    body_text(10_000, false, "Up to 10 000 characters.")
 }
 
-impl ToSchema for ProductUpdateInput {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("ProductUpdateInput")
-    }
+/// `price` of a new product.
+pub fn new_price() -> RefOr<Schema> {
+    price("A decimal amount (`\"19.99\"`, or a plain JSON number) with at most two places, >= 0.")
+}
+
+/// `price` in a patch.
+pub fn patch_price() -> RefOr<Schema> {
+    price("A decimal amount with at most two places, >= 0.")
+}
+
+/// `stock` of a new product.
+pub fn new_stock() -> ObjectBuilder {
+    stock("Units available.")
+}
+
+/// `stock` in a patch.
+pub fn patch_stock() -> ObjectBuilder {
+    stock("Units that can be bought.")
 }
 
 fn query(name: &str, description: &str, schema: impl Into<RefOr<Schema>>) -> Parameter {

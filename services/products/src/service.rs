@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::{
-    domain::{Line, Listing, NewProduct, Product, ProductPatch, parse_lines},
+    domain::{Line, Listing, NewProduct, Product, ProductUpdate, ReserveStock},
     error::{Error, Result},
     repo::{self, Deleted},
 };
@@ -255,17 +255,16 @@ impl ProductsService {
     }
 
     #[tracing::instrument(skip_all)]
-    pub async fn create(&self, body: &serde_json::Value) -> Result<Product> {
-        let new = NewProduct::parse(body).map_err(Error::Validation)?;
+    pub async fn create(&self, new: NewProduct) -> Result<Product> {
         let product = repo::insert_product(&self.pool, &new, &self.currency).await?;
         self.invalidate(&[product.id]).await;
         tracing::info!(product_id = product.id, "product created");
         Ok(product)
     }
 
-    #[tracing::instrument(skip_all, fields(product_id = id))]
-    pub async fn update(&self, id: i64, body: &serde_json::Value) -> Result<Product> {
-        let patch = ProductPatch::parse(body).map_err(Error::Validation)?;
+    #[tracing::instrument(skip_all, fields(product_id = update.id))]
+    pub async fn update(&self, update: ProductUpdate) -> Result<Product> {
+        let ProductUpdate { id, patch } = update;
         let product = repo::update_product(&self.pool, id, &patch)
             .await?
             .ok_or(Error::NotFound)?;
@@ -304,15 +303,9 @@ impl ProductsService {
 
     /// Holds stock for an order: every line or none, for the configured reservation lifetime.
     /// Idempotent per order id.
-    #[tracing::instrument(skip_all, fields(order_id = order_id))]
-    pub async fn reserve(&self, order_id: i64, raw_lines: &[(i64, i64)]) -> Result<Reservation> {
-        if order_id <= 0 {
-            return Err(Error::Validation(vec![ecom_shared::FieldError::new(
-                "order_id",
-                "must be a positive integer",
-            )]));
-        }
-        let lines = parse_lines(raw_lines).map_err(Error::Validation)?;
+    #[tracing::instrument(skip_all, fields(order_id = command.order_id))]
+    pub async fn reserve(&self, command: ReserveStock) -> Result<Reservation> {
+        let ReserveStock { order_id, lines } = command;
         let ttl = i64::try_from(self.reservation_ttl.as_secs()).unwrap_or(900);
         let mut tx = self.pool.begin().await?;
         let Some(expires_at) = repo::claim_reservation(&mut *tx, order_id, ttl).await? else {

@@ -13,12 +13,15 @@ impl Money {
     /// The largest amount `numeric(12, 2)` holds.
     pub const MAX_INTEGER_DIGITS: usize = 10;
 
+    /// Why a text (or a JSON value) is not an amount at all.
+    pub const NOT_AN_AMOUNT: &'static str = "must be a decimal amount like 19.99";
+
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
         let s = raw.trim();
         let (int, frac) = s.split_once('.').unwrap_or((s, ""));
         let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
         if int.is_empty() || !digits(int) || !digits(frac) || (s.contains('.') && frac.is_empty()) {
-            return Err("must be a decimal amount like 19.99");
+            return Err(Self::NOT_AN_AMOUNT);
         }
         if frac.len() > 2 {
             return Err("must have at most two decimal places");
@@ -26,7 +29,7 @@ impl Money {
         if int.trim_start_matches('0').len() > Self::MAX_INTEGER_DIGITS {
             return Err("is too large");
         }
-        let mut d = Decimal::from_str(s).map_err(|_| "must be a decimal amount like 19.99")?;
+        let mut d = Decimal::from_str(s).map_err(|_| Self::NOT_AN_AMOUNT)?;
         d.rescale(2);
         Ok(Self(d))
     }
@@ -52,21 +55,6 @@ impl fmt::Display for Money {
 impl serde::Serialize for Money {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
-    }
-}
-
-/// JSON input: a string ("19.99") or a plain number (19.99), never an exponent.
-pub fn money_from_json(v: &serde_json::Value) -> Result<Money, &'static str> {
-    match v {
-        serde_json::Value::String(s) => Money::parse(s),
-        serde_json::Value::Number(n) => {
-            let text = n.to_string();
-            if text.contains(['e', 'E']) {
-                return Err("must be a decimal amount like 19.99");
-            }
-            Money::parse(&text)
-        }
-        _ => Err("must be a decimal amount like 19.99"),
     }
 }
 
@@ -114,26 +102,6 @@ mod tests {
         ] {
             assert!(Money::parse(raw).is_err(), "{raw:?} must be refused");
         }
-    }
-
-    #[test]
-    fn json_numbers_without_exponents() {
-        assert_eq!(
-            money_from_json(&serde_json::json!(19.99))
-                .map(|m| m.to_string())
-                .as_deref(),
-            Ok("19.99")
-        );
-        assert_eq!(
-            money_from_json(&serde_json::json!(3))
-                .map(|m| m.to_string())
-                .as_deref(),
-            Ok("3.00")
-        );
-        assert!(money_from_json(&serde_json::json!(1e300)).is_err());
-        assert!(money_from_json(&serde_json::json!(0.001)).is_err());
-        assert!(money_from_json(&serde_json::json!(-1)).is_err());
-        assert!(money_from_json(&serde_json::json!(null)).is_err());
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The REST adapter: translates HTTP to [`ProductsService`] calls and back.
 
+pub mod body;
+
 use std::sync::Arc;
 
 use axum::{
@@ -15,10 +17,10 @@ use ecom_shared::{
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use self::body::{Object, ProductInput, ProductUpdateInput};
 use crate::{
-    domain::{Listing, ListingParams, Product},
+    domain::{Listing, ListingParams, NewProduct, Product, ProductPatch, ProductUpdate},
     error::Error,
-    openapi::{ProductInput, ProductUpdateInput},
     service::{Page, ProductsService},
 };
 
@@ -69,12 +71,10 @@ async fn get_product(
 async fn create_product(
     State(s): State<AppState>,
     _admin: AdminUser,
-    AppJson(body): AppJson<serde_json::Value>,
+    AppJson(Object(body)): AppJson<Object<ProductInput>>,
 ) -> HttpResult<impl IntoResponse> {
-    Ok((
-        StatusCode::CREATED,
-        AppJson(s.products.create(&body).await?),
-    ))
+    let new = NewProduct::try_from(body).map_err(Error::Validation)?;
+    Ok((StatusCode::CREATED, AppJson(s.products.create(new).await?)))
 }
 
 /// Change a product (admin). Visible on the next read, cache included.
@@ -85,11 +85,13 @@ async fn update_product(
     State(s): State<AppState>,
     _admin: AdminUser,
     AppPath(id): AppPath<i64>,
-    AppJson(body): AppJson<serde_json::Value>,
+    AppJson(Object(body)): AppJson<Object<ProductUpdateInput>>,
 ) -> HttpResult<AppJson<Product>> {
-    Ok(AppJson(
-        s.products.update(positive_id("id", id)?, &body).await?,
-    ))
+    let update = ProductUpdate {
+        id: positive_id("id", id)?,
+        patch: ProductPatch::try_from(body).map_err(Error::Validation)?,
+    };
+    Ok(AppJson(s.products.update(update).await?))
 }
 
 /// Delete a product (admin). Refused (409) while open orders hold units of it.
