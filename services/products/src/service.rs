@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use ecom_shared::{cache::Cache, metrics::Metrics};
 use prometheus_client::metrics::{counter::Counter, family::Family};
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::{
     domain::{Line, Listing, NewProduct, Product, ProductUpdate, ReserveStock},
@@ -289,16 +289,7 @@ impl ProductsService {
 
     async fn load(&self, order_id: i64) -> Result<Reservation> {
         let mut conn = self.pool.acquire().await?;
-        let row = repo::lock_reservation(&mut conn, order_id)
-            .await?
-            .ok_or(Error::ReservationNotFound)?;
-        let lines = repo::reservation_lines(&mut *conn, order_id).await?;
-        Ok(Reservation {
-            order_id,
-            status: ReservationStatus::parse(&row.status)?,
-            lines,
-            expires_at: row.expires_at,
-        })
+        read_reservation(&mut conn, order_id).await
     }
 
     /// Holds stock for an order: every line or none, for the configured reservation lifetime.
@@ -355,85 +346,71 @@ impl ProductsService {
         })
     }
 
-    /// Moves a reservation from `from` states to `to`, applying `effect` to each line, inside one
-    /// transaction holding the reservation's row lock. Returns the reservation as it ends up.
+    /// Moves a reservation along its state machine ([`next_step`]), inside one transaction
+    /// holding the reservation's row lock. Returns the reservation as it ends up.
     async fn transition(&self, order_id: i64, op: Op) -> Result<Reservation> {
         let mut tx = self.pool.begin().await?;
-        let row = repo::lock_reservation(&mut tx, order_id)
-            .await?
-            .ok_or(Error::ReservationNotFound)?;
-        let lines = repo::reservation_lines(&mut *tx, order_id).await?;
-        let status = ReservationStatus::parse(&row.status)?;
-        let expired = status == ReservationStatus::Active && row.expires_at <= chrono::Utc::now();
-        use ReservationStatus as S;
-        let target = match (op, status) {
-            // Idempotent repeats.
-            (Op::Release, S::Released | S::Expired)
-            | (Op::Commit, S::Committed)
-            | (Op::Return, S::Returned) => {
+        let current = read_reservation(&mut tx, order_id).await?;
+        let expired =
+            current.status == ReservationStatus::Active && current.expires_at <= chrono::Utc::now();
+        match next_step(op, current.status, expired)? {
+            Step::Replay => {
                 self.count("replayed");
-                return Ok(Reservation {
-                    order_id,
-                    status,
-                    lines,
-                    expires_at: row.expires_at,
-                });
+                Ok(current)
             }
-            (Op::Commit, S::Active) if expired => {
+            Step::RefuseCommit => {
+                self.count("commit_refused");
+                Err(Error::ReservationExpired)
+            }
+            Step::ExpireAndRefuse => {
                 // Too late: give the stock back now and tell the caller to refund.
-                for l in &lines {
+                self.apply(tx, current, ReservationStatus::Expired).await?;
+                self.count("commit_refused");
+                Err(Error::ReservationExpired)
+            }
+            Step::Move(target) => {
+                let moved = self.apply(tx, current, target).await?;
+                self.count(target.as_str());
+                if target == ReservationStatus::Committed {
+                    let units: i64 = moved.lines.iter().map(|l| l.quantity).sum();
+                    self.units_sold
+                        .inc_by(u64::try_from(units).unwrap_or_default());
+                }
+                Ok(moved)
+            }
+        }
+    }
+
+    /// Moves `reservation` to `target`: each line's stock effect, the new status, committed.
+    async fn apply(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        reservation: Reservation,
+        target: ReservationStatus,
+    ) -> Result<Reservation> {
+        for l in &reservation.lines {
+            match target {
+                ReservationStatus::Released | ReservationStatus::Expired => {
                     repo::unhold(&mut *tx, *l).await?;
                 }
-                repo::set_status(&mut *tx, order_id, S::Expired.as_str()).await?;
-                tx.commit().await?;
-                self.invalidate(&lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
-                    .await;
-                self.count("commit_refused");
-                return Err(Error::ReservationExpired);
-            }
-            (Op::Commit, S::Released | S::Expired) => {
-                self.count("commit_refused");
-                return Err(Error::ReservationExpired);
-            }
-            (Op::Release, S::Active) => S::Released,
-            (Op::Commit, S::Active) => S::Committed,
-            (Op::Return, S::Committed) => S::Returned,
-            (Op::Release, S::Committed | S::Returned) => {
-                return Err(Error::InvalidState(
-                    "a committed reservation cannot be released; return it",
-                ));
-            }
-            (Op::Return, _) => {
-                return Err(Error::InvalidState(
-                    "only a committed reservation can be returned",
-                ));
-            }
-            (Op::Commit, S::Returned) => {
-                return Err(Error::InvalidState("this reservation was returned"));
-            }
-        };
-        for l in &lines {
-            match target {
-                S::Released => repo::unhold(&mut *tx, *l).await?,
-                S::Committed => repo::sell(&mut *tx, *l).await?,
-                _ => repo::restock(&mut *tx, *l).await?,
+                ReservationStatus::Committed => repo::sell(&mut *tx, *l).await?,
+                ReservationStatus::Returned => repo::restock(&mut *tx, *l).await?,
+                ReservationStatus::Active => {}
             }
         }
-        repo::set_status(&mut *tx, order_id, target.as_str()).await?;
+        repo::set_status(&mut *tx, reservation.order_id, target.as_str()).await?;
         tx.commit().await?;
-        self.count(target.as_str());
-        if target == S::Committed {
-            let units: i64 = lines.iter().map(|l| l.quantity).sum();
-            self.units_sold
-                .inc_by(u64::try_from(units).unwrap_or_default());
-        }
-        self.invalidate(&lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
-            .await;
+        self.invalidate(
+            &reservation
+                .lines
+                .iter()
+                .map(|l| l.product_id)
+                .collect::<Vec<_>>(),
+        )
+        .await;
         Ok(Reservation {
-            order_id,
             status: target,
-            lines,
-            expires_at: row.expires_at,
+            ..reservation
         })
     }
 
@@ -474,9 +451,107 @@ impl ProductsService {
     }
 }
 
+/// A reservation, read under its row lock (held until the transaction `conn` is in ends).
+async fn read_reservation(conn: &mut PgConnection, order_id: i64) -> Result<Reservation> {
+    let row = repo::lock_reservation(conn, order_id)
+        .await?
+        .ok_or(Error::ReservationNotFound)?;
+    let lines = repo::reservation_lines(&mut *conn, order_id).await?;
+    Ok(Reservation {
+        order_id,
+        status: ReservationStatus::parse(&row.status)?,
+        lines,
+        expires_at: row.expires_at,
+    })
+}
+
+/// What the Orders service asks of a reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
     Release,
     Commit,
     Return,
+}
+
+/// What an [`Op`] does to a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Already done: answer the reservation as it is.
+    Replay,
+    /// A commit of a reservation released or expired before: the caller must refund.
+    RefuseCommit,
+    /// A commit that came after the expiry the sweeper has not reached yet.
+    ExpireAndRefuse,
+    Move(ReservationStatus),
+}
+
+/// The reservation state machine, in one place.
+fn next_step(op: Op, status: ReservationStatus, expired: bool) -> Result<Step> {
+    use ReservationStatus as S;
+    Ok(match (op, status) {
+        (Op::Release, S::Released | S::Expired)
+        | (Op::Commit, S::Committed)
+        | (Op::Return, S::Returned) => Step::Replay,
+        (Op::Commit, S::Active) if expired => Step::ExpireAndRefuse,
+        (Op::Commit, S::Released | S::Expired) => Step::RefuseCommit,
+        (Op::Release, S::Active) => Step::Move(S::Released),
+        (Op::Commit, S::Active) => Step::Move(S::Committed),
+        (Op::Return, S::Committed) => Step::Move(S::Returned),
+        (Op::Release, S::Committed | S::Returned) => {
+            return Err(Error::InvalidState(
+                "a committed reservation cannot be released; return it",
+            ));
+        }
+        (Op::Return, _) => {
+            return Err(Error::InvalidState(
+                "only a committed reservation can be returned",
+            ));
+        }
+        (Op::Commit, S::Returned) => {
+            return Err(Error::InvalidState("this reservation was returned"));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reservation_state_machine() {
+        use ReservationStatus as S;
+        let step = |op, status, expired| next_step(op, status, expired).ok();
+        assert_eq!(
+            step(Op::Commit, S::Active, false),
+            Some(Step::Move(S::Committed))
+        );
+        assert_eq!(
+            step(Op::Commit, S::Active, true),
+            Some(Step::ExpireAndRefuse)
+        );
+        assert_eq!(
+            step(Op::Commit, S::Expired, false),
+            Some(Step::RefuseCommit)
+        );
+        assert_eq!(step(Op::Commit, S::Committed, false), Some(Step::Replay));
+        assert_eq!(
+            step(Op::Release, S::Active, true),
+            Some(Step::Move(S::Released))
+        );
+        assert_eq!(step(Op::Release, S::Expired, false), Some(Step::Replay));
+        assert_eq!(
+            step(Op::Return, S::Committed, false),
+            Some(Step::Move(S::Returned))
+        );
+        assert_eq!(step(Op::Return, S::Returned, false), Some(Step::Replay));
+        for (op, status) in [
+            (Op::Release, S::Committed),
+            (Op::Release, S::Returned),
+            (Op::Return, S::Active),
+            (Op::Return, S::Released),
+            (Op::Commit, S::Returned),
+        ] {
+            assert!(step(op, status, false).is_none(), "{op:?} from {status:?}");
+        }
+    }
 }
