@@ -52,26 +52,25 @@ impl TryFrom<CreateProductRequest> for NewProduct {
     /// The rules of `POST /products`; every field is there (proto3), `category` is optional.
     fn try_from(r: CreateProductRequest) -> Result<Self, Self::Error> {
         let mut errors = FieldErrors::default();
-        let name = errors.check("name", domain::name(&r.name));
-        let description = errors.check("description", domain::description(&r.description));
-        let price = errors.check("price", Money::parse(&r.price));
-        let stock = errors.check("stock", domain::stock(r.stock));
-        let category = match r.category.as_deref() {
-            None => Some(None),
-            Some(c) => errors.check("category", domain::category(c)).map(Some),
+        // A refused part is a placeholder that `finish` never lets out.
+        let new = Self {
+            name: errors
+                .check("name", domain::name(&r.name))
+                .unwrap_or_default(),
+            description: errors
+                .check("description", domain::description(&r.description))
+                .unwrap_or_default(),
+            price: errors
+                .check("price", Money::parse(&r.price))
+                .unwrap_or_default(),
+            stock: errors
+                .check("stock", domain::stock(r.stock))
+                .unwrap_or_default(),
+            category: r
+                .category
+                .and_then(|c| errors.check("category", domain::category(&c))),
         };
-        let (Some(name), Some(description), Some(price), Some(stock), Some(category)) =
-            (name, description, price, stock, category)
-        else {
-            return Err(errors.into());
-        };
-        errors.finish(Self {
-            name,
-            description,
-            price,
-            stock,
-            category,
-        })
+        errors.finish(new)
     }
 }
 

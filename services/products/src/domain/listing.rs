@@ -1,9 +1,11 @@
 //! Listing requests: the query parameters of `GET /products` (and gRPC `ListProducts`),
 //! checked once into a [`Listing`].
 
+use std::ops::RangeInclusive;
+
 use ecom_shared::FieldError;
 
-use super::Money;
+use super::{FieldErrors, Money};
 
 /// Listing order; every variant is backed by an index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -69,104 +71,41 @@ pub struct ListingParams {
 }
 
 impl Listing {
+    /// Every bad parameter at once. Blank parameters are not given (the contract's own example
+    /// sends `search=&category=`).
     pub fn parse(p: &ListingParams) -> Result<Self, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let blank = |o: &Option<String>| {
-            o.as_deref()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
+        let mut errors = FieldErrors::default();
+        // A refused parameter leaves a placeholder default that `finish` never lets out.
+        let listing = Self {
+            limit: errors
+                .check("limit", number(given(&p.limit), 20, 1..=100))
+                .unwrap_or_default(),
+            offset: errors
+                .check("offset", number(given(&p.offset), 0, 0..=1_000_000))
+                .unwrap_or_default(),
+            min_price: errors
+                .check(
+                    "min_price",
+                    given(&p.min_price).map(Money::parse).transpose(),
+                )
+                .flatten(),
+            max_price: errors
+                .check(
+                    "max_price",
+                    given(&p.max_price).map(Money::parse).transpose(),
+                )
+                .flatten(),
+            sort: errors
+                .check("sort", given(&p.sort).map_or(Ok(Sort::Id), sort))
+                .unwrap_or_default(),
+            search: errors
+                .check("search", filter(given(&p.search), 200))
+                .flatten(),
+            category: errors
+                .check("category", filter(given(&p.category), 100))
+                .flatten(),
         };
-        let int = |errors: &mut Vec<FieldError>,
-                   field: &str,
-                   v: Option<String>,
-                   default: i64,
-                   range: std::ops::RangeInclusive<i64>,
-                   msg: &str| {
-            match v {
-                None => default,
-                Some(s) => match s.parse::<i64>() {
-                    Ok(n) if range.contains(&n) => n,
-                    _ => {
-                        errors.push(FieldError::new(field, msg));
-                        default
-                    }
-                },
-            }
-        };
-        let limit = int(
-            &mut errors,
-            "limit",
-            blank(&p.limit),
-            20,
-            1..=100,
-            "must be between 1 and 100",
-        );
-        let offset = int(
-            &mut errors,
-            "offset",
-            blank(&p.offset),
-            0,
-            0..=1_000_000,
-            "must be between 0 and 1000000",
-        );
-        let mut price = |field: &str, v: Option<String>| {
-            v.and_then(|s| {
-                Money::parse(&s)
-                    .map_err(|m| errors.push(FieldError::new(field, m)))
-                    .ok()
-            })
-        };
-        let min_price = price("min_price", blank(&p.min_price));
-        let max_price = price("max_price", blank(&p.max_price));
-        let sort = match blank(&p.sort) {
-            None => Sort::Id,
-            Some(s) => Sort::parse(&s).unwrap_or_else(|| {
-                errors.push(FieldError::new(
-                    "sort",
-                    "must be one of id, price, -price, name, -created_at",
-                ));
-                Sort::Id
-            }),
-        };
-        // A NUL byte reaches PostgreSQL as an error (a 500); no control character belongs here.
-        let mut filter = |field: &str, max: usize| {
-            let value = blank(if field == "search" {
-                &p.search
-            } else {
-                &p.category
-            });
-            if value.as_ref().is_some_and(|s| s.chars().count() > max) {
-                errors.push(FieldError::new(
-                    field,
-                    format!("must be at most {max} characters"),
-                ));
-            } else if value
-                .as_ref()
-                .is_some_and(|s| s.chars().any(char::is_control))
-            {
-                errors.push(FieldError::new(
-                    field,
-                    "must not contain control characters",
-                ));
-            }
-            value
-        };
-        let search = filter("search", 200);
-        let category = filter("category", 100);
-        if errors.is_empty() {
-            Ok(Self {
-                limit,
-                offset,
-                category,
-                min_price,
-                max_price,
-                search,
-                sort,
-            })
-        } else {
-            Err(errors)
-        }
+        errors.finish(listing)
     }
 
     /// A prefix query for the search words (`lap` finds `laptop`), as a `to_tsquery` string.
@@ -180,6 +119,37 @@ impl Listing {
             .map(|w| format!("{}:*", w.to_lowercase()))
             .collect();
         (!words.is_empty()).then(|| words.join(" & "))
+    }
+}
+
+/// A parameter's trimmed text; `None` when absent or blank.
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// An integer in `range`, `default` when not given.
+fn number(v: Option<&str>, default: i64, range: RangeInclusive<i64>) -> Result<i64, String> {
+    v.map_or(Ok(default), |s| {
+        s.parse()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| format!("must be between {} and {}", range.start(), range.end()))
+    })
+}
+
+fn sort(s: &str) -> Result<Sort, &'static str> {
+    Sort::parse(s).ok_or("must be one of id, price, -price, name, -created_at")
+}
+
+/// A search or category filter: at most `max` characters and no control character (a NUL
+/// byte reached PostgreSQL as an error, a 500).
+fn filter(v: Option<&str>, max: usize) -> Result<Option<String>, String> {
+    match v {
+        Some(s) if s.chars().count() > max => Err(format!("must be at most {max} characters")),
+        Some(s) if s.chars().any(char::is_control) => {
+            Err("must not contain control characters".to_owned())
+        }
+        v => Ok(v.map(str::to_owned)),
     }
 }
 

@@ -30,7 +30,8 @@ impl FieldErrors {
         result.map_err(|m| self.push(field, m)).ok()
     }
 
-    /// `command` when no field was refused; every error otherwise.
+    /// `command` when no field was refused; every error otherwise. A command's refused parts
+    /// may be placeholders (`unwrap_or_default`): they never get out.
     pub fn finish<T>(self, command: T) -> Result<T, Vec<FieldError>> {
         if self.0.is_empty() {
             Ok(command)

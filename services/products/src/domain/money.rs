@@ -46,6 +46,13 @@ impl Money {
     }
 }
 
+/// Zero.
+impl Default for Money {
+    fn default() -> Self {
+        Self(Decimal::new(0, 2))
+    }
+}
+
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)

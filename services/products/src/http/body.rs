@@ -126,29 +126,28 @@ impl TryFrom<ProductInput> for NewProduct {
                 errors.push(field, "is required");
             }
         }
-        let name = (b.name.given()).and_then(|f| errors.check("name", f.text(domain::name)));
-        let description = errors.check(
-            "description",
-            (b.description.given()).map_or(Ok(String::new()), |f| f.text(domain::description)),
-        );
-        let price = (b.price.given()).and_then(|f| errors.check("price", f.money()));
-        let stock = (b.stock.given()).and_then(|f| errors.check("stock", f.stock()));
-        let category = match b.category.given() {
-            None => Some(None),
-            Some(f) => errors.check("category", f.text(domain::category)).map(Some),
+        // A refused part is a placeholder that `finish` never lets out.
+        let new = Self {
+            name: (b.name.given())
+                .and_then(|f| errors.check("name", f.text(domain::name)))
+                .unwrap_or_default(),
+            description: errors
+                .check(
+                    "description",
+                    (b.description.given())
+                        .map_or(Ok(String::new()), |f| f.text(domain::description)),
+                )
+                .unwrap_or_default(),
+            price: (b.price.given())
+                .and_then(|f| errors.check("price", f.money()))
+                .unwrap_or_default(),
+            stock: (b.stock.given())
+                .and_then(|f| errors.check("stock", f.stock()))
+                .unwrap_or_default(),
+            category: (b.category.given())
+                .and_then(|f| errors.check("category", f.text(domain::category))),
         };
-        let (Some(name), Some(description), Some(price), Some(stock), Some(category)) =
-            (name, description, price, stock, category)
-        else {
-            return Err(errors.into());
-        };
-        errors.finish(Self {
-            name,
-            description,
-            price,
-            stock,
-            category,
-        })
+        errors.finish(new)
     }
 }
 
