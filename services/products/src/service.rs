@@ -319,19 +319,7 @@ impl ProductsService {
         }
         if !short.is_empty() {
             tx.rollback().await?;
-            let ids: Vec<i64> = lines.iter().map(|l| l.product_id).collect();
-            let existing = repo::existing_ids(&self.pool, &ids).await?;
-            let unknown: Vec<i64> = ids
-                .iter()
-                .copied()
-                .filter(|i| !existing.contains(i))
-                .collect();
-            if !unknown.is_empty() {
-                self.count("unknown_product");
-                return Err(Error::UnknownProducts(unknown));
-            }
-            self.count("insufficient");
-            return Err(Error::InsufficientStock(short));
+            return Err(self.refusal(&lines, short).await?);
         }
         repo::insert_lines(&mut *tx, order_id, &lines).await?;
         tx.commit().await?;
@@ -343,6 +331,20 @@ impl ProductsService {
             status: ReservationStatus::Active,
             lines,
             expires_at,
+        })
+    }
+
+    /// Why lines could not all be held: some products do not exist, or `short` ones lack stock.
+    async fn refusal(&self, lines: &[Line], short: Vec<i64>) -> Result<Error> {
+        let ids: Vec<i64> = lines.iter().map(|l| l.product_id).collect();
+        let existing = repo::existing_ids(&self.pool, &ids).await?;
+        let unknown: Vec<i64> = ids.into_iter().filter(|i| !existing.contains(i)).collect();
+        Ok(if unknown.is_empty() {
+            self.count("insufficient");
+            Error::InsufficientStock(short)
+        } else {
+            self.count("unknown_product");
+            Error::UnknownProducts(unknown)
         })
     }
 
