@@ -383,3 +383,87 @@ async fn docs_metrics_and_health_are_served(pool: PgPool) {
     let (status, ready) = app.get("/health/ready").await;
     assert_eq!(status, StatusCode::OK, "{ready}");
 }
+
+#[sqlx::test(migrator = "products::MIGRATOR")]
+async fn every_bad_field_is_named_with_its_message(pool: PgPool) {
+    // The bodies are typed (`http::body`), yet a wrong JSON type is still a field error in our
+    // words, reported with every other bad field, and a body that is not an object is `body`.
+    let app = spawn_app(pool).await;
+    let id = app.create("Vase", "8.00", 2, None).await;
+    let admin = admin();
+    let errors = |got: &(StatusCode, Value)| -> Vec<(String, String)> {
+        assert_eq!(got.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", got.1);
+        got.1["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .map(|e| {
+                (
+                    e["field"].as_str().expect("field").to_owned(),
+                    e["message"].as_str().expect("message").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(f, m)| ((*f).to_owned(), (*m).to_owned()))
+            .collect()
+    };
+    let create = |body: Value| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            app.send(Method::POST, "/products", Some(&body), Some(admin))
+                .await
+        }
+    };
+    let got = create(json!({"name": 5, "description": [1], "stock": "3", "category": false})).await;
+    assert_eq!(
+        errors(&got),
+        pairs(&[
+            ("price", "is required"),
+            ("name", "must be a string"),
+            ("description", "must be a string"),
+            ("stock", "must be a whole number between 0 and 1000000000"),
+            ("category", "must be a string"),
+        ])
+    );
+    for body in [json!("Vase"), json!(7), json!(null), json!([1])] {
+        let got = create(body).await;
+        assert_eq!(errors(&got), pairs(&[("body", "must be a JSON object")]));
+        assert_eq!(got.1["detail"], "body: must be a JSON object");
+    }
+    let got = app
+        .send(
+            Method::PATCH,
+            &format!("/products/{id}"),
+            Some(&json!({"name": null, "price": {"amount": 1}, "category": null})),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(
+        errors(&got),
+        pairs(&[
+            ("name", "must be a string"),
+            ("price", "must be a decimal amount like 19.99"),
+        ])
+    );
+    // A key sent twice keeps its last value, as before the bodies were typed.
+    let (status, created) = ecom_shared::testing::parts(
+        app.client
+            .post(app.url("/products"))
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body(r#"{"name": "A", "name": "B", "price": "1.00", "stock": 1}"#)
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(
+        (status, &created["name"]),
+        (StatusCode::CREATED, &json!("B")),
+        "{created}"
+    );
+    assert_eq!(app.count().await, 2, "nothing else written");
+}
