@@ -21,9 +21,11 @@ const NAMESPACE: &str = ecom_shared::cache::CATALOGUE_NAMESPACE;
 /// write bumps its version, which the gateway's response cache keys on too.
 const LISTINGS: &str = ecom_shared::cache::CATALOGUE_COLLECTION;
 
-/// A listing page: the response body of `GET /products`.
+/// A listing page: the response body of `GET /products` (the schema keeps its published name,
+/// `Page`; `ecom_shared::page::Page` is the limit/offset a listing asks for).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct Page {
+#[schema(as = Page)]
+pub struct ProductPage {
     pub items: Vec<Product>,
     pub total: i64,
     pub limit: i64,
@@ -221,7 +223,7 @@ impl ProductsService {
                 move || async move {
                     let mut conn = pool.acquire().await.map_err(load_error)?;
                     let (items, total) = repo::list(&mut conn, &q).await.map_err(load_error)?;
-                    to_json(&Page {
+                    to_json(&ProductPage {
                         items,
                         total,
                         limit: q.limit,
@@ -236,7 +238,7 @@ impl ProductsService {
     }
 
     /// A listing page, from the cache when it is there.
-    pub async fn list(&self, q: Listing) -> Result<Page> {
+    pub async fn list(&self, q: Listing) -> Result<ProductPage> {
         let json = self.list_json(q).await?;
         serde_json::from_slice(&json).map_err(|e| Error::Internal(e.into()))
     }

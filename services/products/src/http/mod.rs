@@ -21,7 +21,7 @@ use self::body::{Object, ProductInput, ProductUpdateInput};
 use crate::{
     domain::{Listing, ListingParams, NewProduct, Product, ProductPatch, ProductUpdate},
     error::Error,
-    service::{Page, ProductsService},
+    service::{ProductPage, ProductsService},
 };
 
 #[derive(Clone)]
@@ -40,7 +40,7 @@ type HttpResult<T> = Result<T, ApiError>;
 
 /// Browse the catalogue: filters, full-text search, sorting, pages.
 #[utoipa::path(get, path = "/products", tag = "products", params(ListingParams),
-    responses((status = 200, body = Page), doc::Invalid, doc::Unavailable))]
+    responses((status = 200, body = ProductPage), doc::Invalid, doc::Unavailable))]
 async fn list_products(
     State(s): State<AppState>,
     AppQuery(params): AppQuery<ListingParams>,
