@@ -15,7 +15,8 @@
 //! readers of one version key share a `GET`, but only one sent after all of them arrived (see
 //! [`VersionReads`]), so batching never weakens the guarantee above.
 //!
-//! Redis down: reads fall through to PostgreSQL (counted as misses), writes skip the cache.
+//! Redis down: reads fall through to PostgreSQL (counted as misses), writes skip the cache. So
+//! Redis is never the reason a read fails: the only error is the loader's own ([`LoadError`]).
 
 use std::{
     collections::HashMap,
@@ -39,8 +40,29 @@ struct FillLabels {
     cache: &'static str,
 }
 
+/// Why a value could be neither read from the cache nor loaded: the loader failed. (Redis
+/// failures are never errors: the cache is read through, see the module docs.)
+///
+/// `Clone` because one load's outcome is handed to every caller waiting on its flight.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The loader's source (e.g. `"database"`) cannot be reached: the caller's 503.
+    #[error("{0} unavailable")]
+    Unavailable(&'static str),
+    /// Any other failure of the loader: the caller's 500.
+    #[error(transparent)]
+    Failed(Arc<dyn std::error::Error + Send + Sync>),
+}
+
+impl LoadError {
+    /// Any other failure of the loader (a database error, a value that did not serialise...).
+    pub fn failed(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Failed(Arc::from(cause.into()))
+    }
+}
+
 /// A load in progress, awaited by every caller that missed the same key.
-type Flight = Shared<BoxFuture<'static, Result<Option<Bytes>, String>>>;
+type Flight = Shared<BoxFuture<'static, Result<Option<Bytes>, LoadError>>>;
 
 /// The catalogue's cache namespace and the collection whose version moves on every product
 /// write (Products bumps it; the gateway keys its response cache on it).
@@ -158,74 +180,101 @@ impl Cache {
     }
 
     /// The cached value of `slot`, or `load`'s result (stored for the next reader).
-    pub async fn get_or_load<F, Fut>(&self, slot: Slot, load: F) -> Result<Option<Bytes>, String>
+    pub async fn get_or_load<F, Fut>(&self, slot: Slot, load: F) -> Result<Option<Bytes>, LoadError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<String>, String>> + Send + 'static,
+        Fut: Future<Output = Result<Option<String>, LoadError>> + Send + 'static,
     {
-        let data_key = match self.versions.read(&self.redis, &slot.version_key).await {
-            Ok(v) => Some(slot.data_key(&v)),
-            Err(e) => {
-                tracing::debug!(error = %e, "cache unavailable, reading through");
-                None
-            }
-        };
-        if let Some(key) = &data_key {
-            if let Some(hit) = self.local.get(key) {
-                self.metrics.count_cache(slot.name, true);
-                return Ok(Some(hit));
-            }
-            if let Ok(Some(hit)) = fetch(&self.redis, key).await {
-                self.local.put(key.clone(), hit.clone());
-                self.metrics.count_cache(slot.name, true);
-                return Ok(Some(hit));
-            }
+        let data_key = self.current_key(&slot).await;
+        if let Some(key) = &data_key
+            && let Some(hit) = self.lookup(key).await
+        {
+            self.metrics.count_cache(slot.name, true);
+            return Ok(Some(hit));
         }
         self.metrics.count_cache(slot.name, false);
         let flight_key = data_key
             .clone()
             .unwrap_or_else(|| format!("nocache:{}{}", slot.data_prefix, slot.data_suffix));
-        let shared = {
-            let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
-            flights
-                .entry(flight_key.clone())
-                .or_insert_with(|| {
-                    let fut = load();
-                    let fills = self
-                        .fills
-                        .get_or_create(&FillLabels {
-                            service: self.metrics.service,
-                            cache: slot.name,
-                        })
-                        .clone();
-                    let (redis, local, ttl) = (self.redis.clone(), self.local.clone(), self.ttl);
-                    async move {
-                        // A caller that missed just before the previous flight stored its
-                        // value must not load again: look once more inside the flight.
-                        if let Some(key) = &data_key
-                            && let Ok(Some(hit)) = fetch(&redis, key).await
-                        {
-                            return Ok(Some(hit));
-                        }
-                        fills.inc();
-                        let loaded = fut.await?.map(Bytes::from);
-                        if let (Some(key), Some(value)) = (&data_key, &loaded) {
-                            store(&redis, key, value, ttl).await;
-                            local.put(key.clone(), value.clone());
-                        }
-                        Ok(loaded)
-                    }
-                    .boxed()
-                    .shared()
-                })
-                .clone()
-        };
-        let result = shared.clone().await;
-        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
-        if flights.get(&flight_key).is_some_and(|f| f.ptr_eq(&shared)) {
-            flights.remove(&flight_key);
-        }
+        let flight = self.join_flight(&flight_key, || self.fill(slot.name, data_key, load()));
+        let result = flight.clone().await;
+        self.land(&flight_key, &flight);
         result
+    }
+
+    /// The data key of `slot`'s current version; `None` when Redis cannot tell (read through).
+    async fn current_key(&self, slot: &Slot) -> Option<String> {
+        match self.versions.read(&self.redis, &slot.version_key).await {
+            Ok(v) => Some(slot.data_key(&v)),
+            Err(e) => {
+                tracing::debug!(error = %e, "cache unavailable, reading through");
+                None
+            }
+        }
+    }
+
+    /// The value under `key`: from this process's memory, else from Redis (then kept here).
+    async fn lookup(&self, key: &str) -> Option<Bytes> {
+        if let Some(hit) = self.local.get(key) {
+            return Some(hit);
+        }
+        let hit = fetch(&self.redis, key).await.ok().flatten()?;
+        self.local.put(key.to_owned(), hit.clone());
+        Some(hit)
+    }
+
+    /// The flight in progress under `flight_key`, else a new one from `start` (called with the
+    /// flights locked, so two callers never both start one).
+    fn join_flight(&self, flight_key: &str, start: impl FnOnce() -> Flight) -> Flight {
+        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        flights
+            .entry(flight_key.to_owned())
+            .or_insert_with(start)
+            .clone()
+    }
+
+    /// One load after a miss of `cache`, its value stored under `data_key` (when Redis told the
+    /// version) for the next readers.
+    fn fill(
+        &self,
+        cache: &'static str,
+        data_key: Option<String>,
+        load: impl Future<Output = Result<Option<String>, LoadError>> + Send + 'static,
+    ) -> Flight {
+        let fills = self
+            .fills
+            .get_or_create(&FillLabels {
+                service: self.metrics.service,
+                cache,
+            })
+            .clone();
+        let (redis, local, ttl) = (self.redis.clone(), self.local.clone(), self.ttl);
+        async move {
+            // A caller that missed just before the previous flight stored its
+            // value must not load again: look once more inside the flight.
+            if let Some(key) = &data_key
+                && let Ok(Some(hit)) = fetch(&redis, key).await
+            {
+                return Ok(Some(hit));
+            }
+            fills.inc();
+            let loaded = load.await?.map(Bytes::from);
+            if let (Some(key), Some(value)) = (&data_key, &loaded) {
+                store(&redis, key, value, ttl).await;
+                local.put(key.clone(), value.clone());
+            }
+            Ok(loaded)
+        }
+        .boxed()
+        .shared()
+    }
+
+    /// Forgets a finished flight, unless a newer one already took its key.
+    fn land(&self, flight_key: &str, flight: &Flight) {
+        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        if flights.get(flight_key).is_some_and(|f| f.ptr_eq(flight)) {
+            flights.remove(flight_key);
+        }
     }
 
     /// After a committed write: these entities' cached values, and every member of these
@@ -260,8 +309,19 @@ impl Cache {
     }
 }
 
-/// Someone waiting for a version (errors travel as text: `RedisError` is not `Clone`).
-type Waiter = oneshot::Sender<Result<String, String>>;
+/// Why a version could not be read (the caller then reads through, uncached).
+#[derive(Clone, Debug, thiserror::Error)]
+enum VersionError {
+    /// Shared by the whole batch (`RedisError` is not `Clone`).
+    #[error(transparent)]
+    Redis(Arc<redis::RedisError>),
+    /// The task reading the batch's version ended without answering.
+    #[error("version read abandoned")]
+    Abandoned,
+}
+
+/// Someone waiting for a version.
+type Waiter = oneshot::Sender<Result<String, VersionError>>;
 
 /// Version reads, batched per key without ever serving a stale version.
 ///
@@ -276,7 +336,7 @@ struct VersionReads {
 
 impl VersionReads {
     /// The key's current version ("0" before the first write).
-    async fn read(self: &Arc<Self>, redis: &Arc<Redis>, key: &str) -> Result<String, String> {
+    async fn read(self: &Arc<Self>, redis: &Arc<Redis>, key: &str) -> Result<String, VersionError> {
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut batches = self.batches.lock().unwrap_or_else(PoisonError::into_inner);
@@ -295,8 +355,7 @@ impl VersionReads {
         if start {
             tokio::spawn(self.clone().drive(redis.clone(), key.to_owned()));
         }
-        rx.await
-            .unwrap_or_else(|_| Err("version read abandoned".to_owned()))
+        rx.await.unwrap_or(Err(VersionError::Abandoned))
     }
 
     /// Serves rounds of waiters for `key` until a round finds nobody waiting.
@@ -313,7 +372,9 @@ impl VersionReads {
                 }
             };
             // Every member of `round` arrived before this GET is sent.
-            let result = version(&redis, &key).await.map_err(|e| e.to_string());
+            let result = version(&redis, &key)
+                .await
+                .map_err(|e| VersionError::Redis(Arc::new(e)));
             for waiter in round {
                 let _ = waiter.send(result.clone());
             }
@@ -355,6 +416,54 @@ mod tests {
 
     fn redis() -> Arc<Redis> {
         Redis::for_test()
+    }
+
+    fn cache(redis: Arc<Redis>) -> Cache {
+        Cache::new(redis, Metrics::new("test"), Duration::from_secs(60))
+    }
+
+    /// A loader's error reaches its caller as the loader typed it, and is not cached.
+    #[tokio::test]
+    async fn a_loaders_error_reaches_the_caller_typed() {
+        let cache = cache(redis());
+        let slot = cache.entity_slot("test", "thing", 1);
+        let down = cache
+            .get_or_load(slot.clone(), || async {
+                Err(LoadError::Unavailable("database"))
+            })
+            .await;
+        assert!(
+            matches!(down, Err(LoadError::Unavailable("database"))),
+            "{down:?}"
+        );
+        let failed = cache
+            .get_or_load(slot.clone(), || async {
+                Err(LoadError::failed("no such row"))
+            })
+            .await;
+        assert!(
+            matches!(&failed, Err(LoadError::Failed(cause)) if cause.to_string() == "no such row"),
+            "{failed:?}"
+        );
+        let loaded = cache
+            .get_or_load(slot, || async { Ok(Some("1".to_owned())) })
+            .await;
+        assert_eq!(loaded.expect("loads"), Some(Bytes::from_static(b"1")));
+    }
+
+    /// Redis down is no error: the value is loaded through (and not stored).
+    #[tokio::test]
+    async fn without_redis_values_are_loaded_through() {
+        let nowhere = Arc::new(Redis::new("redis://127.0.0.1:1", "test").expect("url"));
+        let cache = cache(nowhere);
+        for _ in 0..2 {
+            let loaded = cache
+                .get_or_load(cache.entity_slot("test", "thing", 1), || async {
+                    Ok(Some("fresh".to_owned()))
+                })
+                .await;
+            assert_eq!(loaded.expect("loads"), Some(Bytes::from_static(b"fresh")));
+        }
     }
 
     /// The batching must never hand a reader a version read that began before the reader did:

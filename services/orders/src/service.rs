@@ -6,7 +6,7 @@ use chrono::{SubsecRound, Utc};
 use ecom_shared::{
     FieldError,
     auth::{Caller, CurrentUser},
-    cache::Cache,
+    cache::{Cache, LoadError},
     metrics::Metrics,
     page::Page,
 };
@@ -22,13 +22,20 @@ use crate::{
 };
 
 const NAMESPACE: &str = "orders";
-/// A cache load's error when the database is down (errors cross the single flight as text).
-const UNAVAILABLE: &str = "database unavailable";
 
-fn load_error(e: sqlx::Error) -> String {
+/// A cache load's database error: a database down stays a 503 through the single flight.
+fn load_error(e: sqlx::Error) -> LoadError {
     match Error::from(e) {
-        Error::Unavailable(_) => UNAVAILABLE.to_owned(),
-        other => other.to_string(),
+        Error::Unavailable(what) => LoadError::Unavailable(what),
+        other => LoadError::failed(other),
+    }
+}
+
+/// A cache read's error as ours.
+fn cache_error(e: LoadError) -> Error {
+    match e {
+        LoadError::Unavailable(what) => Error::Unavailable(what),
+        LoadError::Failed(cause) => Error::Internal(anyhow::Error::new(cause)),
     }
 }
 
@@ -304,17 +311,11 @@ impl OrdersService {
                     let order = repo::get_order(&mut conn, id).await.map_err(load_error)?;
                     serde_json::to_string(&order)
                         .map(Some)
-                        .map_err(|e| e.to_string())
+                        .map_err(LoadError::failed)
                 },
             )
             .await
-            .map_err(|e| {
-                if e == UNAVAILABLE {
-                    Error::Unavailable("database")
-                } else {
-                    Error::Internal(anyhow::anyhow!(e))
-                }
-            })?;
+            .map_err(cache_error)?;
         match json {
             Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Internal(e.into())),
             None => Ok(None),

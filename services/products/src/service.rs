@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use ecom_shared::{cache::Cache, metrics::Metrics};
+use ecom_shared::{
+    cache::{Cache, LoadError},
+    metrics::Metrics,
+};
 use prometheus_client::metrics::{counter::Counter, family::Family};
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
@@ -93,22 +96,21 @@ pub struct ProductsService {
     units_sold: Counter,
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> std::result::Result<String, String> {
-    serde_json::to_string(v).map_err(|e| e.to_string())
+fn to_json<T: serde::Serialize>(v: &T) -> std::result::Result<String, LoadError> {
+    serde_json::to_string(v).map_err(LoadError::failed)
 }
 
-fn shared_error(e: String) -> Error {
-    if e == "database unavailable" {
-        Error::Unavailable("database")
-    } else {
-        Error::Internal(anyhow::anyhow!(e))
+fn shared_error(e: LoadError) -> Error {
+    match e {
+        LoadError::Unavailable(what) => Error::Unavailable(what),
+        LoadError::Failed(cause) => Error::Internal(anyhow::Error::new(cause)),
     }
 }
 
-fn load_error(e: sqlx::Error) -> String {
+fn load_error(e: sqlx::Error) -> LoadError {
     match Error::from(e) {
-        Error::Unavailable(_) => "database unavailable".to_owned(),
-        other => other.to_string(),
+        Error::Unavailable(what) => LoadError::Unavailable(what),
+        other => LoadError::failed(other),
     }
 }
 
