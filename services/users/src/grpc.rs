@@ -8,15 +8,16 @@ use ecom_proto::users::v1::{
     RegisterRequest, ServiceToken, TokenPair, user_service_server::UserService,
 };
 use ecom_shared::{
+    FieldError,
     auth::{JwtVerifier, grpc_user},
     http::{ClientIp, TrustedProxies},
 };
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::Role,
+    domain::{Register, Role},
     error::Error,
-    service::{self, Registration, UsersService},
+    service::{self, UsersService},
 };
 
 pub struct UsersGrpc {
@@ -127,17 +128,8 @@ impl UserService for UsersGrpc {
     ) -> Result<Response<pb::User>, Status> {
         let ip = self.client_ip(&request);
         let r = request.into_inner();
-        let user = self
-            .users
-            .register(
-                Registration {
-                    email: Some(&r.email),
-                    password: Some(&r.password),
-                    full_name: Some(&r.full_name),
-                },
-                &ip.to_string(),
-            )
-            .await?;
+        let command = Register::try_from(r).map_err(Error::Validation)?;
+        let user = self.users.register(command, &ip.to_string()).await?;
         Ok(Response::new(to_pb(user)))
     }
 
@@ -175,5 +167,14 @@ impl UserService for UsersGrpc {
     async fn get_me(&self, request: Request<GetMeRequest>) -> Result<Response<pb::User>, Status> {
         let caller = grpc_user(&self.verifier, &request).await?;
         Ok(Response::new(to_pb(self.users.me(caller).await?)))
+    }
+}
+
+impl TryFrom<RegisterRequest> for Register {
+    type Error = Vec<FieldError>;
+
+    /// Proto3 strings are never absent: an empty one fails its field's rule.
+    fn try_from(r: RegisterRequest) -> Result<Self, Self::Error> {
+        Register::parse(Some(&r.email), Some(&r.password), Some(&r.full_name))
     }
 }

@@ -8,7 +8,7 @@ use axum::{
     response::IntoResponse,
 };
 use ecom_shared::{
-    ApiError, AppJson, AppPath, AppQuery,
+    ApiError, AppJson, AppPath, AppQuery, FieldError,
     auth::{AdminUser, CurrentUser, JwtVerifier, Role},
     error::{
         ErrorBody,
@@ -22,9 +22,9 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    domain::User,
+    domain::{Register, UpdateProfile, User},
     error::Error,
-    service::{AdminChange, ProfileChange, Registration, TokenPair, UsersService},
+    service::{AdminChange, TokenPair, UsersService},
 };
 
 #[derive(Clone)]
@@ -174,6 +174,26 @@ pub struct UpdateMeRequest {
     pub password: Option<String>,
 }
 
+impl TryFrom<RegisterRequest> for Register {
+    type Error = Vec<FieldError>;
+
+    fn try_from(body: RegisterRequest) -> Result<Self, Self::Error> {
+        Register::parse(
+            body.email.as_deref(),
+            body.password.as_deref(),
+            body.full_name.as_deref(),
+        )
+    }
+}
+
+impl TryFrom<UpdateMeRequest> for UpdateProfile {
+    type Error = Vec<FieldError>;
+
+    fn try_from(body: UpdateMeRequest) -> Result<Self, Self::Error> {
+        UpdateProfile::parse(body.full_name.as_deref(), body.password.as_deref())
+    }
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AdminUpdateRequest {
     pub role: Option<Role>,
@@ -212,17 +232,8 @@ async fn register(
     ClientIp(ip): ClientIp,
     AppJson(body): AppJson<RegisterRequest>,
 ) -> HttpResult<impl IntoResponse> {
-    let user = s
-        .users
-        .register(
-            Registration {
-                email: body.email.as_deref(),
-                password: body.password.as_deref(),
-                full_name: body.full_name.as_deref(),
-            },
-            &ip.to_string(),
-        )
-        .await?;
+    let command = Register::try_from(body).map_err(Error::Validation)?;
+    let user = s.users.register(command, &ip.to_string()).await?;
     Ok((StatusCode::CREATED, AppJson(UserOut::from(user))))
 }
 
@@ -316,11 +327,8 @@ async fn update_me(
     user: CurrentUser,
     AppJson(body): AppJson<UpdateMeRequest>,
 ) -> HttpResult<AppJson<UserOut>> {
-    let change = ProfileChange {
-        full_name: body.full_name.as_deref(),
-        password: body.password.as_deref(),
-    };
-    Ok(AppJson(s.users.update_me(user, change).await?.into()))
+    let command = UpdateProfile::try_from(body).map_err(Error::Validation)?;
+    Ok(AppJson(s.users.update_me(user, command).await?.into()))
 }
 
 /// Every user (admin).

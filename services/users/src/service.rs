@@ -17,7 +17,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
-    domain::{Email, FullName, Page, Password, Role, User},
+    domain::{Email, FullName, Page, Password, Register, Role, UpdateProfile, User},
     error::{Error, Result},
     hashing::Hasher,
     repo,
@@ -30,20 +30,6 @@ pub struct TokenPair {
     pub access_token: String,
     pub refresh_token: String,
     pub expires_in: u64,
-}
-
-/// Input of a registration, unparsed.
-pub struct Registration<'a> {
-    pub email: Option<&'a str>,
-    pub password: Option<&'a str>,
-    pub full_name: Option<&'a str>,
-}
-
-/// Changes to one's own profile.
-#[derive(Default)]
-pub struct ProfileChange<'a> {
-    pub full_name: Option<&'a str>,
-    pub password: Option<&'a str>,
 }
 
 /// Changes only an admin may make.
@@ -63,13 +49,6 @@ pub struct UsersService {
     metrics: Arc<Metrics>,
     refresh_ttl: Duration,
     service_credentials: Vec<(&'static str, Secret)>,
-}
-
-fn required<'a>(errors: &mut Vec<FieldError>, field: &str, v: Option<&'a str>) -> Option<&'a str> {
-    if v.is_none() {
-        errors.push(FieldError::new(field, "is required"));
-    }
-    v
 }
 
 fn collect<T>(errors: &mut Vec<FieldError>, field: &str, r: Result<T, &'static str>) -> Option<T> {
@@ -149,20 +128,22 @@ impl UsersService {
     /// Creates an account. The role is always `user`, whatever the client sent. Each valid
     /// attempt spends one unit of the client's registration budget before the password is hashed.
     #[tracing::instrument(skip_all, fields(client_ip = %client_ip))]
-    pub async fn register(&self, input: Registration<'_>, client_ip: &str) -> Result<User> {
-        let mut errors = Vec::new();
-        let email = required(&mut errors, "email", input.email)
-            .and_then(|e| collect(&mut errors, "email", Email::parse(e)));
-        let password = required(&mut errors, "password", input.password)
-            .and_then(|p| collect(&mut errors, "password", Password::parse_new(p)));
-        let name = required(&mut errors, "full_name", input.full_name)
-            .and_then(|n| collect(&mut errors, "full_name", FullName::parse(n)));
-        let (Some(email), Some(password), Some(name)) = (email, password, name) else {
-            return Err(Error::Validation(errors));
-        };
+    pub async fn register(&self, command: Register, client_ip: &str) -> Result<User> {
+        let Register {
+            email,
+            password,
+            full_name,
+        } = command;
         self.throttle_registration(client_ip).await?;
         let hash = self.hasher.hash(password).await?;
-        match repo::insert_user(&self.pool, email.as_str(), &hash, name.as_str(), Role::User).await
+        match repo::insert_user(
+            &self.pool,
+            email.as_str(),
+            &hash,
+            full_name.as_str(),
+            Role::User,
+        )
+        .await
         {
             Ok(user) => {
                 tracing::info!(user_id = user.id, "user registered");
@@ -329,18 +310,12 @@ impl UsersService {
 
     /// Changes one's own name or password. A password change ends every other session.
     #[tracing::instrument(skip_all, fields(user_id = caller.id))]
-    pub async fn update_me(&self, caller: CurrentUser, change: ProfileChange<'_>) -> Result<User> {
+    pub async fn update_me(&self, caller: CurrentUser, command: UpdateProfile) -> Result<User> {
         self.me(caller).await?;
-        let mut errors = Vec::new();
-        let name = change
-            .full_name
-            .and_then(|n| collect(&mut errors, "full_name", FullName::parse(n)));
-        let password = change
-            .password
-            .and_then(|p| collect(&mut errors, "password", Password::parse_new(p)));
-        if !errors.is_empty() {
-            return Err(Error::Validation(errors));
-        }
+        let UpdateProfile {
+            full_name: name,
+            password,
+        } = command;
         let hash = match password {
             Some(p) => Some(self.hasher.hash(p).await?),
             None => None,

@@ -1,9 +1,11 @@
 //! Users' domain types: parsed once at the edge, trusted everywhere after.
 
+mod commands;
 mod email;
 mod name;
 mod password;
 
+pub use commands::{Register, UpdateProfile};
 pub use email::Email;
 pub use name::FullName;
 pub use password::Password;
