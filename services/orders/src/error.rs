@@ -1,6 +1,6 @@
 //! The Orders service's one error type, mapped once to HTTP and once to gRPC.
 
-use ecom_shared::{ApiError, ErrorCode, FieldError, auth::AuthError};
+use ecom_shared::{ApiError, ErrorCode, FieldError, auth::AuthError, idempotency::KeyError};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -19,6 +19,8 @@ pub enum Error {
     InsufficientStock(String),
     #[error("this idempotency key was used with another request")]
     IdempotencyConflict,
+    #[error("a request with this Idempotency-Key is still in progress")]
+    KeyInUse,
     #[error("{0}")]
     InvalidState(String),
     /// What the call needed no longer exists (a cancelled order, an expired reservation).
@@ -32,6 +34,16 @@ pub enum Error {
     Unavailable(&'static str),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<KeyError> for Error {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Conflict => Self::IdempotencyConflict,
+            KeyError::InUse => Self::KeyInUse,
+            KeyError::Store(e) => e.into(),
+        }
+    }
 }
 
 impl Error {
@@ -53,6 +65,10 @@ impl From<Error> for ApiError {
             Error::IdempotencyConflict => ApiError::new(
                 ErrorCode::IdempotencyConflict,
                 "this Idempotency-Key was already used with a different request",
+            ),
+            Error::KeyInUse => ApiError::new(
+                ErrorCode::IdempotencyKeyInUse,
+                "a request with this Idempotency-Key is still in progress; retry shortly",
             ),
             Error::InvalidState(why) => ApiError::new(ErrorCode::InvalidState, why),
             Error::Gone(why) => ApiError::new(ErrorCode::OrderCancelled, why),

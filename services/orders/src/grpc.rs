@@ -8,16 +8,55 @@ use ecom_proto::orders::v1::{
     order_service_server::OrderService,
 };
 use ecom_shared::{
+    FieldError,
     auth::{JwtVerifier, grpc_caller, grpc_user},
     error::positive_id,
+    idempotency::IdempotencyKey,
 };
-use serde_json::json;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{Order, OrderStatus},
+    domain::{Checkout, LineInput, Order, OrderStatus, Settlement},
+    error::Error,
     service::{Created, OrdersService},
 };
+
+/// The checkout `POST /orders` would make of the same lines and key (so validation is the
+/// HTTP one); an empty key is no key.
+impl TryFrom<CreateOrderRequest> for Checkout {
+    type Error = Vec<FieldError>;
+
+    fn try_from(r: CreateOrderRequest) -> Result<Self, Self::Error> {
+        let items = r
+            .items
+            .iter()
+            .map(|l| LineInput {
+                product_id: Some(l.product_id),
+                quantity: Some(l.quantity),
+            })
+            .collect();
+        let key = Some(r.idempotency_key.as_str()).filter(|k| !k.is_empty());
+        Checkout::new(Some(items), IdempotencyKey::parse_optional(key))
+    }
+}
+
+impl From<MarkPaidRequest> for Settlement {
+    fn from(r: MarkPaidRequest) -> Self {
+        Self {
+            order_id: r.order_id,
+            payment_id: r.payment_id,
+        }
+    }
+}
+
+impl From<MarkRefundedRequest> for Settlement {
+    fn from(r: MarkRefundedRequest) -> Self {
+        Self {
+            order_id: r.order_id,
+            payment_id: r.payment_id,
+        }
+    }
+}
 
 pub struct OrdersGrpc {
     pub orders: Arc<OrdersService>,
@@ -80,10 +119,9 @@ impl OrderService for OrdersGrpc {
         request: Request<MarkPaidRequest>,
     ) -> Result<Response<pb::Order>, Status> {
         let caller = grpc_caller(&self.verifier, &request).await?;
-        let r = request.into_inner();
         let order = self
             .orders
-            .mark_paid(&caller, r.order_id, r.payment_id)
+            .mark_paid(&caller, Settlement::from(request.into_inner()))
             .await?;
         Ok(Response::new(order_pb(order)))
     }
@@ -93,10 +131,9 @@ impl OrderService for OrdersGrpc {
         request: Request<MarkRefundedRequest>,
     ) -> Result<Response<pb::Order>, Status> {
         let caller = grpc_caller(&self.verifier, &request).await?;
-        let r = request.into_inner();
         let order = self
             .orders
-            .mark_refunded(&caller, r.order_id, r.payment_id)
+            .mark_refunded(&caller, Settlement::from(request.into_inner()))
             .await?;
         Ok(Response::new(order_pb(order)))
     }
@@ -106,16 +143,8 @@ impl OrderService for OrdersGrpc {
         request: Request<CreateOrderRequest>,
     ) -> Result<Response<CreateOrderResponse>, Status> {
         let user = grpc_user(&self.verifier, &request).await?;
-        let r = request.into_inner();
-        // The body `POST /orders` would carry, so validation is the HTTP one.
-        let items: Vec<serde_json::Value> = r
-            .items
-            .iter()
-            .map(|l| json!({"product_id": l.product_id, "quantity": l.quantity}))
-            .collect();
-        let body = json!({ "items": items });
-        let key = Some(r.idempotency_key.as_str()).filter(|k| !k.is_empty());
-        let (order, created) = match self.orders.create(user, key, &body).await? {
+        let checkout = Checkout::try_from(request.into_inner()).map_err(Error::Validation)?;
+        let (order, created) = match self.orders.create(user, checkout).await? {
             Created::New(order) => (order, true),
             Created::Replayed(order) => (order, false),
         };

@@ -8,16 +8,18 @@ use axum::{
     response::IntoResponse,
 };
 use ecom_shared::{
-    ApiError, AppJson, AppPath, AppQuery,
+    ApiError, AppJson, AppPath, AppQuery, FieldError,
     auth::{CurrentUser, JwtVerifier},
     error::{ErrorBody, doc, positive_id},
+    idempotency::IdempotencyKey,
+    json::{Lenient, WholeNumber},
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    domain::Order,
+    domain::{Checkout, LineInput, Order},
     service::{Created, OrdersService},
 };
 
@@ -41,23 +43,51 @@ pub struct OrderList {
     pub offset: i64,
 }
 
-/// A checkout (documentation of the body; parsing reports every bad field). Lines of the same
-/// product are merged, and a product may have at most 1000 units in one order.
-#[derive(Debug, Deserialize, ToSchema)]
+/// A checkout. Lines of the same product are merged, and a product may have at most 1000 units
+/// in one order. Fields are lenient in the type so that every bad one is reported with the
+/// others (a 422 naming each); the document says what the service requires.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CreateOrder {
     /// 1..=50 lines.
-    #[schema(min_items = 1, max_items = 50)]
-    pub items: Vec<CreateOrderItem>,
+    #[schema(value_type = Vec<CreateOrderItem>, required = true, min_items = 1, max_items = 50)]
+    pub items: Option<Lenient<Vec<Lenient<CreateOrderItem>>>>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CreateOrderItem {
     /// A product of the catalogue (an unknown one is a 404 naming the line).
-    #[schema(minimum = 1)]
-    pub product_id: i64,
+    #[schema(value_type = i64, required = true, minimum = 1)]
+    pub product_id: Option<Lenient<WholeNumber>>,
     /// 1..=1000.
-    #[schema(minimum = 1, maximum = 1000)]
-    pub quantity: i64,
+    #[schema(value_type = i64, required = true, minimum = 1, maximum = 1000)]
+    pub quantity: Option<Lenient<WholeNumber>>,
+}
+
+/// `POST /orders`: the body and the `Idempotency-Key` header.
+struct CreateOrderRequest<'a> {
+    body: CreateOrder,
+    headers: &'a HeaderMap,
+}
+
+impl TryFrom<CreateOrderRequest<'_>> for Checkout {
+    type Error = Vec<FieldError>;
+
+    fn try_from(r: CreateOrderRequest<'_>) -> Result<Self, Self::Error> {
+        let number = |n: Option<Lenient<WholeNumber>>| n.and_then(Lenient::valid).map(|n| n.0);
+        let items = r.body.items.and_then(Lenient::valid).map(|items| {
+            items
+                .into_iter()
+                .map(|item| {
+                    let item = item.valid().unwrap_or_default();
+                    LineInput {
+                        product_id: number(item.product_id),
+                        quantity: number(item.quantity),
+                    }
+                })
+                .collect()
+        });
+        Checkout::new(items, IdempotencyKey::from_headers(r.headers))
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -85,16 +115,22 @@ type HttpResult<T> = Result<T, ApiError>;
     responses((status = 201, body = Order), (status = 200, body = Order, description = "replayed by Idempotency-Key"),
               doc::Authenticated,
               (status = 404, body = ErrorBody, description = "`not_found`: a product that is not in the catalogue (`errors` names the line)"),
-              (status = 409, body = ErrorBody, description = "`insufficient_stock`, `idempotency_conflict`, or `invalid_state` (a request with this key is still running)"),
+              (status = 409, body = ErrorBody, description = "`insufficient_stock`, `idempotency_conflict`, or `idempotency_key_in_use` (a request with this key is still running: retry shortly)"),
               doc::JsonBody, doc::Unavailable))]
 async fn create_order(
     State(s): State<AppState>,
     user: CurrentUser,
     headers: HeaderMap,
-    AppJson(body): AppJson<serde_json::Value>,
+    AppJson(body): AppJson<Lenient<CreateOrder>>,
 ) -> HttpResult<impl IntoResponse> {
-    let key = ecom_shared::idempotency::header(&headers);
-    Ok(match s.orders.create(user, key, &body).await? {
+    // A body that is not an object is one without items (so the answer names `items`).
+    let body = body.valid().unwrap_or_default();
+    let checkout = Checkout::try_from(CreateOrderRequest {
+        body,
+        headers: &headers,
+    })
+    .map_err(ApiError::validation)?;
+    Ok(match s.orders.create(user, checkout).await? {
         Created::New(order) => (StatusCode::CREATED, AppJson(order)),
         Created::Replayed(order) => (StatusCode::OK, AppJson(order)),
     })
@@ -161,4 +197,88 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
     ecom_shared::http::add_security(&mut openapi, None);
     doc::register_schemas(&mut openapi);
     (router, openapi)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// The fields each body names, as `POST /orders` reports them (a wrongly typed field is
+    /// reported like a bad value, never as a serde rejection).
+    fn refused(body: Value, key: Option<&str>) -> Vec<(String, String)> {
+        let body: Lenient<CreateOrder> = serde_json::from_value(body).expect("any JSON");
+        let mut headers = HeaderMap::new();
+        if let Some(k) = key {
+            headers.insert(ecom_shared::idempotency::HEADER, k.parse().expect("value"));
+        }
+        let request = CreateOrderRequest {
+            body: body.valid().unwrap_or_default(),
+            headers: &headers,
+        };
+        Checkout::try_from(request)
+            .map(|_| Vec::new())
+            .unwrap_or_else(|errors| errors.into_iter().map(|e| (e.field, e.message)).collect())
+    }
+
+    #[test]
+    fn bodies_parse_as_json_schema_reads_them_and_report_every_bad_field() {
+        let lines = |items: Value| json!({ "items": items });
+        assert!(
+            refused(
+                lines(json!([{"product_id": 1, "quantity": 2.0}])),
+                Some("k")
+            )
+            .is_empty()
+        );
+        let list = (
+            "items".to_owned(),
+            "must be a list of {product_id, quantity}".to_owned(),
+        );
+        for body in [
+            json!({}),
+            json!({"items": null}),
+            json!({"items": "nope"}),
+            json!([]),
+            json!(null),
+            json!("x"),
+        ] {
+            assert_eq!(
+                refused(body.clone(), None),
+                std::slice::from_ref(&list),
+                "{body}"
+            );
+        }
+        let id = |i: usize| {
+            (
+                format!("items[{i}].product_id"),
+                "must be a positive integer".to_owned(),
+            )
+        };
+        let qty = |i: usize| {
+            (
+                format!("items[{i}].quantity"),
+                "must be a whole number from 1 to 1000".to_owned(),
+            )
+        };
+        assert_eq!(
+            refused(
+                lines(
+                    json!([{"product_id": "1", "quantity": 1.5}, "x", {"product_id": 2, "quantity": 1}])
+                ),
+                Some("has space")
+            ),
+            [
+                id(0),
+                qty(0),
+                id(1),
+                qty(1),
+                (
+                    "Idempotency-Key".to_owned(),
+                    "must be 1 to 255 visible ASCII characters".to_owned()
+                )
+            ]
+        );
+    }
 }

@@ -1,8 +1,11 @@
 //! Every SQL statement of the Orders service, checked at compile time.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
+use ecom_shared::idempotency::{IdempotencyKey, KeyStore, StoredKey};
 use rust_decimal::Decimal;
-use sqlx::{PgConnection, PgExecutor, types::Json};
+use sqlx::{PgConnection, PgExecutor, PgPool, types::Json};
 
 use crate::domain::{Order, OrderItem, OrderStatus};
 
@@ -138,23 +141,13 @@ pub async fn get_order(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<
 /// The order, locked until the transaction ends: payment and refund transitions hold it while
 /// they talk to Products, so a cancel or the sweeper waits for them.
 pub async fn lock_order(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Order>> {
-    sqlx::query_as!(
-        FullOrderRow,
-        r#"SELECT o.id, o.user_id, o.status, o.total, o.currency, o.created_at, o.updated_at,
-                  o.payment_id,
-                  COALESCE((SELECT json_agg(json_build_object(
-                               'product_id', i.product_id, 'name', i.name,
-                               'unit_price', i.unit_price::text, 'quantity', i.quantity,
-                               'line_total', i.line_total::text) ORDER BY i.product_id)
-                              FROM order_items i WHERE i.order_id = o.id), '[]')
-                    AS "items!: Json<Vec<OrderItem>>"
-             FROM orders o WHERE o.id = $1 FOR UPDATE OF o"#,
-        id
-    )
-    .fetch_optional(conn)
-    .await?
-    .map(FullOrderRow::into_order)
-    .transpose()
+    let locked = sqlx::query_scalar!("SELECT id FROM orders WHERE id = $1 FOR UPDATE", id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match locked {
+        Some(_) => get_order(conn, id).await,
+        None => Ok(None),
+    }
 }
 
 /// A page of orders (one user's, or everyone's) and the count.
@@ -264,67 +257,96 @@ pub async fn cancel_expired(
     .await
 }
 
-/// What an idempotency key already holds.
-pub struct KeyRow {
-    pub request_hash: Vec<u8>,
-    pub order_id: Option<i64>,
-    pub expired: bool,
-}
+/// The idempotency keys of checkouts; the answer is the order's id.
+#[derive(Clone)]
+pub struct Keys(pub PgPool);
 
-/// Claims `(user, key)` for a request. `None`: claimed now; `Some`: it existed.
-pub async fn claim_key(
-    conn: &mut PgConnection,
-    user_id: i64,
-    key: &str,
-    hash: &[u8],
-) -> sqlx::Result<Option<KeyRow>> {
-    let claimed = sqlx::query_scalar!(
-        "INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES ($1, $2, $3)
-         ON CONFLICT (user_id, key) DO NOTHING RETURNING user_id",
-        user_id,
-        key,
-        hash
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    if claimed.is_some() {
-        return Ok(None);
+impl KeyStore for Keys {
+    async fn insert(
+        &self,
+        user_id: i64,
+        key: &IdempotencyKey,
+        hash: &[u8],
+    ) -> sqlx::Result<Option<DateTime<Utc>>> {
+        sqlx::query_scalar!(
+            "INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES ($1, $2, $3)
+             ON CONFLICT (user_id, key) DO NOTHING RETURNING locked_at",
+            user_id,
+            key.as_str(),
+            hash
+        )
+        .fetch_optional(&self.0)
+        .await
     }
-    read_key(conn, user_id, key).await
-}
 
-pub async fn read_key(
-    conn: &mut PgConnection,
-    user_id: i64,
-    key: &str,
-) -> sqlx::Result<Option<KeyRow>> {
-    sqlx::query_as!(
-        KeyRow,
-        r#"SELECT request_hash, order_id, created_at < now() - interval '24 hours' AS "expired!"
-             FROM idempotency_keys WHERE user_id = $1 AND key = $2"#,
-        user_id,
-        key
-    )
-    .fetch_optional(conn)
-    .await
-}
+    async fn lookup(
+        &self,
+        user_id: i64,
+        key: &IdempotencyKey,
+        lease: Duration,
+    ) -> sqlx::Result<Option<StoredKey>> {
+        sqlx::query_as!(
+            StoredKey,
+            r#"SELECT request_hash, order_id AS answer, locked_at,
+                      order_id IS NULL AND locked_at < now() - make_interval(secs => $3)
+                        AS "abandoned!",
+                      created_at < now() - interval '24 hours' AS "expired!"
+                 FROM idempotency_keys WHERE user_id = $1 AND key = $2"#,
+            user_id,
+            key.as_str(),
+            lease.as_secs_f64()
+        )
+        .fetch_optional(&self.0)
+        .await
+    }
 
-/// Forgets a key: one that expired, or one whose request failed (so a retry can run again).
-pub async fn drop_key(
-    e: impl PgExecutor<'_>,
-    user_id: i64,
-    key: &str,
-    only_unfinished: bool,
-) -> sqlx::Result<()> {
-    sqlx::query!(
-        "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND (NOT $3 OR order_id IS NULL)",
-        user_id,
-        key,
-        only_unfinished
-    )
-    .execute(e)
-    .await?;
-    Ok(())
+    async fn take_over(
+        &self,
+        user_id: i64,
+        key: &IdempotencyKey,
+        seen: DateTime<Utc>,
+    ) -> sqlx::Result<Option<DateTime<Utc>>> {
+        sqlx::query_scalar!(
+            "UPDATE idempotency_keys SET locked_at = now()
+              WHERE user_id = $1 AND key = $2 AND order_id IS NULL AND locked_at = $3
+             RETURNING locked_at",
+            user_id,
+            key.as_str(),
+            seen
+        )
+        .fetch_optional(&self.0)
+        .await
+    }
+
+    async fn release(
+        &self,
+        user_id: i64,
+        key: &IdempotencyKey,
+        locked_at: DateTime<Utc>,
+    ) -> sqlx::Result<()> {
+        sqlx::query!(
+            "DELETE FROM idempotency_keys
+              WHERE user_id = $1 AND key = $2 AND order_id IS NULL AND locked_at = $3",
+            user_id,
+            key.as_str(),
+            locked_at
+        )
+        .execute(&self.0)
+        .await
+        .map(drop)
+    }
+
+    async fn delete_expired(&self, user_id: i64, key: &IdempotencyKey) -> sqlx::Result<()> {
+        sqlx::query!(
+            "DELETE FROM idempotency_keys
+              WHERE user_id = $1 AND key = $2 AND created_at < now() - interval '24 hours'",
+            user_id,
+            key.as_str()
+        )
+        .execute(&self.0)
+        .await
+        .map(drop)
+    }
 }
 
 pub async fn purge_keys(e: impl PgExecutor<'_>) -> sqlx::Result<u64> {

@@ -7,6 +7,7 @@ use ecom_shared::{
     FieldError,
     auth::{Caller, CurrentUser},
     cache::{Cache, LoadError},
+    idempotency::{Claim, Idempotency, Ran},
     metrics::Metrics,
     page::Page,
 };
@@ -15,7 +16,7 @@ use rust_decimal::Decimal;
 use sqlx::PgPool;
 
 use crate::{
-    domain::{self, Line, Order, OrderItem, OrderStatus},
+    domain::{self, Checkout, Order, OrderItem, OrderLines, OrderStatus, Settlement},
     error::{Error, Result},
     products::ProductsClient,
     repo,
@@ -39,8 +40,10 @@ fn cache_error(e: LoadError) -> Error {
     }
 }
 
-/// How long a duplicate request waits for the first one holding its idempotency key.
-const KEY_WAIT: Duration = Duration::from_secs(10);
+/// How long a checkout may hold its idempotency key before it counts as dead and a duplicate
+/// takes the key over: well beyond the longest live checkout (a `GetProducts` call and three
+/// `ReserveStock` attempts of 3 s each, then one statement).
+const KEY_LEASE: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 struct TransitionLabels {
@@ -58,6 +61,40 @@ enum Fault {
     ExitAfterReserve,
 }
 
+impl Fault {
+    fn parse(name: Option<&str>) -> Self {
+        match name {
+            Some("orders.after_reserve") => Self::FailAfterReserve,
+            Some("orders.exit_after_reserve") => Self::ExitAfterReserve,
+            _ => Self::None,
+        }
+    }
+
+    /// The hook between a checkout's reservation and its order being stored.
+    fn after_reserve(self, order_id: i64) -> Result<()> {
+        match self {
+            Self::None => Ok(()),
+            Self::FailAfterReserve => Err(Error::Internal(anyhow::anyhow!(
+                "injected fault: orders.after_reserve"
+            ))),
+            Self::ExitAfterReserve => {
+                tracing::error!(
+                    order_id,
+                    "injected fault: orders.exit_after_reserve, exiting"
+                );
+                std::process::exit(86);
+            }
+        }
+    }
+}
+
+/// A checkout's lines priced from the catalogue.
+struct Priced {
+    items: Vec<OrderItem>,
+    total: Decimal,
+    currency: String,
+}
+
 /// The result of a checkout: a new order, or the one an idempotency key already made.
 pub enum Created {
     New(Order),
@@ -66,6 +103,7 @@ pub enum Created {
 
 pub struct OrdersService {
     pool: PgPool,
+    keys: Idempotency<repo::Keys>,
     /// Products, called as this service (its own token) for every stock operation.
     products: ProductsClient,
     cache: Cache,
@@ -93,6 +131,7 @@ impl OrdersService {
             transitions.clone(),
         );
         Self {
+            keys: Idempotency::new(repo::Keys(pool.clone()), KEY_LEASE),
             pool,
             products,
             cache,
@@ -106,11 +145,7 @@ impl OrdersService {
 
     /// Injects the test-only fault named by `ECOM_FAULT` (see `Config::fault`).
     pub fn with_fault(mut self, fault: Option<&str>) -> Self {
-        self.fault = match fault {
-            Some("orders.after_reserve") => Fault::FailAfterReserve,
-            Some("orders.exit_after_reserve") => Fault::ExitAfterReserve,
-            _ => Fault::None,
-        };
+        self.fault = Fault::parse(fault);
         self
     }
 
@@ -123,87 +158,69 @@ impl OrdersService {
             .inc();
     }
 
-    /// Checkout: validate, price from the catalogue, reserve the stock (keyed by the order id),
-    /// store the order `pending_payment`. If anything fails after the reservation, it is released.
-    /// With an idempotency key, a repeat returns the first order; another body under the same
-    /// key is refused.
+    /// Checkout: price the lines from the catalogue, reserve the stock (keyed by the order
+    /// id), store the order `pending_payment`. If anything fails after the reservation, it is
+    /// released. With an idempotency key, a repeat returns the first order; another request
+    /// under the same key is refused (`ecom_shared::idempotency`).
     #[tracing::instrument(skip_all, fields(user_id = user.id))]
-    pub async fn create(
-        &self,
-        user: CurrentUser,
-        key: Option<&str>,
-        body: &serde_json::Value,
-    ) -> Result<Created> {
-        let items = body.get("items").unwrap_or(&serde_json::Value::Null);
-        let lines = domain::parse_items(items).map_err(Error::Validation)?;
-        let key = key
-            .map(ecom_shared::idempotency::parse_key)
-            .transpose()
-            .map_err(|e| Error::Validation(vec![e]))?;
-        if let Some(key) = &key
-            && let Some(order) = self
-                .claim_key(user.id, key, &domain::fingerprint(&lines))
-                .await?
-        {
-            self.replays.inc();
-            return Ok(Created::Replayed(order));
-        }
-        let result = self.checkout(user, &lines, key.as_deref()).await;
-        if result.is_err()
-            && let Some(key) = &key
-        {
-            // Let a retry with the same key run again.
-            if let Err(e) = repo::drop_key(&self.pool, user.id, key, true).await {
-                tracing::warn!(error = %e, "could not release an idempotency key");
-            }
-        }
-        result.map(Created::New)
-    }
-
-    /// `Some(order)`: the key already produced this order. `None`: the key is ours now.
-    async fn claim_key(&self, user_id: i64, key: &str, hash: &[u8]) -> Result<Option<Order>> {
-        let deadline = tokio::time::Instant::now() + KEY_WAIT;
-        loop {
-            let mut conn = self.pool.acquire().await?;
-            let Some(existing) = repo::claim_key(&mut conn, user_id, key, hash).await? else {
-                return Ok(None);
-            };
-            if existing.expired {
-                repo::drop_key(&mut *conn, user_id, key, false).await?;
-                continue;
-            }
-            if existing.request_hash != hash {
-                return Err(Error::IdempotencyConflict);
-            }
-            if let Some(order_id) = existing.order_id {
-                return repo::get_order(&mut conn, order_id)
+    pub async fn create(&self, user: CurrentUser, checkout: Checkout) -> Result<Created> {
+        let hash = checkout.lines.fingerprint();
+        let ran = self
+            .keys
+            .run(user.id, checkout.idempotency_key.as_ref(), &hash, |claim| {
+                self.checkout(user, &checkout.lines, claim)
+            })
+            .await?;
+        match ran {
+            Ran::New(order) => Ok(Created::New(order)),
+            Ran::Replayed(order_id) => {
+                let mut conn = self.pool.acquire().await?;
+                let order = repo::get_order(&mut conn, order_id)
                     .await?
-                    .map(Some)
-                    .ok_or(Error::NotFound);
+                    .ok_or(Error::NotFound)?;
+                self.replays.inc();
+                Ok(Created::Replayed(order))
             }
-            // The first request with this key is still running: wait for its outcome.
-            drop(conn);
-            if tokio::time::Instant::now() > deadline {
-                return Err(Error::InvalidState(
-                    "a request with this Idempotency-Key is still in progress".into(),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 
     async fn checkout(
         &self,
         user: CurrentUser,
-        lines: &[Line],
-        key: Option<&str>,
+        lines: &OrderLines,
+        key: Option<Claim>,
     ) -> Result<Order> {
-        let ids: Vec<i64> = lines.iter().map(|l| l.product_id).collect();
-        let catalogue = self.products.get(&ids).await?;
+        let priced = self.price(lines).await?;
+        let order_id = repo::next_order_id(&self.pool).await?;
+        self.products.reserve(order_id, lines.lines()).await?;
+        // Microseconds, as PostgreSQL stores them: a replay shows the very same timestamps.
+        let now = Utc::now().trunc_subsecs(6);
+        let order = Order {
+            id: order_id,
+            user_id: user.id,
+            status: OrderStatus::PendingPayment,
+            items: priced.items,
+            total: priced.total,
+            currency: priced.currency,
+            created_at: now,
+            updated_at: now,
+            payment_id: None,
+        };
+        self.store_or_release(&order, key.as_ref()).await?;
+        // A read of this id before it existed may have cached "not found".
+        self.invalidate(order_id).await;
+        self.created.inc();
+        tracing::info!(order_id, total = %order.total, "order created");
+        Ok(order)
+    }
+
+    /// Names and prices from the catalogue, at this moment; every unknown product is named.
+    async fn price(&self, lines: &OrderLines) -> Result<Priced> {
+        let catalogue = self.products.get(&lines.product_ids()).await?;
         let mut errors = Vec::new();
-        let mut items = Vec::with_capacity(lines.len());
+        let mut items = Vec::with_capacity(lines.lines().len());
         let mut currency = None;
-        for (i, line) in lines.iter().enumerate() {
+        for (i, line) in lines.lines().iter().enumerate() {
             let Some(p) = catalogue.iter().find(|p| p.id == line.product_id) else {
                 errors.push(FieldError::new(
                     format!("items[{i}].product_id"),
@@ -235,53 +252,29 @@ impl OrdersService {
         {
             return Err(Error::field("items", "the order total is too large"));
         }
-        let order_id = repo::next_order_id(&self.pool).await?;
-        self.products.reserve(order_id, lines).await?;
-        // Microseconds, as PostgreSQL stores them: a replay shows the very same timestamps.
-        let now = Utc::now().trunc_subsecs(6);
-        let order = Order {
-            id: order_id,
-            user_id: user.id,
-            status: OrderStatus::PendingPayment,
+        Ok(Priced {
             items,
             total,
             currency: currency.unwrap_or_else(|| "USD".to_owned()),
-            created_at: now,
-            updated_at: now,
-            payment_id: None,
+        })
+    }
+
+    /// Stores a reserved order (and its key's answer); if that fails, the reservation is
+    /// released: nothing may stay held for an order that does not exist.
+    async fn store_or_release(&self, order: &Order, key: Option<&Claim>) -> Result<()> {
+        let stored = match self.fault.after_reserve(order.id) {
+            Ok(()) => repo::insert_order(&self.pool, order, key.map(|k| k.key.as_str()))
+                .await
+                .map_err(Error::from),
+            Err(e) => Err(e),
         };
-        let stored = async {
-            match self.fault {
-                Fault::None => {}
-                Fault::FailAfterReserve => {
-                    return Err(Error::Internal(anyhow::anyhow!(
-                        "injected fault: orders.after_reserve"
-                    )));
-                }
-                Fault::ExitAfterReserve => {
-                    tracing::error!(
-                        order_id,
-                        "injected fault: orders.exit_after_reserve, exiting"
-                    );
-                    std::process::exit(86);
-                }
-            }
-            repo::insert_order(&self.pool, &order, key).await?;
-            Ok::<_, Error>(())
-        }
-        .await;
         if let Err(e) = stored {
-            // Compensation: nothing may stay held for an order that does not exist.
-            if let Err(release) = self.products.release(order_id).await {
-                tracing::error!(order_id, error = %release, "could not release the reservation of a failed order; it expires on its own");
+            if let Err(release) = self.products.release(order.id).await {
+                tracing::error!(order_id = order.id, error = %release, "could not release the reservation of a failed order; it expires on its own");
             }
             return Err(e);
         }
-        // A read of this id before it existed may have cached "not found".
-        self.invalidate(order_id).await;
-        self.created.inc();
-        tracing::info!(order_id, total = %order.total, "order created");
-        Ok(order)
+        Ok(())
     }
 
     /// One order for a gRPC caller: a user sees their own (an admin all), a service all.
@@ -387,12 +380,11 @@ impl OrdersService {
     /// marks it paid, once. The order row stays locked meanwhile, so a cancel or the sweeper
     /// cannot slip in between the commit and the state change.
     #[tracing::instrument(skip(self, caller))]
-    pub async fn mark_paid(
-        &self,
-        caller: &Caller,
-        order_id: i64,
-        payment_id: i64,
-    ) -> Result<Order> {
+    pub async fn mark_paid(&self, caller: &Caller, settled: Settlement) -> Result<Order> {
+        let Settlement {
+            order_id,
+            payment_id,
+        } = settled;
         let (mut tx, order) = self.lock_for_payments(caller, order_id).await?;
         match order.status {
             OrderStatus::Paid | OrderStatus::Refunded if order.payment_id == Some(payment_id) => {
@@ -449,12 +441,11 @@ impl OrdersService {
     /// A refunded payment (the Payments service only): returns the stock and marks the order
     /// refunded, once.
     #[tracing::instrument(skip(self, caller))]
-    pub async fn mark_refunded(
-        &self,
-        caller: &Caller,
-        order_id: i64,
-        payment_id: i64,
-    ) -> Result<Order> {
+    pub async fn mark_refunded(&self, caller: &Caller, settled: Settlement) -> Result<Order> {
+        let Settlement {
+            order_id,
+            payment_id,
+        } = settled;
         let (mut tx, order) = self.lock_for_payments(caller, order_id).await?;
         if order.payment_id != Some(payment_id) {
             return Err(Error::Gone("the order was not paid by this payment".into()));

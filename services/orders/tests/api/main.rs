@@ -4,5 +4,6 @@
 mod checkout;
 mod grpc_orders;
 mod helpers;
+mod idempotency;
 mod lifecycle;
 mod openapi;
