@@ -82,11 +82,6 @@ impl IdempotencyKey {
     }
 }
 
-/// The key as a string (Payments' until it moves to [`IdempotencyKey`]).
-pub fn parse_key(raw: &str) -> Result<String, FieldError> {
-    IdempotencyKey::parse(raw).map(|k| k.0)
-}
-
 /// A key as its table holds it (see [`KeyStore::lookup`]).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredKey {

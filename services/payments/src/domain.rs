@@ -1,10 +1,10 @@
-//! Payments' domain types: the payment, its states, and a validated pay request.
+//! Payments' domain types: the payment, its states, and the pay command.
 
 use chrono::{DateTime, Datelike, Utc};
 use ecom_shared::FieldError;
+use ecom_shared::{idempotency::IdempotencyKey, json::Lenient};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::card::{Card, CardInput};
@@ -69,91 +69,94 @@ pub struct Payment {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A validated `POST /payments` body.
-#[derive(Debug)]
-pub struct PayRequest {
-    pub order_id: i64,
-    pub card: Card,
+/// A card as the client sent it: `None` for a field that is missing or of the wrong type.
+#[derive(Debug, Default)]
+pub struct CardFields {
+    pub number: Option<String>,
+    pub exp_month: Option<i64>,
+    pub exp_year: Option<i64>,
+    pub cvc: Option<String>,
 }
 
-impl PayRequest {
-    /// Parses the body: shape errors are `validation`, an unusable card is `card`.
-    pub fn parse(body: &Value, today: DateTime<Utc>) -> Result<Self, PayRequestError> {
+/// The pay command: what `POST /payments` and gRPC `Pay` ask for.
+#[derive(Debug)]
+pub struct Pay {
+    pub order_id: i64,
+    pub card: Card,
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+impl Pay {
+    /// The command from what a request carried: `order_id` (`None`: missing), `card` (`None`:
+    /// missing or not an object). Shape errors (the key's among them) are `Validation`, all at
+    /// once; then an unusable card is `Card`.
+    pub fn new(
+        order_id: Option<Lenient<i64>>,
+        card: Option<CardFields>,
+        idempotency_key: Result<Option<IdempotencyKey>, FieldError>,
+        today: DateTime<Utc>,
+    ) -> Result<Self, PayError> {
         let mut errors = Vec::new();
-        let order_id = match body.get("order_id") {
-            // `7.0` is the integer 7 to JSON and to the document's `type: integer`.
-            Some(v @ Value::Number(_)) => match ecom_shared::json::whole_number(v) {
-                Some(id) if id > 0 => Some(id),
-                _ => {
-                    errors.push(FieldError::new("order_id", "must be a positive integer"));
-                    None
-                }
-            },
-            None | Some(Value::Null) => {
+        let order_id = match order_id {
+            None => {
                 errors.push(FieldError::new("order_id", "is required"));
                 None
             }
-            Some(_) => {
-                errors.push(FieldError::new("order_id", "must be a positive integer"));
-                None
+            Some(id) => {
+                let id = id.valid().filter(|id| *id > 0);
+                if id.is_none() {
+                    errors.push(FieldError::new("order_id", "must be a positive integer"));
+                }
+                id
             }
         };
-        let card = body.get("card").filter(|c| c.is_object());
-        if card.is_none() {
+        let Some(card) = card else {
             errors.push(FieldError::new(
                 "card",
                 "is required: {number, exp_month, exp_year, cvc}",
             ));
-        }
-        let text = |field: &str| card.and_then(|c| c.get(field)).and_then(Value::as_str);
-        let int = |field: &str| {
-            card.and_then(|c| c.get(field))
-                .and_then(ecom_shared::json::whole_number)
+            return Err(PayError::Validation(with_key(errors, idempotency_key)));
         };
-        let (number, exp_month, exp_year, cvc) = (
-            text("number"),
-            int("exp_month"),
-            int("exp_year"),
-            text("cvc"),
-        );
-        if card.is_some() {
-            for (field, ok, what) in [
-                ("card.number", number.is_some(), "a string of digits"),
-                ("card.exp_month", exp_month.is_some(), "an integer"),
-                ("card.exp_year", exp_year.is_some(), "an integer"),
-                ("card.cvc", cvc.is_some(), "a string of digits"),
-            ] {
-                if !ok {
-                    errors.push(FieldError::new(field, format!("is required, {what}")));
-                }
+        for (field, missing, what) in [
+            ("card.number", card.number.is_none(), "a string of digits"),
+            ("card.exp_month", card.exp_month.is_none(), "an integer"),
+            ("card.exp_year", card.exp_year.is_none(), "an integer"),
+            ("card.cvc", card.cvc.is_none(), "a string of digits"),
+        ] {
+            if missing {
+                errors.push(FieldError::new(field, format!("is required, {what}")));
             }
         }
-        if !errors.is_empty() {
-            return Err(PayRequestError::Validation(errors));
-        }
-        let (Some(order_id), Some(number), Some(exp_month), Some(exp_year), Some(cvc)) =
-            (order_id, number, exp_month, exp_year, cvc)
-        else {
-            return Err(PayRequestError::Validation(vec![FieldError::new(
-                "card",
-                "is incomplete",
-            )]));
+        let (Some(order_id), Some(number), Some(exp_month), Some(exp_year), Some(cvc), true) = (
+            order_id,
+            card.number,
+            card.exp_month,
+            card.exp_year,
+            card.cvc,
+            errors.is_empty(),
+        ) else {
+            return Err(PayError::Validation(with_key(errors, idempotency_key)));
         };
         let input = CardInput {
-            number,
+            number: &number,
             exp_month,
             exp_year,
-            cvc,
+            cvc: &cvc,
         };
         let card = Card::parse(&input, (today.year(), today.month())).map_err(|errors| {
-            PayRequestError::Card(
+            PayError::Card(
                 errors
                     .into_iter()
                     .map(|e| FieldError::new(e.field, e.message))
                     .collect(),
             )
         })?;
-        Ok(Self { order_id, card })
+        let idempotency_key = idempotency_key.map_err(|e| PayError::Validation(vec![e]))?;
+        Ok(Self {
+            order_id,
+            card,
+            idempotency_key,
+        })
     }
 
     /// What tells a replay from another request under the same idempotency key. Only what
@@ -171,8 +174,18 @@ impl PayRequest {
     }
 }
 
+fn with_key(
+    mut errors: Vec<FieldError>,
+    key: Result<Option<IdempotencyKey>, FieldError>,
+) -> Vec<FieldError> {
+    errors.extend(key.err());
+    errors
+}
+
+/// Why a pay request was refused: its shape (`validation_error`), or a card no processor could
+/// charge (`invalid_card`).
 #[derive(Debug)]
-pub enum PayRequestError {
+pub enum PayError {
     Validation(Vec<FieldError>),
     Card(Vec<FieldError>),
 }
@@ -180,7 +193,6 @@ pub enum PayRequestError {
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
-    use serde_json::json;
 
     use super::*;
 
@@ -190,31 +202,49 @@ mod tests {
             .expect("date")
     }
 
-    fn fields(e: &PayRequestError) -> Vec<String> {
+    fn fields(e: &PayError) -> Vec<String> {
         match e {
-            PayRequestError::Validation(v) | PayRequestError::Card(v) => {
+            PayError::Validation(v) | PayError::Card(v) => {
                 v.iter().map(|f| f.field.clone()).collect()
             }
         }
     }
 
+    fn card(number: &str, exp_month: i64, exp_year: i64, cvc: &str) -> Option<CardFields> {
+        Some(CardFields {
+            number: Some(number.into()),
+            exp_month: Some(exp_month),
+            exp_year: Some(exp_year),
+            cvc: Some(cvc.into()),
+        })
+    }
+
+    fn pay(order_id: Option<Lenient<i64>>, card: Option<CardFields>) -> Result<Pay, PayError> {
+        Pay::new(order_id, card, Ok(None), today())
+    }
+
     #[test]
     fn shape_errors_are_validation_and_card_errors_are_card_errors() {
-        let ok = json!({"order_id": 5, "card": {"number": "4242 4242 4242 4242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}});
-        let req = PayRequest::parse(&ok, today()).expect("valid");
+        let req = pay(
+            Some(Lenient::Valid(5)),
+            card("4242 4242 4242 4242", 12, 2030, "123"),
+        )
+        .expect("valid");
         assert_eq!((req.order_id, req.card.last4()), (5, "4242"));
 
-        for bad in [
-            json!({}),
-            json!({"order_id": 0, "card": {}}),
-            json!({"order_id": -1, "card": null}),
-            json!({"order_id": 1.5, "card": "4242"}),
-            json!({"order_id": "1", "card": {"number": 4242424242424242_i64, "exp_month": "12", "exp_year": 2030, "cvc": 123}}),
+        for (order_id, card) in [
+            (None, None),
+            (Some(Lenient::Valid(0)), Some(CardFields::default())),
+            (Some(Lenient::Valid(-1)), None),
+            (
+                Some(Lenient::Invalid),
+                card("4242424242424242", 12, 2030, "123"),
+            ),
         ] {
-            let e = PayRequest::parse(&bad, today()).expect_err("shape");
-            assert!(matches!(e, PayRequestError::Validation(_)), "{bad}: {e:?}");
+            let e = pay(order_id, card).expect_err("shape");
+            assert!(matches!(e, PayError::Validation(_)), "{e:?}");
         }
-        let e = PayRequest::parse(&json!({"card": {}}), today()).expect_err("all");
+        let e = pay(None, Some(CardFields::default())).expect_err("all");
         assert_eq!(
             fields(&e),
             [
@@ -226,9 +256,12 @@ mod tests {
             ]
         );
 
-        let luhn = json!({"order_id": 5, "card": {"number": "4242424242424241", "exp_month": 10, "exp_year": 2026, "cvc": "12"}});
-        let e = PayRequest::parse(&luhn, today()).expect_err("card");
-        assert!(matches!(e, PayRequestError::Card(_)));
+        let luhn = pay(
+            Some(Lenient::Valid(5)),
+            card("4242424242424241", 10, 2026, "12"),
+        );
+        let e = luhn.expect_err("card");
+        assert!(matches!(e, PayError::Card(_)));
         assert_eq!(fields(&e), ["card.number", "card.exp_year", "card.cvc"]);
         assert!(
             !format!("{e:?}").contains("4242424241"),
@@ -237,26 +270,42 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_key_joins_the_shape_errors_and_comes_after_the_card() {
+        let bad_key = || IdempotencyKey::parse("has space").map(Some);
+        let e = Pay::new(None, None, bad_key(), today()).expect_err("shape");
+        assert_eq!(fields(&e), ["order_id", "card", "Idempotency-Key"]);
+        let good = card("4242424242424242", 12, 2030, "123");
+        let e = Pay::new(Some(Lenient::Valid(5)), good, bad_key(), today()).expect_err("key");
+        assert!(
+            matches!(&e, PayError::Validation(v) if v.len() == 1),
+            "{e:?}"
+        );
+        let bad_card = card("4242424242424241", 12, 2030, "123");
+        let e = Pay::new(Some(Lenient::Valid(5)), bad_card, bad_key(), today()).expect_err("card");
+        assert!(
+            matches!(e, PayError::Card(_)),
+            "the card first, as before: {e:?}"
+        );
+    }
+
+    #[test]
     fn the_fingerprint_ignores_the_cvc_but_not_the_order_or_card() {
-        let parse = |order: i64, number: &str, cvc: &str| {
-            PayRequest::parse(
-                &json!({"order_id": order, "card": {"number": number, "exp_month": 1, "exp_year": 2030, "cvc": cvc}}),
-                today(),
-            )
-            .expect("valid")
-            .fingerprint()
+        let print = |order: i64, number: &str, cvc: &str| {
+            pay(Some(Lenient::Valid(order)), card(number, 1, 2030, cvc))
+                .expect("valid")
+                .fingerprint()
         };
         assert_eq!(
-            parse(1, "4242424242424242", "123"),
-            parse(1, "4242-4242-4242-4242", "999")
+            print(1, "4242424242424242", "123"),
+            print(1, "4242-4242-4242-4242", "999")
         );
         assert_ne!(
-            parse(1, "4242424242424242", "123"),
-            parse(2, "4242424242424242", "123")
+            print(1, "4242424242424242", "123"),
+            print(2, "4242424242424242", "123")
         );
         assert_ne!(
-            parse(1, "4242424242424242", "123"),
-            parse(1, "4000000000000002", "123")
+            print(1, "4242424242424242", "123"),
+            print(1, "4000000000000002", "123")
         );
     }
 }

@@ -1,6 +1,8 @@
 //! The Payments service's one error type, mapped once to HTTP and once to gRPC.
 
-use ecom_shared::{ApiError, ErrorCode, FieldError, auth::AuthError};
+use ecom_shared::{ApiError, ErrorCode, FieldError, auth::AuthError, idempotency::KeyError};
+
+use crate::domain::PayError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -26,6 +28,25 @@ pub enum Error {
     Unavailable(&'static str),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<KeyError> for Error {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Conflict => Self::IdempotencyConflict,
+            KeyError::InUse => Self::KeyInUse,
+            KeyError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<PayError> for Error {
+    fn from(e: PayError) -> Self {
+        match e {
+            PayError::Validation(errors) => Self::Validation(errors),
+            PayError::Card(errors) => Self::InvalidCard(errors),
+        }
+    }
 }
 
 impl Error {

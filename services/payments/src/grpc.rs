@@ -2,18 +2,46 @@
 
 use std::sync::Arc;
 
+use chrono::Utc;
 use ecom_proto::payments::v1::{
     self as pb, GetPaymentRequest, ListPaymentsRequest, ListPaymentsResponse, PayRequest,
     PayResponse, payment_service_server::PaymentService,
 };
-use ecom_shared::auth::{JwtVerifier, grpc_bearer_token, grpc_caller, grpc_user};
-use serde_json::json;
+use ecom_shared::{
+    auth::{JwtVerifier, grpc_bearer_token, grpc_caller, grpc_user},
+    idempotency::IdempotencyKey,
+    json::Lenient,
+};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{Payment, PaymentStatus},
+    domain::{CardFields, Pay, PayError, Payment, PaymentStatus},
+    error::Error,
     service::{Paid, PaymentsService},
 };
+
+/// The command `POST /payments` would make of the same fields (so validation and the
+/// idempotency fingerprint are the HTTP ones); an empty key is no key. The card stays in
+/// memory only, as over HTTP.
+impl TryFrom<PayRequest> for Pay {
+    type Error = PayError;
+
+    fn try_from(r: PayRequest) -> Result<Self, PayError> {
+        let card = r.card.map(|c| CardFields {
+            number: Some(c.number),
+            exp_month: Some(c.exp_month.into()),
+            exp_year: Some(c.exp_year.into()),
+            cvc: Some(c.cvc),
+        });
+        let key = Some(r.idempotency_key.as_str()).filter(|k| !k.is_empty());
+        Pay::new(
+            Some(Lenient::Valid(r.order_id)),
+            card,
+            IdempotencyKey::parse_optional(key),
+            Utc::now(),
+        )
+    }
+}
 
 pub struct PaymentsGrpc {
     pub payments: Arc<PaymentsService>,
@@ -78,21 +106,9 @@ impl PaymentService for PaymentsGrpc {
     async fn pay(&self, request: Request<PayRequest>) -> Result<Response<PayResponse>, Status> {
         let user = grpc_user(&self.verifier, &request).await?;
         let token = grpc_bearer_token(&request);
-        let r = request.into_inner();
-        // The body `POST /payments` would carry, so validation (and the idempotency
-        // fingerprint) is the HTTP one. The card stays in memory only, as over HTTP.
-        let mut body = json!({ "order_id": r.order_id });
-        if let Some(card) = &r.card {
-            body["card"] = json!({
-                "number": card.number,
-                "exp_month": card.exp_month,
-                "exp_year": card.exp_year,
-                "cvc": card.cvc,
-            });
-        }
-        let key = Some(r.idempotency_key.as_str()).filter(|k| !k.is_empty());
+        let pay = Pay::try_from(request.into_inner()).map_err(Error::from)?;
         // A declined card is a FAILED payment returned normally, as HTTP answers 201.
-        let (payment, created) = match self.payments.pay(user, &token, key, &body).await? {
+        let (payment, created) = match self.payments.pay(user, &token, pay).await? {
             Paid::New(p) => (p, true),
             Paid::Replayed(p) => (p, false),
         };

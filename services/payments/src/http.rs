@@ -7,17 +7,21 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::IntoResponse,
 };
+use chrono::{DateTime, Utc};
 use ecom_shared::{
     ApiError, AppJson, AppPath, AppQuery,
     auth::{AdminUser, CurrentUser, JwtVerifier, bearer_token},
     error::{ErrorBody, doc, positive_id},
+    idempotency::IdempotencyKey,
+    json::{Lenient, WholeNumber},
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    domain::Payment,
+    domain::{CardFields, Pay, PayError, Payment},
+    error::Error,
     service::{Paid, PaymentsService},
 };
 
@@ -41,13 +45,15 @@ pub struct PaymentList {
     pub offset: i64,
 }
 
-/// A payment request (documentation of the body; parsing reports every bad field).
-#[derive(Debug, Deserialize, ToSchema)]
+/// A payment request. Fields are lenient in the type so that every bad one is reported with
+/// the others (a 422 naming each); the document says what the service requires.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CreatePayment {
     /// An order of the caller's awaiting payment.
-    #[schema(minimum = 1)]
-    pub order_id: i64,
-    pub card: CardInputDoc,
+    #[schema(value_type = i64, required = true, minimum = 1)]
+    pub order_id: Option<Lenient<WholeNumber>>,
+    #[schema(value_type = CardInputDoc, required = true)]
+    pub card: Option<Lenient<CardInputDoc>>,
 }
 
 /// Test cards: 4242424242424242 succeeds, 4000000000000002 is declined, 4000000000009995 has
@@ -57,20 +63,48 @@ pub struct CreatePayment {
 /// payment is created): a number failing the Luhn check, an expiry in the past or more than 50
 /// years ahead, or a CVC of the wrong length for the brand (4 digits for American Express, 3 for
 /// the others).
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CardInputDoc {
     /// 12..=19 digits; spaces and dashes between them are ignored.
-    #[schema(example = "4242424242424242", pattern = r"^[ -]*([0-9][ -]*){12,19}$")]
-    pub number: String,
+    #[schema(value_type = String, required = true, example = "4242424242424242", pattern = r"^[ -]*([0-9][ -]*){12,19}$")]
+    pub number: Option<Lenient<String>>,
     /// 1..=12.
-    #[schema(example = 12, minimum = 1, maximum = 12)]
-    pub exp_month: i64,
+    #[schema(value_type = i64, required = true, example = 12, minimum = 1, maximum = 12)]
+    pub exp_month: Option<Lenient<WholeNumber>>,
     /// A 4-digit year (2000..=2100) or a 2-digit one (0..=99, meaning 20YY).
-    #[schema(example = 2030, schema_with = exp_year_schema)]
-    pub exp_year: i64,
+    #[schema(required = true, example = 2030, schema_with = exp_year_schema)]
+    pub exp_year: Option<Lenient<WholeNumber>>,
     /// 3 or 4 digits.
-    #[schema(example = "123", pattern = r"^[0-9]{3,4}$")]
-    pub cvc: String,
+    #[schema(value_type = String, required = true, example = "123", pattern = r"^[0-9]{3,4}$")]
+    pub cvc: Option<Lenient<String>>,
+}
+
+/// `POST /payments`: the body and the `Idempotency-Key` header, on a given day (for expiry).
+struct CreatePaymentRequest<'a> {
+    body: CreatePayment,
+    headers: &'a HeaderMap,
+    today: DateTime<Utc>,
+}
+
+impl TryFrom<CreatePaymentRequest<'_>> for Pay {
+    type Error = PayError;
+
+    fn try_from(r: CreatePaymentRequest<'_>) -> Result<Self, PayError> {
+        let number = |n: Option<Lenient<WholeNumber>>| n.and_then(Lenient::valid).map(|n| n.0);
+        let text = |t: Option<Lenient<String>>| t.and_then(Lenient::valid);
+        let card = r.body.card.and_then(Lenient::valid).map(|c| CardFields {
+            number: text(c.number),
+            exp_month: number(c.exp_month),
+            exp_year: number(c.exp_year),
+            cvc: text(c.cvc),
+        });
+        Pay::new(
+            r.body.order_id.map(|id| id.map(|n| n.0)),
+            card,
+            IdempotencyKey::from_headers(r.headers),
+            r.today,
+        )
+    }
 }
 
 fn exp_year_schema() -> utoipa::openapi::schema::Schema {
@@ -125,15 +159,17 @@ async fn create_payment(
     State(s): State<AppState>,
     user: CurrentUser,
     headers: HeaderMap,
-    AppJson(body): AppJson<serde_json::Value>,
+    AppJson(body): AppJson<Lenient<CreatePayment>>,
 ) -> HttpResult<impl IntoResponse> {
-    let key = ecom_shared::idempotency::header(&headers);
+    // A body that is not an object is one without fields (so the answer names them).
+    let pay = Pay::try_from(CreatePaymentRequest {
+        body: body.valid().unwrap_or_default(),
+        headers: &headers,
+        today: Utc::now(),
+    })
+    .map_err(Error::from)?;
     Ok(
-        match s
-            .payments
-            .pay(user, bearer_token(&headers), key, &body)
-            .await?
-        {
+        match s.payments.pay(user, bearer_token(&headers), pay).await? {
             Paid::New(p) => (StatusCode::CREATED, AppJson(p)),
             Paid::Replayed(p) => (StatusCode::OK, AppJson(p)),
         },

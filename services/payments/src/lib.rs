@@ -2,9 +2,9 @@
 //! a transactional outbox with a relay that tells Orders, refunds; REST on 8004 and gRPC on
 //! 50054.
 //!
-//! Same layout as every service: `domain` and `card` (pure), `service` (the core), `repo`
-//! (SQL), `orders` (the gRPC client it depends on), `http` and `grpc` adapters, `Application`
-//! the wiring.
+//! Same layout as every service: `domain` and `card` (pure), `service` (the core), `outbox`
+//! (the relay to Orders), `repo` (SQL), `orders` (the gRPC client it depends on), `http` and
+//! `grpc` adapters, `Application` the wiring.
 
 pub mod card;
 pub mod config;
@@ -13,6 +13,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod orders;
+pub mod outbox;
 pub mod repo;
 pub mod service;
 

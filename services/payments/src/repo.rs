@@ -1,10 +1,16 @@
 //! Every SQL statement of the Payments service, checked at compile time.
 
-use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
-use sqlx::{PgConnection, PgExecutor};
+use std::time::Duration;
 
-use crate::domain::{CardSummary, Payment, PaymentStatus};
+use chrono::{DateTime, Utc};
+use ecom_shared::idempotency::{IdempotencyKey, KeyStore, StoredKey};
+use rust_decimal::Decimal;
+use sqlx::{PgConnection, PgExecutor, PgPool};
+
+use crate::{
+    domain::{CardSummary, Payment, PaymentStatus},
+    outbox::{Event, EventKind},
+};
 
 struct PaymentRow {
     id: i64,
@@ -132,13 +138,13 @@ pub async fn settle(
         return Ok(None);
     };
     let event = match (r.event_id, r.event_kind, r.event_attempts) {
-        (Some(event_id), Some(kind), Some(attempts)) => Some(Event {
+        (Some(event_id), Some(kind), Some(attempts)) => Some(Event::try_from(EventRow {
             id: event_id,
             kind,
             payment_id: r.id,
             order_id: r.order_id,
             attempts,
-        }),
+        })?),
         _ => None,
     };
     let payment = Payment::try_from(PaymentRow {
@@ -262,87 +268,96 @@ pub async fn payments_of_orders(
 
 // ---- idempotency keys ----
 
-/// What an idempotency key already holds.
-pub struct KeyRow {
-    pub request_hash: Vec<u8>,
-    pub payment_id: Option<i64>,
-    pub expired: bool,
-    /// In flight for longer than the stuck threshold: its request died.
-    pub abandoned: bool,
-    pub locked_at: DateTime<Utc>,
-}
+/// The idempotency keys of payments; the answer is the payment's id, recorded by [`settle`].
+#[derive(Clone)]
+pub struct Keys(pub PgPool);
 
-/// Claims `(user, key)`. `None`: claimed now; `Some`: it existed.
-pub async fn claim_key(
-    conn: &mut PgConnection,
-    user_id: i64,
-    key: &str,
-    hash: &[u8],
-    stuck_secs: i64,
-) -> sqlx::Result<Option<KeyRow>> {
-    let claimed = sqlx::query_scalar!(
-        "INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES ($1, $2, $3)
-         ON CONFLICT (user_id, key) DO NOTHING RETURNING user_id",
-        user_id,
-        key,
-        hash
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    if claimed.is_some() {
-        return Ok(None);
+impl KeyStore for Keys {
+    async fn insert(
+        &self,
+        user_id: i64,
+        key: &IdempotencyKey,
+        hash: &[u8],
+    ) -> sqlx::Result<Option<DateTime<Utc>>> {
+        sqlx::query_scalar!(
+            "INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES ($1, $2, $3)
+             ON CONFLICT (user_id, key) DO NOTHING RETURNING locked_at",
+            user_id,
+            key.as_str(),
+            hash
+        )
+        .fetch_optional(&self.0)
+        .await
     }
-    sqlx::query_as!(
-        KeyRow,
-        r#"SELECT request_hash, payment_id,
-                  created_at < now() - interval '24 hours' AS "expired!",
-                  locked_at < now() - make_interval(secs => $3::bigint) AS "abandoned!",
-                  locked_at
-             FROM idempotency_keys WHERE user_id = $1 AND key = $2"#,
-        user_id,
-        key,
-        stuck_secs
-    )
-    .fetch_optional(conn)
-    .await
-}
 
-/// Takes over an abandoned key (only if nobody else did first).
-pub async fn take_over_key(
-    e: impl PgExecutor<'_>,
-    user_id: i64,
-    key: &str,
-    seen_locked_at: DateTime<Utc>,
-) -> sqlx::Result<bool> {
-    let done = sqlx::query!(
-        "UPDATE idempotency_keys SET locked_at = now()
-          WHERE user_id = $1 AND key = $2 AND payment_id IS NULL AND locked_at = $3",
-        user_id,
-        key,
-        seen_locked_at
-    )
-    .execute(e)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
+    async fn lookup(
+        &self,
+        user_id: i64,
+        key: &IdempotencyKey,
+        lease: Duration,
+    ) -> sqlx::Result<Option<StoredKey>> {
+        sqlx::query_as!(
+            StoredKey,
+            r#"SELECT request_hash, payment_id AS answer, locked_at,
+                      payment_id IS NULL AND locked_at < now() - make_interval(secs => $3)
+                        AS "abandoned!",
+                      created_at < now() - interval '24 hours' AS "expired!"
+                 FROM idempotency_keys WHERE user_id = $1 AND key = $2"#,
+            user_id,
+            key.as_str(),
+            lease.as_secs_f64()
+        )
+        .fetch_optional(&self.0)
+        .await
+    }
 
-/// Forgets a key: one that expired, or one whose request failed before charging.
-pub async fn drop_key(
-    e: impl PgExecutor<'_>,
-    user_id: i64,
-    key: &str,
-    only_unfinished: bool,
-) -> sqlx::Result<()> {
-    sqlx::query!(
-        "DELETE FROM idempotency_keys
-          WHERE user_id = $1 AND key = $2 AND (NOT $3 OR payment_id IS NULL)",
-        user_id,
-        key,
-        only_unfinished
-    )
-    .execute(e)
-    .await?;
-    Ok(())
+    async fn take_over(
+        &self,
+        user_id: i64,
+        key: &IdempotencyKey,
+        seen: DateTime<Utc>,
+    ) -> sqlx::Result<Option<DateTime<Utc>>> {
+        sqlx::query_scalar!(
+            "UPDATE idempotency_keys SET locked_at = now()
+              WHERE user_id = $1 AND key = $2 AND payment_id IS NULL AND locked_at = $3
+             RETURNING locked_at",
+            user_id,
+            key.as_str(),
+            seen
+        )
+        .fetch_optional(&self.0)
+        .await
+    }
+
+    async fn release(
+        &self,
+        user_id: i64,
+        key: &IdempotencyKey,
+        locked_at: DateTime<Utc>,
+    ) -> sqlx::Result<()> {
+        sqlx::query!(
+            "DELETE FROM idempotency_keys
+              WHERE user_id = $1 AND key = $2 AND payment_id IS NULL AND locked_at = $3",
+            user_id,
+            key.as_str(),
+            locked_at
+        )
+        .execute(&self.0)
+        .await
+        .map(drop)
+    }
+
+    async fn delete_expired(&self, user_id: i64, key: &IdempotencyKey) -> sqlx::Result<()> {
+        sqlx::query!(
+            "DELETE FROM idempotency_keys
+              WHERE user_id = $1 AND key = $2 AND created_at < now() - interval '24 hours'",
+            user_id,
+            key.as_str()
+        )
+        .execute(&self.0)
+        .await
+        .map(drop)
+    }
 }
 
 pub async fn finish_key(
@@ -380,14 +395,28 @@ pub async fn purge_keys(e: impl PgExecutor<'_>) -> sqlx::Result<u64> {
 
 // ---- the outbox ----
 
-/// An event to deliver to Orders.
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub id: i64,
-    pub kind: String,
-    pub payment_id: i64,
-    pub order_id: i64,
-    pub attempts: i32,
+/// An outbox row as stored (its kind as text).
+struct EventRow {
+    id: i64,
+    kind: String,
+    payment_id: i64,
+    order_id: i64,
+    attempts: i32,
+}
+
+impl TryFrom<EventRow> for Event {
+    type Error = sqlx::Error;
+    fn try_from(r: EventRow) -> sqlx::Result<Self> {
+        let kind = EventKind::parse(&r.kind)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown event kind {}", r.kind).into()))?;
+        Ok(Event {
+            id: r.id,
+            kind,
+            payment_id: r.payment_id,
+            order_id: r.order_id,
+            attempts: r.attempts,
+        })
+    }
 }
 
 /// Writes an event (in the caller's transaction), leased to the writer for `lease_ms`: the
@@ -395,23 +424,24 @@ pub struct Event {
 /// (the request failed to deliver, or the process died).
 pub async fn insert_event(
     e: impl PgExecutor<'_>,
-    kind: &str,
+    kind: EventKind,
     payment_id: i64,
     order_id: i64,
     lease_ms: i64,
 ) -> sqlx::Result<Event> {
     sqlx::query_as!(
-        Event,
+        EventRow,
         "INSERT INTO outbox (kind, payment_id, order_id, attempts, locked_until)
          VALUES ($1, $2, $3, 1, now() + make_interval(secs => $4::bigint / 1000.0))
          RETURNING id, kind, payment_id, order_id, attempts",
-        kind,
+        kind.as_str(),
         payment_id,
         order_id,
         lease_ms
     )
     .fetch_one(e)
-    .await
+    .await?
+    .try_into()
 }
 
 /// Leases the due events, oldest first; replicas skip each other's.
@@ -421,7 +451,7 @@ pub async fn lease_due_events(
     lease_secs: i64,
 ) -> sqlx::Result<Vec<Event>> {
     sqlx::query_as!(
-        Event,
+        EventRow,
         "UPDATE outbox SET locked_until = now() + make_interval(secs => $2::bigint),
                            attempts = attempts + 1
           WHERE id IN (SELECT id FROM outbox
@@ -434,7 +464,10 @@ pub async fn lease_due_events(
         lease_secs
     )
     .fetch_all(e)
-    .await
+    .await?
+    .into_iter()
+    .map(Event::try_from)
+    .collect()
 }
 
 pub async fn mark_delivered(e: impl PgExecutor<'_>, id: i64) -> sqlx::Result<()> {

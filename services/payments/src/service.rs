@@ -16,37 +16,53 @@ use std::{
     time::Duration,
 };
 
-use chrono::Utc;
 use ecom_proto::orders::v1::OrderStatus;
 use ecom_shared::{
     FieldError,
     auth::{Caller, CurrentUser},
+    idempotency::{Claim, Idempotency, Ran},
     metrics::Metrics,
     page::Page,
     service_tokens::ServiceTokens,
 };
-use futures::StreamExt;
-use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use rust_decimal::prelude::ToPrimitive;
 use sqlx::PgPool;
 
 use crate::{
     card::{self, Outcome},
-    domain::{PayRequest, PayRequestError, Payment, PaymentStatus},
+    domain::{Pay, Payment, PaymentStatus},
     error::{Error, Result},
-    orders::{Ack, OrdersClient},
-    repo::{self, Event, NewPayment},
+    orders::OrdersClient,
+    outbox::{EventKind, Outbox},
+    repo::{self, NewPayment},
 };
 
-/// Event kinds.
-pub const PAYMENT_SUCCEEDED: &str = "payment.succeeded";
-pub const PAYMENT_REFUNDED: &str = "payment.refunded";
-/// How long a delivery attempt holds its event.
-const LEASE_SECS: i64 = 30;
-/// How long a duplicate request waits for the first one holding its idempotency key.
-const KEY_WAIT: Duration = Duration::from_secs(3);
-/// Events delivered concurrently by one relay pass.
-const RELAY_CONCURRENCY: usize = 16;
+/// Test-only faults (`ECOM_FAULT`), refused in production by the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    /// Exit the process right after a succeeded payment's transaction commits, before Orders
+    /// hears of it (the relay must finish the job after a restart).
+    ExitAfterCommit,
+}
+
+impl Fault {
+    fn parse(name: Option<&str>) -> Self {
+        match name {
+            Some("payments.after_commit") => Self::ExitAfterCommit,
+            _ => Self::None,
+        }
+    }
+
+    /// The hook between a succeeded payment's commit and its delivery to Orders.
+    fn after_commit(self, payment_id: i64) {
+        if self == Self::ExitAfterCommit {
+            tracing::error!(payment_id, "injected fault: payments.after_commit, exiting");
+            std::process::exit(86);
+        }
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 struct StatusLabels {
@@ -59,37 +75,24 @@ struct AmountLabels {
     currency: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
-struct RelayLabels {
-    kind: String,
-}
-
 /// The result of `POST /payments`: a new payment, or the one an idempotency key already made.
 pub enum Paid {
     New(Payment),
     Replayed(Payment),
 }
 
-/// Retry delay after `attempts` failed deliveries: 1 s doubling, capped at one minute.
-pub fn backoff_ms(attempts: i32) -> i64 {
-    let exp = u32::try_from(attempts.clamp(1, 7) - 1).unwrap_or(0);
-    (1000_i64 << exp).min(60_000)
-}
-
 pub struct PaymentsService {
     pool: PgPool,
     orders: OrdersClient,
-    tokens: Arc<ServiceTokens>,
+    keys: Idempotency<repo::Keys>,
+    outbox: Outbox,
     latency: Duration,
     grace: Duration,
     stuck_after: Duration,
-    fault_after_commit: bool,
+    fault: Fault,
     payments: Family<StatusLabels, Counter>,
     amounts: Family<AmountLabels, Counter<f64, AtomicU64>>,
     replays: Counter,
-    outbox_pending: Gauge,
-    relay_attempts: Family<RelayLabels, Counter>,
-    relay_failures: Family<RelayLabels, Counter>,
 }
 
 pub struct Settings {
@@ -115,38 +118,23 @@ impl PaymentsService {
             "money charged (succeeded) and given back (refunded), in currency units",
             amounts.clone(),
         );
-        let outbox_pending = Gauge::default();
-        metrics.register(
-            "outbox_pending",
-            "outbox events not yet acknowledged by Orders",
-            outbox_pending.clone(),
-        );
-        let relay_attempts = Family::<RelayLabels, Counter>::default();
-        metrics.register(
-            "outbox_relay_attempts",
-            "outbox delivery attempts",
-            relay_attempts.clone(),
-        );
-        let relay_failures = Family::<RelayLabels, Counter>::default();
-        metrics.register(
-            "outbox_relay_failures",
-            "outbox delivery attempts that must be retried",
-            relay_failures.clone(),
-        );
+        let refunded = payments
+            .get_or_create(&StatusLabels {
+                status: PaymentStatus::Refunded.as_str(),
+            })
+            .clone();
         Self {
+            keys: Idempotency::new(repo::Keys(pool.clone()), settings.stuck_after),
+            outbox: Outbox::new(pool.clone(), orders.clone(), tokens, metrics, refunded),
             pool,
             orders,
-            tokens,
             latency: settings.latency,
             grace: settings.grace,
             stuck_after: settings.stuck_after,
-            fault_after_commit: settings.fault.as_deref() == Some("payments.after_commit"),
+            fault: Fault::parse(settings.fault.as_deref()),
             payments,
             amounts,
             replays: metrics.replay_counter("pay"),
-            outbox_pending,
-            relay_attempts,
-            relay_failures,
         }
     }
 
@@ -173,89 +161,109 @@ impl PaymentsService {
         i64::try_from(self.stuck_after.as_secs()).unwrap_or(i64::MAX)
     }
 
-    /// `POST /payments`: charge an order's total to a card, once.
+    /// `POST /payments`: charge an order's total to a card, once per idempotency key
+    /// (`ecom_shared::idempotency`; a key whose charge died is taken over after
+    /// `ECOM_PAYMENT_STUCK_SECONDS`, when its payment is settled as interrupted too).
     #[tracing::instrument(skip_all, fields(user_id = user.id))]
-    pub async fn pay(
-        &self,
-        user: CurrentUser,
-        token: &str,
-        key: Option<&str>,
-        body: &serde_json::Value,
-    ) -> Result<Paid> {
-        let request = PayRequest::parse(body, Utc::now()).map_err(|e| match e {
-            PayRequestError::Validation(errors) => Error::Validation(errors),
-            PayRequestError::Card(errors) => Error::InvalidCard(errors),
-        })?;
-        let key = key
-            .map(ecom_shared::idempotency::parse_key)
-            .transpose()
-            .map_err(|e| Error::Validation(vec![e]))?;
-        if let Some(key) = &key
-            && let Some(payment_id) = self.claim_key(user.id, key, &request.fingerprint()).await?
-        {
-            let payment = repo::get_payment(&self.pool, payment_id)
-                .await?
-                .ok_or(Error::NotFound("payment"))?;
-            self.replays.inc();
-            return Ok(Paid::Replayed(payment));
-        }
-        let result = self.charge(user, token, &request, key.as_deref()).await;
-        if result.is_err()
-            && let Some(key) = &key
-        {
-            // Nothing was charged: let a retry with the same key run again.
-            if let Err(e) = repo::drop_key(&self.pool, user.id, key, true).await {
-                tracing::warn!(error = %e, "could not release an idempotency key");
+    pub async fn pay(&self, user: CurrentUser, token: &str, pay: Pay) -> Result<Paid> {
+        let hash = pay.fingerprint();
+        let ran = self
+            .keys
+            .run(user.id, pay.idempotency_key.as_ref(), &hash, |claim| {
+                self.charge(user, token, &pay, claim)
+            })
+            .await?;
+        match ran {
+            Ran::New(payment) => Ok(Paid::New(payment)),
+            Ran::Replayed(payment_id) => {
+                let payment = self.payment(payment_id).await?;
+                self.replays.inc();
+                Ok(Paid::Replayed(payment))
             }
-        }
-        result.map(Paid::New)
-    }
-
-    /// `Some(payment)`: the key already produced it. `None`: the key is ours now.
-    async fn claim_key(&self, user_id: i64, key: &str, hash: &[u8]) -> Result<Option<i64>> {
-        let deadline = tokio::time::Instant::now() + KEY_WAIT;
-        loop {
-            let mut conn = self.pool.acquire().await?;
-            let Some(existing) =
-                repo::claim_key(&mut conn, user_id, key, hash, self.stuck_secs()).await?
-            else {
-                return Ok(None);
-            };
-            if existing.expired {
-                repo::drop_key(&mut *conn, user_id, key, false).await?;
-                continue;
-            }
-            if existing.request_hash != hash {
-                return Err(Error::IdempotencyConflict);
-            }
-            if let Some(id) = existing.payment_id {
-                return Ok(Some(id));
-            }
-            if existing.abandoned
-                && repo::take_over_key(&mut *conn, user_id, key, existing.locked_at).await?
-            {
-                tracing::warn!("taking over an idempotency key whose request died");
-                return Ok(None);
-            }
-            // The first request with this key is still running: wait briefly for its answer.
-            drop(conn);
-            if tokio::time::Instant::now() > deadline {
-                return Err(Error::KeyInUse);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
+    /// Charges `pay` (holding its key, if any): claim the order, charge the card, settle the
+    /// payment with its event and key, tell Orders.
     async fn charge(
         &self,
         user: CurrentUser,
         token: &str,
-        request: &PayRequest,
-        key: Option<&str>,
+        pay: &Pay,
+        key: Option<Claim>,
     ) -> Result<Payment> {
-        // The amount is the order's, never the client's. Someone else's order is "not found",
-        // for an admin too: one pays one's own orders.
-        let order = self.orders.get(token, request.order_id).await?;
+        let payment_id = self.claim_order(user, token, pay).await?;
+        // The emulated processor (a network call in real life).
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        let (status, failure) = match card::charge(&pay.card) {
+            Outcome::Succeeded => (PaymentStatus::Succeeded, None),
+            Outcome::Failed(decline) => (PaymentStatus::Failed, Some(decline.code())),
+        };
+        // The payment, its event and its idempotency key's answer: one atomic statement.
+        let key = key.as_ref().map(|k| (k.user_id, k.key.as_str()));
+        let settled = repo::settle(
+            &self.pool,
+            payment_id,
+            status,
+            failure,
+            key,
+            millis(self.grace),
+        )
+        .await?;
+        let Some((payment, event)) = settled else {
+            return self.settled_as_interrupted(payment_id, key).await;
+        };
+        self.count(status);
+        if status == PaymentStatus::Succeeded {
+            self.count_amount(status, &payment);
+        }
+        tracing::info!(
+            payment_id,
+            order_id = pay.order_id,
+            status = status.as_str(),
+            failure_code = failure,
+            brand = pay.card.brand().as_str(),
+            last4 = pay.card.last4(),
+            "card charged"
+        );
+        let Some(event) = event else {
+            return Ok(payment);
+        };
+        self.fault.after_commit(payment_id);
+        // Normally the order is paid before the client hears back; if this fails, the relay
+        // finishes the job.
+        if self.outbox.deliver_now(event).await {
+            // Refunded on the spot: the order could not take it.
+            return self.payment(payment_id).await;
+        }
+        Ok(payment)
+    }
+
+    /// A charge that finished after the sweeper settled it as interrupted (it was slower than
+    /// ECOM_PAYMENT_STUCK_SECONDS): that verdict stands, this outcome is dropped, and the key
+    /// answers the settled payment.
+    async fn settled_as_interrupted(
+        &self,
+        payment_id: i64,
+        key: Option<(i64, &str)>,
+    ) -> Result<Payment> {
+        tracing::error!(
+            payment_id,
+            "charge finished after it was settled as interrupted"
+        );
+        if let Some((user_id, key)) = key {
+            repo::finish_key(&self.pool, user_id, key, payment_id).await?;
+        }
+        self.payment(payment_id).await
+    }
+
+    /// Checks the order (the caller's, awaiting payment; the amount is the order's, never the
+    /// client's) and claims it with a `processing` payment: the payment's id.
+    async fn claim_order(&self, user: CurrentUser, token: &str, pay: &Pay) -> Result<i64> {
+        // Someone else's order is "not found", for an admin too: one pays one's own orders.
+        let order = self.orders.get(token, pay.order_id).await?;
         if order.user_id != user.id {
             return Err(Error::NotFound("order"));
         }
@@ -265,188 +273,36 @@ impl PaymentsService {
                 order_status(order.status)
             )));
         }
-        let brand = request.card.brand().as_str();
         let new = NewPayment {
-            order_id: request.order_id,
+            order_id: pay.order_id,
             user_id: order.user_id,
             amount: order.total,
             currency: &order.currency,
-            brand,
-            last4: request.card.last4(),
+            brand: pay.card.brand().as_str(),
+            last4: pay.card.last4(),
         };
-        let payment_id = match repo::insert_processing(&self.pool, &new).await {
-            Ok(id) => id,
+        match repo::insert_processing(&self.pool, &new).await {
+            Ok(id) => Ok(id),
             Err(e) if is_unique_violation(&e) => {
-                let held = repo::charge_of_order(&self.pool, request.order_id).await?;
-                return Err(Error::InvalidState(match held.as_deref() {
+                let held = repo::charge_of_order(&self.pool, pay.order_id).await?;
+                Err(Error::InvalidState(match held.as_deref() {
                     Some("processing") => "a payment for this order is in progress".to_owned(),
                     _ => "this order is already paid".to_owned(),
-                }));
+                }))
             }
-            Err(e) => return Err(e.into()),
-        };
-
-        // The emulated processor (a network call in real life).
-        if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency).await;
-        }
-        let outcome = card::charge(&request.card);
-        let (status, failure) = match outcome {
-            Outcome::Succeeded => (PaymentStatus::Succeeded, None),
-            Outcome::Failed(decline) => (PaymentStatus::Failed, Some(decline.code())),
-        };
-
-        // The payment, its event and its idempotency key's answer: one atomic statement.
-        let settled = repo::settle(
-            &self.pool,
-            payment_id,
-            status,
-            failure,
-            key.map(|k| (user.id, k)),
-            millis(self.grace),
-        )
-        .await?;
-        let Some((payment, event)) = settled else {
-            // Settled as interrupted meanwhile (a charge slower than ECOM_PAYMENT_STUCK_SECONDS):
-            // that verdict stands, and this outcome is dropped.
-            tracing::error!(
-                payment_id,
-                "charge finished after it was settled as interrupted"
-            );
-            if let Some(key) = key {
-                repo::finish_key(&self.pool, user.id, key, payment_id).await?;
-            }
-            return repo::get_payment(&self.pool, payment_id)
-                .await?
-                .ok_or(Error::NotFound("payment"));
-        };
-        self.count(status);
-        if status == PaymentStatus::Succeeded {
-            self.count_amount(status, &payment);
-        }
-        tracing::info!(
-            payment_id,
-            order_id = request.order_id,
-            status = status.as_str(),
-            failure_code = failure,
-            brand,
-            last4 = request.card.last4(),
-            "card charged"
-        );
-
-        if let Some(event) = event {
-            if self.fault_after_commit {
-                tracing::error!(payment_id, "injected fault: payments.after_commit, exiting");
-                std::process::exit(86);
-            }
-            // Normally the order is paid before the client hears back; if this fails, the
-            // relay finishes the job.
-            if self.deliver_now(event).await {
-                // Refunded on the spot: the order could not take it.
-                return repo::get_payment(&self.pool, payment_id)
-                    .await?
-                    .ok_or(Error::NotFound("payment"));
-            }
-        }
-        Ok(payment)
-    }
-
-    /// Delivers an event its writer holds the lease of. True when the payment changed (it
-    /// was refunded because the order refused it).
-    async fn deliver_now(&self, event: Event) -> bool {
-        let id = event.id;
-        match self.deliver(event).await {
-            Ok(changed) => changed,
-            Err(e) => {
-                tracing::warn!(event_id = id, error = %e, "delivery failed; the relay retries");
-                false
-            }
+            Err(e) => Err(e.into()),
         }
     }
 
-    /// One delivery attempt of a leased event; the outcome is recorded on the event. True
-    /// when the payment was refunded because its order refused it.
-    async fn deliver(&self, event: Event) -> Result<bool> {
-        let labels = RelayLabels {
-            kind: event.kind.clone(),
-        };
-        self.relay_attempts.get_or_create(&labels).inc();
-        let ack = match event.kind.as_str() {
-            PAYMENT_SUCCEEDED => {
-                self.orders
-                    .mark_paid(&self.tokens, event.order_id, event.payment_id)
-                    .await
-            }
-            PAYMENT_REFUNDED => {
-                self.orders
-                    .mark_refunded(&self.tokens, event.order_id, event.payment_id)
-                    .await
-            }
-            other => Ack::Retry(format!("unknown event kind {other}")),
-        };
-        let mut refunded = false;
-        match ack {
-            Ack::Done => repo::mark_delivered(&self.pool, event.id).await?,
-            Ack::Refused(why) if event.kind == PAYMENT_SUCCEEDED => {
-                // The order cannot take this payment: give the money back, in the same
-                // transaction that settles the event.
-                let mut tx = self.pool.begin().await?;
-                refunded =
-                    repo::refund(&mut *tx, event.payment_id, Some("order_cancelled")).await?;
-                repo::mark_delivered(&mut *tx, event.id).await?;
-                tx.commit().await?;
-                if refunded {
-                    self.count(PaymentStatus::Refunded);
-                }
-                tracing::warn!(
-                    payment_id = event.payment_id,
-                    order_id = event.order_id,
-                    reason = why,
-                    "the order refused the payment; refunded automatically"
-                );
-            }
-            Ack::Refused(why) => {
-                tracing::warn!(
-                    payment_id = event.payment_id,
-                    order_id = event.order_id,
-                    reason = why,
-                    "nothing to undo on the order"
-                );
-                repo::mark_delivered(&self.pool, event.id).await?;
-            }
-            Ack::Retry(why) => {
-                self.relay_failures.get_or_create(&labels).inc();
-                let delay = backoff_ms(event.attempts);
-                tracing::warn!(
-                    event_id = event.id,
-                    kind = event.kind,
-                    attempts = event.attempts,
-                    retry_in_ms = delay,
-                    error = why,
-                    "outbox delivery failed"
-                );
-                repo::reschedule(&self.pool, event.id, delay, &why).await?;
-            }
-        }
-        Ok(refunded)
+    async fn payment(&self, id: i64) -> Result<Payment> {
+        repo::get_payment(&self.pool, id)
+            .await?
+            .ok_or(Error::NotFound("payment"))
     }
 
-    /// One relay pass: delivers every due event (leased, so replicas share the work).
-    /// Returns how many were attempted.
+    /// One relay pass of the outbox (see [`Outbox::relay`]).
     pub async fn relay(&self, batch: i64) -> Result<usize> {
-        let events = repo::lease_due_events(&self.pool, batch, LEASE_SECS).await?;
-        let n = events.len();
-        futures::stream::iter(events)
-            .for_each_concurrent(RELAY_CONCURRENCY, |event| async move {
-                let id = event.id;
-                if let Err(e) = self.deliver(event).await {
-                    tracing::warn!(event_id = id, error = %e, "delivery bookkeeping failed; the lease expires and it is retried");
-                }
-            })
-            .await;
-        self.outbox_pending
-            .set(repo::pending_events(&self.pool).await?);
-        Ok(n)
+        self.outbox.relay(batch).await
     }
 
     /// Settles payments whose charge was interrupted (see [`repo::fail_stuck`]).
@@ -483,7 +339,7 @@ impl PaymentsService {
         repo::refund(&mut *tx, id, None).await?;
         let event = repo::insert_event(
             &mut *tx,
-            PAYMENT_REFUNDED,
+            EventKind::PaymentRefunded,
             id,
             payment.order_id,
             millis(self.grace),
@@ -497,10 +353,8 @@ impl PaymentsService {
             order_id = payment.order_id,
             "payment refunded"
         );
-        self.deliver_now(event).await;
-        repo::get_payment(&self.pool, id)
-            .await?
-            .ok_or(Error::NotFound("payment"))
+        self.outbox.deliver_now(event).await;
+        self.payment(id).await
     }
 
     /// One payment: the owner's or, for an admin, anyone's.
@@ -591,21 +445,4 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .and_then(|d| d.code())
         .is_some_and(|c| c == "23505")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_from_one_second_up_to_a_minute() {
-        let delays: Vec<i64> = (1..=9).map(backoff_ms).collect();
-        assert_eq!(
-            delays,
-            [
-                1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000, 60_000
-            ]
-        );
-        assert_eq!(backoff_ms(0), 1000);
-    }
 }

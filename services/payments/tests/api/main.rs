@@ -4,6 +4,7 @@
 mod crash;
 mod grpc_pay;
 mod helpers;
+mod idempotency;
 mod openapi;
 mod pay;
 mod refunds;
