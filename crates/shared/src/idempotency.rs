@@ -143,6 +143,109 @@ pub trait KeyStore: Send + Sync {
     ) -> impl Future<Output = sqlx::Result<()>> + Send;
 }
 
+/// Implements [`KeyStore`] for `$store` (a tuple struct around a `PgPool`) over the service's
+/// `idempotency_keys` table, whose `$answer` column holds the id of what the request made.
+/// The statements are the service's own `sqlx::query!`s, checked at compile time against its
+/// database and kept in its `.sqlx/`; only the answer column's name differs between services.
+#[macro_export]
+macro_rules! key_store {
+    ($store:ty, answer = $answer:tt) => {
+        impl $crate::idempotency::KeyStore for $store {
+            async fn insert(
+                &self,
+                user_id: i64,
+                key: &$crate::idempotency::IdempotencyKey,
+                hash: &[u8],
+            ) -> $crate::reexports::sqlx::Result<Option<::chrono::DateTime<::chrono::Utc>>> {
+                $crate::reexports::sqlx::query_scalar!(
+                    "INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES ($1, $2, $3)
+                     ON CONFLICT (user_id, key) DO NOTHING RETURNING locked_at",
+                    user_id,
+                    key.as_str(),
+                    hash
+                )
+                .fetch_optional(&self.0)
+                .await
+            }
+
+            async fn lookup(
+                &self,
+                user_id: i64,
+                key: &$crate::idempotency::IdempotencyKey,
+                lease: ::std::time::Duration,
+            ) -> $crate::reexports::sqlx::Result<Option<$crate::idempotency::StoredKey>> {
+                $crate::reexports::sqlx::query_as!(
+                    $crate::idempotency::StoredKey,
+                    "SELECT request_hash, " + $answer + " AS answer, locked_at, "
+                        + $answer + r#" IS NULL
+                               AND locked_at < now() - make_interval(secs => $3) AS "abandoned!",
+                           created_at < now() - interval '24 hours' AS "expired!"
+                      FROM idempotency_keys WHERE user_id = $1 AND key = $2"#,
+                    user_id,
+                    key.as_str(),
+                    lease.as_secs_f64()
+                )
+                .fetch_optional(&self.0)
+                .await
+            }
+
+            async fn take_over(
+                &self,
+                user_id: i64,
+                key: &$crate::idempotency::IdempotencyKey,
+                seen: ::chrono::DateTime<::chrono::Utc>,
+            ) -> $crate::reexports::sqlx::Result<Option<::chrono::DateTime<::chrono::Utc>>> {
+                $crate::reexports::sqlx::query_scalar!(
+                    "UPDATE idempotency_keys SET locked_at = now()
+                      WHERE user_id = $1 AND key = $2 AND " + $answer + " IS NULL
+                        AND locked_at = $3
+                     RETURNING locked_at",
+                    user_id,
+                    key.as_str(),
+                    seen
+                )
+                .fetch_optional(&self.0)
+                .await
+            }
+
+            async fn release(
+                &self,
+                user_id: i64,
+                key: &$crate::idempotency::IdempotencyKey,
+                locked_at: ::chrono::DateTime<::chrono::Utc>,
+            ) -> $crate::reexports::sqlx::Result<()> {
+                $crate::reexports::sqlx::query!(
+                    "DELETE FROM idempotency_keys
+                      WHERE user_id = $1 AND key = $2 AND " + $answer + " IS NULL
+                        AND locked_at = $3",
+                    user_id,
+                    key.as_str(),
+                    locked_at
+                )
+                .execute(&self.0)
+                .await
+                .map(drop)
+            }
+
+            async fn delete_expired(
+                &self,
+                user_id: i64,
+                key: &$crate::idempotency::IdempotencyKey,
+            ) -> $crate::reexports::sqlx::Result<()> {
+                $crate::reexports::sqlx::query!(
+                    "DELETE FROM idempotency_keys
+                      WHERE user_id = $1 AND key = $2 AND created_at < now() - interval '24 hours'",
+                    user_id,
+                    key.as_str()
+                )
+                .execute(&self.0)
+                .await
+                .map(drop)
+            }
+        }
+    };
+}
+
 /// A key held by the request that claimed it; the request records its answer on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {

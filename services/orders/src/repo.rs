@@ -1,9 +1,6 @@
 //! Every SQL statement of the Orders service, checked at compile time.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
-use ecom_shared::idempotency::{IdempotencyKey, KeyStore, StoredKey};
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgExecutor, PgPool, types::Json};
 
@@ -261,93 +258,7 @@ pub async fn cancel_expired(
 #[derive(Clone)]
 pub struct Keys(pub PgPool);
 
-impl KeyStore for Keys {
-    async fn insert(
-        &self,
-        user_id: i64,
-        key: &IdempotencyKey,
-        hash: &[u8],
-    ) -> sqlx::Result<Option<DateTime<Utc>>> {
-        sqlx::query_scalar!(
-            "INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES ($1, $2, $3)
-             ON CONFLICT (user_id, key) DO NOTHING RETURNING locked_at",
-            user_id,
-            key.as_str(),
-            hash
-        )
-        .fetch_optional(&self.0)
-        .await
-    }
-
-    async fn lookup(
-        &self,
-        user_id: i64,
-        key: &IdempotencyKey,
-        lease: Duration,
-    ) -> sqlx::Result<Option<StoredKey>> {
-        sqlx::query_as!(
-            StoredKey,
-            r#"SELECT request_hash, order_id AS answer, locked_at,
-                      order_id IS NULL AND locked_at < now() - make_interval(secs => $3)
-                        AS "abandoned!",
-                      created_at < now() - interval '24 hours' AS "expired!"
-                 FROM idempotency_keys WHERE user_id = $1 AND key = $2"#,
-            user_id,
-            key.as_str(),
-            lease.as_secs_f64()
-        )
-        .fetch_optional(&self.0)
-        .await
-    }
-
-    async fn take_over(
-        &self,
-        user_id: i64,
-        key: &IdempotencyKey,
-        seen: DateTime<Utc>,
-    ) -> sqlx::Result<Option<DateTime<Utc>>> {
-        sqlx::query_scalar!(
-            "UPDATE idempotency_keys SET locked_at = now()
-              WHERE user_id = $1 AND key = $2 AND order_id IS NULL AND locked_at = $3
-             RETURNING locked_at",
-            user_id,
-            key.as_str(),
-            seen
-        )
-        .fetch_optional(&self.0)
-        .await
-    }
-
-    async fn release(
-        &self,
-        user_id: i64,
-        key: &IdempotencyKey,
-        locked_at: DateTime<Utc>,
-    ) -> sqlx::Result<()> {
-        sqlx::query!(
-            "DELETE FROM idempotency_keys
-              WHERE user_id = $1 AND key = $2 AND order_id IS NULL AND locked_at = $3",
-            user_id,
-            key.as_str(),
-            locked_at
-        )
-        .execute(&self.0)
-        .await
-        .map(drop)
-    }
-
-    async fn delete_expired(&self, user_id: i64, key: &IdempotencyKey) -> sqlx::Result<()> {
-        sqlx::query!(
-            "DELETE FROM idempotency_keys
-              WHERE user_id = $1 AND key = $2 AND created_at < now() - interval '24 hours'",
-            user_id,
-            key.as_str()
-        )
-        .execute(&self.0)
-        .await
-        .map(drop)
-    }
-}
+ecom_shared::key_store!(Keys, answer = "order_id");
 
 pub async fn purge_keys(e: impl PgExecutor<'_>) -> sqlx::Result<u64> {
     let done =
