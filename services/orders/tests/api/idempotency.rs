@@ -41,26 +41,52 @@ async fn checkout_keys_behave_as_the_shared_mechanism_documents(pool: PgPool) {
     conformance::check(repo::Keys(pool.clone()), finish).await;
 }
 
+/// Claims `key` for alice's checkout of `lines` as another request would, `ago` ago.
+async fn claimed_elsewhere(app: &TestApp, key: &str, lines: &[(i64, i64)], ago: &str) {
+    let lines = lines
+        .iter()
+        .map(|&(product_id, quantity)| LineInput {
+            product_id: Some(product_id),
+            quantity: Some(quantity),
+        })
+        .collect();
+    let hash = OrderLines::parse(Some(lines)).expect("lines").fingerprint();
+    sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, key, request_hash, locked_at)
+         VALUES (7, $1, $2, now() - $3::interval)",
+    )
+    .bind(key)
+    .bind(&hash)
+    .bind(ago)
+    .execute(&app.pool)
+    .await
+    .expect("claimed key");
+}
+
+#[sqlx::test(migrator = "orders::MIGRATOR")]
+async fn a_key_still_running_after_the_wait_is_in_use(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mug = app.product("Mug", "2.00", 10).await;
+    let alice = token(7, "user");
+    // Another replica's checkout holding the key right now, and not answering.
+    claimed_elsewhere(&app, "running", &[(mug, 1)], "0 seconds").await;
+    let started = std::time::Instant::now();
+    let got = app.order(&alice, &[(mug, 1)], Some("running")).await;
+    assert_error(&got, StatusCode::CONFLICT, "idempotency_key_in_use");
+    assert!(
+        started.elapsed() >= ecom_shared::idempotency::WAIT,
+        "it waited first"
+    );
+    assert_eq!(app.stock(mug).await, 10, "nothing reserved");
+}
+
 #[sqlx::test(migrator = "orders::MIGRATOR")]
 async fn the_key_of_a_checkout_that_died_is_taken_over(pool: PgPool) {
     let app = spawn_app(pool).await;
     let mug = app.product("Mug", "2.00", 10).await;
     let alice = token(7, "user");
     // What a replica that died mid-checkout leaves: the key claimed long ago, unanswered.
-    let hash = OrderLines::parse(Some(vec![LineInput {
-        product_id: Some(mug),
-        quantity: Some(2),
-    }]))
-    .expect("lines")
-    .fingerprint();
-    sqlx::query(
-        "INSERT INTO idempotency_keys (user_id, key, request_hash, locked_at)
-         VALUES (7, 'died', $1, now() - interval '10 minutes')",
-    )
-    .bind(&hash)
-    .execute(&app.pool)
-    .await
-    .expect("stale key");
+    claimed_elsewhere(&app, "died", &[(mug, 2)], "10 minutes").await;
     // Another request under it is still a conflict.
     assert_error(
         &app.order(&alice, &[(mug, 3)], Some("died")).await,
