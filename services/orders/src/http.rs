@@ -44,8 +44,9 @@ pub struct OrderList {
 }
 
 /// A checkout. Lines of the same product are merged, and a product may have at most 1000 units
-/// in one order. Fields are lenient in the type so that every bad one is reported with the
-/// others (a 422 naming each); the document says what the service requires.
+/// in one order. Every bad field is reported at once (a 422 naming each).
+// Fields are lenient in the type, so a missing or wrongly typed one is reported with the
+// others; the document says what the service requires.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CreateOrder {
     /// 1..=50 lines.

@@ -45,8 +45,9 @@ pub struct PaymentList {
     pub offset: i64,
 }
 
-/// A payment request. Fields are lenient in the type so that every bad one is reported with
-/// the others (a 422 naming each); the document says what the service requires.
+/// A payment request. Every bad field is reported at once (a 422 naming each).
+// Fields are lenient in the type, so a missing or wrongly typed one is reported with the
+// others; the document says what the service requires.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CreatePayment {
     /// An order of the caller's awaiting payment.
