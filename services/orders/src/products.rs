@@ -6,7 +6,7 @@ use ecom_proto::products::v1::{
     GetProductsRequest, Line as PbLine, Product, ReservationRef, ReserveStockRequest,
     product_service_client::ProductServiceClient,
 };
-use ecom_shared::{auth::with_bearer, grpc::GrpcChannel, service_tokens::ServiceTokens};
+use ecom_shared::{ErrorCode, auth::with_bearer, grpc::GrpcChannel, service_tokens::ServiceTokens};
 use tonic::{Code, Request, Status};
 
 use crate::{domain::Line, error::Error};
@@ -30,27 +30,53 @@ fn transient(s: &Status) -> bool {
     )
 }
 
+/// Products' refusal as this service's error, by the stable code Products put on it (the
+/// closest one by gRPC code for a status without it), matched exhaustively.
 fn to_error(s: Status) -> Error {
-    match s.code() {
-        Code::FailedPrecondition => Error::InsufficientStock(s.message().to_owned()),
-        Code::NotFound => {
-            Error::UnknownProducts(vec![ecom_shared::FieldError::new("items", s.message())])
+    use ErrorCode as C;
+    let fields_or = |field: &str| {
+        let named = ecom_shared::error::field_errors_of(&s);
+        if named.is_empty() {
+            vec![ecom_shared::FieldError::new(field, s.message())]
+        } else {
+            named
         }
-        Code::InvalidArgument => Error::field("items", s.message()),
+    };
+    match ErrorCode::of_status(&s).or_else(|| ErrorCode::from_grpc(s.code())) {
+        Some(C::InsufficientStock) => Error::InsufficientStock(s.message().to_owned()),
+        Some(C::NotFound) => Error::UnknownProducts(fields_or("items")),
+        Some(C::ValidationError | C::PayloadTooLarge) => Error::Validation(fields_or("items")),
+        Some(C::InvalidState) => Error::InvalidState(s.message().to_owned()),
+        Some(C::ReservationExpired | C::OrderCancelled) => Error::Gone(s.message().to_owned()),
         // Our own service token was refused (after one renewal): not the client's doing.
-        Code::Unauthenticated => {
+        Some(C::InvalidToken | C::TokenExpired | C::InvalidCredentials) => {
             tracing::warn!(
                 message = s.message(),
                 "products refused this service's token"
             );
             Error::Unavailable("products (service token refused)")
         }
-        Code::Aborted => Error::Gone(s.message().to_owned()),
-        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled => {
+        Some(C::ServiceUnavailable) => {
             tracing::warn!(code = ?s.code(), message = s.message(), "products unavailable");
             Error::Unavailable("products")
         }
-        _ => Error::Internal(anyhow::anyhow!("products: {:?} {}", s.code(), s.message())),
+        None if transient(&s) => {
+            tracing::warn!(code = ?s.code(), message = s.message(), "products unavailable");
+            Error::Unavailable("products")
+        }
+        // Nothing Orders sends can earn these: a bug or a misconfiguration, not the client's.
+        Some(
+            C::InvalidCard
+            | C::Forbidden
+            | C::EmailTaken
+            | C::IdempotencyConflict
+            | C::IdempotencyKeyInUse
+            | C::CardDeclined
+            | C::InsufficientFunds
+            | C::RateLimited
+            | C::InternalError,
+        )
+        | None => Error::Internal(anyhow::anyhow!("products: {:?} {}", s.code(), s.message())),
     }
 }
 

@@ -7,7 +7,7 @@ use ecom_proto::orders::v1::{
     GetOrderRequest, MarkPaidRequest, MarkRefundedRequest, OrderStatus,
     order_service_client::OrderServiceClient,
 };
-use ecom_shared::{auth::with_bearer, grpc::GrpcChannel, service_tokens::ServiceTokens};
+use ecom_shared::{ErrorCode, auth::with_bearer, grpc::GrpcChannel, service_tokens::ServiceTokens};
 use rust_decimal::Decimal;
 use tonic::{Code, Request, Status};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -41,6 +41,44 @@ pub struct OrdersClient {
     health: HealthClient<GrpcChannel>,
 }
 
+/// Orders' refusal of `GetOrder` as this service's error, by the stable code Orders put on it
+/// (the closest one by gRPC code for a status without it), matched exhaustively.
+fn get_error(s: Status) -> Error {
+    use ErrorCode as C;
+    match ErrorCode::of_status(&s).or_else(|| ErrorCode::from_grpc(s.code())) {
+        Some(C::NotFound | C::ValidationError) => Error::NotFound("order"),
+        Some(C::InvalidToken | C::TokenExpired | C::InvalidCredentials) => {
+            Error::Auth(ecom_shared::auth::AuthError::Invalid)
+        }
+        Some(C::ServiceUnavailable) => {
+            tracing::warn!(code = ?s.code(), message = s.message(), "orders unavailable");
+            Error::Unavailable("orders")
+        }
+        None if s.code() == Code::Unknown => {
+            tracing::warn!(code = ?s.code(), message = s.message(), "orders unavailable");
+            Error::Unavailable("orders")
+        }
+        // A read of one's own order cannot earn these: a bug or a misconfiguration.
+        Some(
+            C::PayloadTooLarge
+            | C::InvalidCard
+            | C::Forbidden
+            | C::EmailTaken
+            | C::IdempotencyConflict
+            | C::IdempotencyKeyInUse
+            | C::InvalidState
+            | C::InsufficientStock
+            | C::ReservationExpired
+            | C::OrderCancelled
+            | C::CardDeclined
+            | C::InsufficientFunds
+            | C::RateLimited
+            | C::InternalError,
+        )
+        | None => Error::Internal(anyhow::anyhow!("orders: {:?} {}", s.code(), s.message())),
+    }
+}
+
 impl OrdersClient {
     pub fn new(channel: GrpcChannel) -> Self {
         Self {
@@ -57,15 +95,7 @@ impl OrdersClient {
             .clone()
             .get_order(req)
             .await
-            .map_err(|s| match s.code() {
-                Code::NotFound | Code::InvalidArgument => Error::NotFound("order"),
-                Code::Unauthenticated => Error::Auth(ecom_shared::auth::AuthError::Invalid),
-                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
-                    tracing::warn!(code = ?s.code(), message = s.message(), "orders unavailable");
-                    Error::Unavailable("orders")
-                }
-                _ => Error::Internal(anyhow::anyhow!("orders: {:?} {}", s.code(), s.message())),
-            })?
+            .map_err(get_error)?
             .into_inner();
         let total = Decimal::from_str(&order.total)
             .map_err(|e| Error::Internal(anyhow::anyhow!("order total {:?}: {e}", order.total)))?;
