@@ -19,10 +19,11 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use ecom_shared::platform;
 use nix::sys::signal::Signal;
 use tokio::process::Child;
 
-use crate::{procs::Prefixed, services::SERVICES};
+use crate::{procs::Prefixed, services::services};
 
 #[derive(Parser)]
 #[command(name = "ecomctl", version, about = "Run the ecom platform on a laptop")]
@@ -123,7 +124,7 @@ async fn up(
     bin_dir_arg: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let bins = bin_dir(bin_dir_arg)?;
-    for s in SERVICES {
+    for s in services() {
         if !bins.join(s.name).is_file() {
             bail!(
                 "{} is not built in {} (run `make up`, which builds first)",
@@ -156,16 +157,14 @@ async fn run_services(
     data_dir: &Path,
     log: &Prefixed,
 ) -> anyhow::Result<ExitCode> {
-    let names: Vec<String> = SERVICES
-        .iter()
+    let names: Vec<String> = services()
         .filter(|s| s.database)
         .map(|s| s.database_name())
         .collect();
     let databases = infra::create_databases(&infra.postgres_url, &names).await?;
-    let users_http = SERVICES
-        .iter()
-        .find(|s| s.name == "users")
-        .map_or(8001, |s| s.http());
+    let users_http = services()
+        .find(|s| s.name == platform::USERS.name)
+        .map_or(platform::USERS.http_port, |s| s.http());
 
     let mut children: Vec<(&'static str, Child)> = Vec::new();
     let mut monitor: Option<Child> = None;
@@ -270,7 +269,7 @@ async fn start_all(
     log: &Prefixed,
     children: &mut Vec<(&'static str, Child)>,
 ) -> anyhow::Result<()> {
-    for s in SERVICES {
+    for s in services() {
         let mut cmd = std::process::Command::new(bins.join(s.name));
         let upper = s.name.to_ascii_uppercase();
         if let Some((_, url)) = databases.iter().find(|(n, _)| *n == s.database_name()) {
@@ -295,7 +294,7 @@ async fn start_all(
                 cmd.env(key, default);
             }
         }
-        for other in SERVICES {
+        for other in services() {
             let upper = other.name.to_ascii_uppercase();
             if let Some(port) = other.grpc() {
                 cmd.env(
@@ -314,7 +313,7 @@ async fn start_all(
         .timeout(Duration::from_secs(2))
         .build()?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    for s in SERVICES {
+    for s in services() {
         let url = format!("http://127.0.0.1:{}/health/ready", s.http());
         loop {
             if let Ok(r) = client.get(&url).send().await
@@ -356,7 +355,7 @@ fn print_table(infra: &infra::Infra, prometheus: &str) {
         "  {:<10} {:<24} {:<18} {}\n",
         "service", "HTTP", "gRPC", "Swagger UI"
     ));
-    for s in SERVICES {
+    for s in services() {
         let http = format!("http://127.0.0.1:{}", s.http());
         let grpc = s
             .grpc()
@@ -366,7 +365,7 @@ fn print_table(infra: &infra::Infra, prometheus: &str) {
             s.name, http, grpc
         ));
     }
-    if let Some(gw) = SERVICES.iter().find(|s| s.name == "gateway") {
+    if let Some(gw) = services().find(|s| s.name == platform::GATEWAY.name) {
         let base = format!("http://127.0.0.1:{}", gw.http());
         out.push_str(&format!("\n  {:<10} {base}/graphql\n", "GraphQL"));
         out.push_str(&format!("  {:<10} {base}/api/... ({base}/docs)\n", "REST"));

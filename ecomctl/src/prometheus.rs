@@ -14,7 +14,7 @@ use tokio::process::Child;
 use crate::{
     infra,
     procs::{self, Prefixed},
-    services::SERVICES,
+    services::services,
 };
 
 pub const DEFAULT_PORT: u16 = 9090;
@@ -124,10 +124,7 @@ fn rules_dir() -> Option<PathBuf> {
 
 /// Where each service serves `/metrics`: its HTTP port, or the gateway's ops port.
 fn targets() -> Vec<(&'static str, u16)> {
-    SERVICES
-        .iter()
-        .map(|s| (s.name, s.metrics_port()))
-        .collect()
+    services().map(|s| (s.name, s.metrics_port())).collect()
 }
 
 /// A YAML double-quoted scalar (JSON-style escapes, which YAML shares).
@@ -301,12 +298,12 @@ scrape_configs:
 
     #[test]
     fn every_service_is_a_job_and_the_gateway_is_scraped_on_its_ops_port() {
-        let names: Vec<&str> = SERVICES.iter().map(|s| s.name).collect();
+        let names: Vec<&str> = services().map(|s| s.name).collect();
         assert_eq!(
             names,
             ["users", "products", "orders", "payments", "gateway"]
         );
-        let ops: Vec<Option<u16>> = SERVICES.iter().map(|s| s.ops_port).collect();
+        let ops: Vec<Option<u16>> = services().map(|s| s.ops_port).collect();
         assert_eq!(ops, [None, None, None, None, Some(9080)]);
     }
 

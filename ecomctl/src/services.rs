@@ -1,77 +1,55 @@
-//! The one list of platform services `ecomctl` runs. A new service is one entry here.
+//! The platform's services as `ecomctl` runs them: the shared table (`ecom_shared::platform`:
+//! names, ports, databases) plus the settings `ecomctl up` gives some of them. A new service
+//! needs nothing here unless it wants such settings.
 
-/// A service process of the platform.
+use std::ops::Deref;
+
+use ecom_shared::platform::{self, Service};
+
+/// A service process of the platform, with what `ecomctl up` gives it.
 #[derive(Debug, Clone, Copy)]
 pub struct ServiceDef {
-    /// Also the binary's name and the `ECOM_<NAME>_*` prefix.
-    pub name: &'static str,
-    pub http_port: u16,
-    pub grpc_port: Option<u16>,
-    /// A port of its own for `/metrics` (`ECOM_<NAME>_OPS_PORT`), when not on the HTTP port.
-    pub ops_port: Option<u16>,
-    /// Whether it owns a PostgreSQL database (`ecom_<name>`).
-    pub database: bool,
+    pub service: &'static Service,
     /// Settings `ecomctl up` gives it (unless the environment already sets them).
     pub env: &'static [(&'static str, &'static str)],
 }
 
-pub const SERVICES: &[ServiceDef] = &[
-    // The gateway (on this host) forwards the client's address on logins: Users believes it
-    // from there only.
-    ServiceDef {
-        name: "users",
-        http_port: 8001,
-        grpc_port: Some(50051),
-        ops_port: None,
-        database: true,
-        env: &[("ECOM_TRUSTED_PROXIES", "127.0.0.1")],
-    },
-    // The demo catalogue is seeded into an empty catalogue only (idempotent).
-    ServiceDef {
-        name: "products",
-        http_port: 8002,
-        grpc_port: Some(50052),
-        ops_port: None,
-        database: true,
-        env: &[("ECOM_SEED_DEMO", "true")],
-    },
-    ServiceDef {
-        name: "orders",
-        http_port: 8003,
-        grpc_port: Some(50053),
-        ops_port: None,
-        database: true,
-        env: &[],
-    },
-    ServiceDef {
-        name: "payments",
-        http_port: 8004,
-        grpc_port: Some(50054),
-        ops_port: None,
-        database: true,
-        env: &[],
-    },
-    // Last: it is ready only once the four services answer.
-    ServiceDef {
-        name: "gateway",
-        http_port: 8080,
-        grpc_port: None,
-        // Public: its metrics are on an ops port that is never published.
-        ops_port: Some(9080),
-        database: false,
-        env: &[],
-    },
-];
+/// The table's fields (`name`, `database`, ...) read through.
+impl Deref for ServiceDef {
+    type Target = Service;
+
+    fn deref(&self) -> &Service {
+        self.service
+    }
+}
+
+/// Every service, in the order `ecomctl up` starts them (the gateway last: it is ready only once
+/// the others answer).
+pub fn services() -> impl Iterator<Item = ServiceDef> {
+    platform::SERVICES.iter().map(|service| ServiceDef {
+        service,
+        env: up_env(service.name),
+    })
+}
+
+/// The settings `ecomctl up` gives `service` beyond the common ones.
+fn up_env(service: &str) -> &'static [(&'static str, &'static str)] {
+    match service {
+        // The gateway (on this host) forwards the client's address on logins: Users believes it
+        // from there only.
+        "users" => &[("ECOM_TRUSTED_PROXIES", "127.0.0.1")],
+        // The demo catalogue is seeded into an empty catalogue only (idempotent).
+        "products" => &[("ECOM_SEED_DEMO", "true")],
+        _ => &[],
+    }
+}
 
 impl ServiceDef {
     fn env_port(&self, kind: &str, default: u16) -> u16 {
-        std::env::var(format!(
-            "ECOM_{}_{kind}_PORT",
-            self.name.to_ascii_uppercase()
-        ))
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(default)
+        std::env::var(format!("{}_{kind}_PORT", self.env_prefix()))
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(default)
     }
 
     /// The HTTP port, honouring `ECOM_<NAME>_HTTP_PORT`.
@@ -89,9 +67,5 @@ impl ServiceDef {
     pub fn metrics_port(&self) -> u16 {
         self.ops_port
             .map_or_else(|| self.http(), |p| self.env_port("OPS", p))
-    }
-
-    pub fn database_name(&self) -> String {
-        format!("ecom_{}", self.name)
     }
 }

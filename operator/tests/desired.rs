@@ -830,6 +830,33 @@ fn external_databases_and_a_given_auth_secret_create_nothing() {
     );
 }
 
+/// The CRD crate keeps its own lists of services (it does not depend on the shared crate):
+/// they must be the platform's table (`ecom_shared::platform`), in its order.
+#[test]
+fn the_shop_api_lists_are_the_platform_table() {
+    use ecom_shared::platform;
+    let names = |f: fn(&platform::Service) -> bool| -> Vec<&str> {
+        platform::SERVICES
+            .iter()
+            .filter(|s| f(s))
+            .map(|s| s.name)
+            .collect()
+    };
+    assert_eq!(SERVICES.to_vec(), names(|_| true));
+    assert_eq!(DATABASE_SERVICES.to_vec(), names(|s| s.database));
+    for (callee, callers) in ecom_shop_api::GRPC_CALLERS {
+        let callee = platform::by_name(callee).expect("a service of the table");
+        assert!(
+            callee.grpc_port.is_some(),
+            "{} has no gRPC port",
+            callee.name
+        );
+        for caller in callers {
+            assert!(platform::by_name(caller).is_some(), "{caller}");
+        }
+    }
+}
+
 /// One credential per service that calls others as itself, each only in that service's
 /// Deployment and in Users' (which checks it): a compromised gateway or Products holds none,
 /// and Orders cannot mint Payments' identity.

@@ -41,10 +41,10 @@ pub struct Probe {
 
 impl Probe {
     /// A service's `/health/ready` on `ECOM_<SERVICE>_HTTP_PORT`.
-    pub fn ready(spec: crate::config::ServiceSpec) -> Self {
+    pub fn ready(service: &crate::platform::Service) -> Self {
         Self {
-            port_env: format!("ECOM_{}_HTTP_PORT", spec.name.to_ascii_uppercase()),
-            default_port: spec.http_port,
+            port_env: format!("{}_HTTP_PORT", service.env_prefix()),
+            default_port: service.http_port,
             path: "/health/ready",
         }
     }
@@ -192,7 +192,8 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 /// The `main` of a service with a database (`users`, `products`, `orders`, `payments`): the crate
-/// exports `Application`, `Config`, `MIGRATOR` and `config::SPEC`.
+/// exports `Application`, `Config`, `MIGRATOR` and `config::SERVICE` (its row of the platform's
+/// table).
 #[macro_export]
 macro_rules! service_main {
     ($service:ident) => {
@@ -200,7 +201,7 @@ macro_rules! service_main {
             use $crate::cli::{Command, Probe};
             let name = stringify!($service);
             let command =
-                match $crate::cli::parse(name, &Probe::ready($service::config::SPEC), true) {
+                match $crate::cli::parse(name, &Probe::ready($service::config::SERVICE), true) {
                     Command::Exit(code) => return code,
                     command => command,
                 };

@@ -5,6 +5,8 @@
 
 use std::{collections::HashMap, fmt, net::IpAddr, str::FromStr, time::Duration};
 
+use crate::platform::{Service, USERS};
+
 /// Where the process runs. Production refuses development secrets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -157,18 +159,12 @@ impl EnvReader {
     }
 }
 
-/// The identity of one service: its name and default ports (the contract's table).
-#[derive(Debug, Clone, Copy)]
-pub struct ServiceSpec {
-    pub name: &'static str,
-    pub http_port: u16,
-    pub grpc_port: Option<u16>,
-}
-
 /// Settings every service has, read the same way everywhere.
 #[derive(Debug, Clone)]
 pub struct CommonConfig {
     pub service: &'static str,
+    /// The service's row of the platform's table (default ports, gRPC service name).
+    pub platform: &'static Service,
     pub env: Environment,
     pub bind: IpAddr,
     pub http_port: u16,
@@ -330,18 +326,19 @@ impl CommonConfig {
         );
     }
 
-    /// Reads the common settings for `spec` (`ECOM_<SERVICE>_HTTP_PORT`, ...).
-    pub fn read(spec: ServiceSpec, env: &mut EnvReader) -> Self {
-        let upper = spec.name.to_ascii_uppercase();
+    /// Reads the common settings of `service` (`ECOM_<SERVICE>_HTTP_PORT`, ...), its defaults
+    /// from the platform's table.
+    pub fn read(service: &'static Service, env: &mut EnvReader) -> Self {
+        let prefix = service.env_prefix();
         let environment: Environment = env.parse("ECOM_ENV", Environment::Development);
         let bind = env.parse("ECOM_BIND_ADDRESS", IpAddr::from([0, 0, 0, 0]));
-        let http_port = env.parse(&format!("ECOM_{upper}_HTTP_PORT"), spec.http_port);
+        let http_port = env.parse(&format!("{prefix}_HTTP_PORT"), service.http_port);
         let grpc_port = env.parse(
-            &format!("ECOM_{upper}_GRPC_PORT"),
-            spec.grpc_port.unwrap_or(0),
+            &format!("{prefix}_GRPC_PORT"),
+            service.grpc_port.unwrap_or(0),
         );
-        let db_name = format!("ecom_{}", spec.name);
-        let database_url = match env.raw(&format!("ECOM_{upper}_DATABASE_URL")) {
+        let db_name = service.database_name();
+        let database_url = match env.raw(&format!("{prefix}_DATABASE_URL")) {
             Some(url) => url,
             None => match env.raw("ECOM_DATABASE_URL") {
                 Some(server) => match with_database(&server, &db_name) {
@@ -358,7 +355,7 @@ impl CommonConfig {
         let redis_prefix = env.string("ECOM_REDIS_PREFIX", "ecom");
         let jwks_url = env.string(
             "ECOM_JWKS_URL",
-            "http://127.0.0.1:8001/.well-known/jwks.json",
+            &format!("{}/.well-known/jwks.json", USERS.local_http_url()),
         );
         let trusted_proxies = match env.raw("ECOM_TRUSTED_PROXIES") {
             None => Vec::new(),
@@ -380,7 +377,10 @@ impl CommonConfig {
             env.error("ECOM_ACCESS_TOKEN_TTL_SECONDS must be between 30 and 86400");
         }
         let run_migrations = env.parse("ECOM_MIGRATE", true);
-        let users_grpc_url = env.string("ECOM_USERS_GRPC_URL", "http://127.0.0.1:50051");
+        let users_grpc_url = env.string(
+            "ECOM_USERS_GRPC_URL",
+            &USERS.local_grpc_url().unwrap_or_default(),
+        );
         if url::Url::parse(&users_grpc_url).is_err() {
             env.error("ECOM_USERS_GRPC_URL is not a URL");
         }
@@ -405,10 +405,11 @@ impl CommonConfig {
             env.error("ECOM_JWT_AUDIENCE must be 1 to 128 printable characters without spaces");
         }
         let service_secret = SERVICES_WITH_IDENTITY
-            .contains(&spec.name)
-            .then(|| read_service_secret(env, "ECOM_SERVICE_SECRET", spec.name, environment));
+            .contains(&service.name)
+            .then(|| read_service_secret(env, "ECOM_SERVICE_SECRET", service.name, environment));
         Self {
-            service: spec.name,
+            service: service.name,
+            platform: service,
             env: environment,
             bind,
             http_port,
@@ -479,12 +480,7 @@ mod tests {
             ("ECOM_ENV".to_owned(), "staging".to_owned()),
             ("ECOM_USERS_HTTP_PORT".to_owned(), "http".to_owned()),
         ]));
-        let spec = ServiceSpec {
-            name: "users",
-            http_port: 8001,
-            grpc_port: Some(50051),
-        };
-        let _ = CommonConfig::read(spec, &mut env);
+        let _ = CommonConfig::read(&USERS, &mut env);
         let msg = env.finish().expect_err("must fail").to_string();
         assert!(msg.contains("ECOM_ENV"), "{msg}");
         assert!(msg.contains("ECOM_USERS_HTTP_PORT"), "{msg}");
@@ -497,12 +493,8 @@ mod tests {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
         );
-        let spec = ServiceSpec {
-            name,
-            http_port: 8000,
-            grpc_port: Some(50000),
-        };
-        let c = CommonConfig::read(spec, &mut env);
+        let service = crate::platform::by_name(name).expect("a service of the platform");
+        let c = CommonConfig::read(service, &mut env);
         env.finish().map(|()| c)
     }
 
@@ -565,14 +557,11 @@ mod tests {
     #[test]
     fn defaults_follow_the_contract() {
         let mut env = EnvReader::from_map(HashMap::new());
-        let spec = ServiceSpec {
-            name: "users",
-            http_port: 8001,
-            grpc_port: Some(50051),
-        };
-        let c = CommonConfig::read(spec, &mut env);
+        let c = CommonConfig::read(&USERS, &mut env);
         env.finish().expect("defaults are valid");
         assert_eq!((c.http_port, c.grpc_port), (8001, 50051));
+        assert_eq!(c.users_grpc_url, "http://127.0.0.1:50051");
+        assert_eq!(c.jwks_url, "http://127.0.0.1:8001/.well-known/jwks.json");
         assert_eq!(c.env, Environment::Development);
         assert_eq!(c.access_token_ttl, Duration::from_secs(900));
         assert!(c.database_url.ends_with("/ecom_users"));

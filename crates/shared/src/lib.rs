@@ -22,9 +22,12 @@ pub mod ratelimit;
 pub mod redis;
 pub mod service_tokens;
 pub mod shutdown;
+pub mod startup;
 pub mod tasks;
 pub mod telemetry;
 
+/// The platform's services and default ports (a crate of its own: the operator reads it too).
+pub use ecom_platform as platform;
 pub use error::{ApiError, AppJson, AppPath, AppQuery, ErrorCode, FieldError};
 
 /// Crates the exported macros name, so services need not import them for the macros' sake.

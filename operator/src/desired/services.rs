@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ecom_platform as platform;
 use ecom_shop_api::{DATABASE_SERVICES, ServiceSpec};
 use k8s_openapi::{
     api::{
@@ -32,7 +33,7 @@ use super::{
 /// `sleep` pre-stop action is on by default from Kubernetes 1.30 (the chart's `kubeVersion`).
 pub const PRE_STOP_SECONDS: i64 = 20;
 
-/// A service's ports (the contract's table).
+/// A service's ports, as Kubernetes objects spell them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ports {
     pub http: i32,
@@ -41,18 +42,14 @@ pub struct Ports {
     pub metrics: Option<i32>,
 }
 
+/// The ports of `service` from the platform's table (`ecom_platform`); the gateway's for
+/// a name the table does not know (the callers pass names from `ecom_shop_api::SERVICES`).
 pub fn ports(service: &str) -> Ports {
-    let (http, grpc, metrics) = match service {
-        "users" => (8001, Some(50051), None),
-        "products" => (8002, Some(50052), None),
-        "orders" => (8003, Some(50053), None),
-        "payments" => (8004, Some(50054), None),
-        _ => (8080, None, Some(9080)),
-    };
+    let s = platform::by_name(service).unwrap_or(&platform::GATEWAY);
     Ports {
-        http,
-        grpc,
-        metrics,
+        http: i32::from(s.http_port),
+        grpc: s.grpc_port.map(i32::from),
+        metrics: s.ops_port.map(i32::from),
     }
 }
 

@@ -3,16 +3,13 @@
 
 use std::time::Duration;
 
-use ecom_shared::config::{CommonConfig, EnvReader, Rate, ServiceSpec};
-
-pub const SPEC: ServiceSpec = ServiceSpec {
-    name: "gateway",
-    http_port: 8080,
-    grpc_port: None,
+use ecom_shared::{
+    config::{CommonConfig, EnvReader, Rate},
+    platform::{self, Service},
 };
 
-/// The gateway's ops port: `/metrics` for Prometheus, health for probes.
-pub const DEFAULT_OPS_PORT: u16 = 9080;
+/// This service's row of the platform's table (its default ports).
+pub const SERVICE: &Service = &platform::GATEWAY;
 
 /// `ECOM_RATE_LIMIT_BURST` by default: far above what a person or a page does (the storefront
 /// makes a handful of requests per view), far below a flood.
@@ -62,23 +59,22 @@ pub struct Config {
     pub response_cache_ttl: Duration,
 }
 
-fn upstream(env: &mut EnvReader, name: &'static str, http: u16, grpc: u16) -> Upstream {
-    let upper = name.to_ascii_uppercase();
+/// Where `service` is: `ECOM_<SERVICE>_GRPC_URL` and `_HTTP_URL`, by default on this host at
+/// its ports in the platform's table.
+fn upstream(env: &mut EnvReader, service: &'static Service) -> Upstream {
+    let prefix = service.env_prefix();
     let grpc_url = env.string(
-        &format!("ECOM_{upper}_GRPC_URL"),
-        &format!("http://127.0.0.1:{grpc}"),
+        &format!("{prefix}_GRPC_URL"),
+        &service.local_grpc_url().unwrap_or_default(),
     );
-    let http_url = env.string(
-        &format!("ECOM_{upper}_HTTP_URL"),
-        &format!("http://127.0.0.1:{http}"),
-    );
+    let http_url = env.string(&format!("{prefix}_HTTP_URL"), &service.local_http_url());
     for (key, url) in [("GRPC", &grpc_url), ("HTTP", &http_url)] {
         if url::Url::parse(url).is_err() {
-            env.error(format!("ECOM_{upper}_{key}_URL is not a URL"));
+            env.error(format!("{prefix}_{key}_URL is not a URL"));
         }
     }
     Upstream {
-        name,
+        name: service.name,
         grpc_url,
         http_url: http_url.trim_end_matches('/').to_owned(),
     }
@@ -90,12 +86,15 @@ impl Config {
     }
 
     pub fn read(mut env: EnvReader) -> anyhow::Result<Self> {
-        let common = CommonConfig::read(SPEC, &mut env);
-        let ops_port = env.parse("ECOM_GATEWAY_OPS_PORT", DEFAULT_OPS_PORT);
-        let users = upstream(&mut env, "users", 8001, 50051);
-        let products = upstream(&mut env, "products", 8002, 50052);
-        let orders = upstream(&mut env, "orders", 8003, 50053);
-        let payments = upstream(&mut env, "payments", 8004, 50054);
+        let common = CommonConfig::read(SERVICE, &mut env);
+        let ops_port = env.parse(
+            "ECOM_GATEWAY_OPS_PORT",
+            SERVICE.ops_port.unwrap_or_default(),
+        );
+        let users = upstream(&mut env, &platform::USERS);
+        let products = upstream(&mut env, &platform::PRODUCTS);
+        let orders = upstream(&mut env, &platform::ORDERS);
+        let payments = upstream(&mut env, &platform::PAYMENTS);
         let burst_rate = match env.raw("ECOM_RATE_LIMIT_BURST") {
             Some(v) if matches!(v.to_ascii_lowercase().as_str(), "0" | "off") => None,
             _ => Some(env.parse("ECOM_RATE_LIMIT_BURST", DEFAULT_BURST)),
@@ -163,12 +162,14 @@ mod tests {
     #[test]
     fn defaults_follow_the_contract() {
         let c = read(&[]).expect("defaults are valid");
-        assert_eq!(c.common.http_port, 8080);
+        assert_eq!((c.common.http_port, c.ops_port), (8080, 9080));
         assert_eq!(c.default_rate, Rate::per_minute(1200));
         assert_eq!(c.burst_rate, Some(DEFAULT_BURST));
         assert_eq!(c.login_rate, Rate::per_minute(10));
         assert_eq!(c.products.grpc_url, "http://127.0.0.1:50052");
         assert_eq!(c.orders.http_url, "http://127.0.0.1:8003");
+        assert_eq!(c.users.grpc_url, "http://127.0.0.1:50051");
+        assert_eq!(c.payments.http_url, "http://127.0.0.1:8004");
     }
 
     #[test]

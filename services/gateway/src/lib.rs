@@ -23,7 +23,7 @@ use axum::{
 };
 use ecom_shared::{
     auth::JwtVerifier, cache::Cache, health::Readiness, http::TrustedProxies, metrics::Metrics,
-    redis::Redis,
+    redis::Redis, tasks::Tasks,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -87,11 +87,8 @@ impl Application {
 
     /// Builds with a given token verifier (tests bring their own).
     pub async fn build_with(config: Config, verifier: Arc<JwtVerifier>) -> anyhow::Result<Self> {
-        let metrics = Metrics::new(config::SPEC.name);
-        let redis = Arc::new(Redis::new(
-            &config.common.redis_url,
-            &config.common.redis_prefix,
-        )?);
+        let metrics = Metrics::new(config.common.service);
+        let redis = ecom_shared::startup::redis(&config.common)?;
         let clients = Clients::new(&config, &metrics)?;
         let cache = Cache::new(redis.clone(), metrics.clone(), config.response_cache_ttl);
         let gateway = Arc::new(Gateway {
@@ -182,12 +179,18 @@ impl Application {
             ops = self.ops_port(),
             "gateway listening"
         );
-        Limits::spawn_cleanup(&self.gateway, shutdown.clone());
+        let mut tasks = Tasks::new(shutdown.clone());
+        if let Some(cleanup) = Limits::cleanup_task(&self.gateway) {
+            tasks.start(cleanup);
+        }
         let limits = self.http_limits;
         let ops =
             ecom_shared::http::serve(self.ops_listener, self.ops_router, limits, shutdown.clone());
-        let public = ecom_shared::http::serve(self.listener, self.router, limits, shutdown);
-        tokio::try_join!(public, ops)?;
+        let public = ecom_shared::http::serve(self.listener, self.router, limits, shutdown.clone());
+        let served = tokio::try_join!(public, ops);
+        shutdown.cancel();
+        tasks.join().await?;
+        served?;
         tracing::info!("gateway stopped");
         Ok(())
     }

@@ -32,6 +32,7 @@ use ecom_shared::{
     error::ApiError,
     http::ClientIp,
     ratelimit::{Decision, RateLimiter},
+    tasks::Periodic,
 };
 use governor::{
     Quota,
@@ -43,7 +44,6 @@ use governor::{
     },
 };
 use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};
-use tokio_util::sync::CancellationToken;
 
 use crate::{AppState, Gateway, error::GatewayError};
 
@@ -231,17 +231,15 @@ impl Limits {
         }
     }
 
-    /// Keeps the burst limiter's memory bounded until `shutdown`: subjects back to a fresh state
-    /// are forgotten every few seconds (the cap bounds what can pile up in between).
-    pub fn spawn_cleanup(gw: &std::sync::Arc<Gateway>, shutdown: CancellationToken) {
-        if gw.limits.burst.is_none() {
-            return;
-        }
+    /// Keeps the burst limiter's memory bounded: subjects back to a fresh state are forgotten
+    /// every few seconds (the cap bounds what can pile up in between, so losing the task is not
+    /// fatal). `None` when there is no burst limit.
+    pub fn cleanup_task(gw: &std::sync::Arc<Gateway>) -> Option<Periodic> {
+        gw.limits.burst.as_ref()?;
         let gw = gw.clone();
-        ecom_shared::tasks::spawn_periodic(
+        Some(Periodic::housekeeping(
             "burst limiter cleanup",
             BURST_CLEANUP_EVERY,
-            shutdown,
             move || {
                 let limits = &gw.limits;
                 if let Some(burst) = &limits.burst {
@@ -252,7 +250,7 @@ impl Limits {
                 }
                 async { Ok(()) }
             },
-        );
+        ))
     }
 
     async fn check(gw: &Gateway, limiter: &RateLimiter, subject: &str) -> Result<Decision, ()> {

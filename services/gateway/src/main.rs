@@ -5,10 +5,10 @@
 use std::process::ExitCode;
 
 use ecom_shared::cli::{self, Command, Probe};
-use gateway::{Application, Config, config::SPEC};
+use gateway::{Application, Config, config::SERVICE};
 
 fn main() -> ExitCode {
-    if let Command::Exit(code) = cli::parse("gateway", &Probe::ready(SPEC), false) {
+    if let Command::Exit(code) = cli::parse("gateway", &Probe::ready(SERVICE), false) {
         return code;
     }
     cli::run("gateway", async {

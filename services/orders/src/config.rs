@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use ecom_shared::config::{CommonConfig, EnvReader, ServiceSpec};
-
-pub const SPEC: ServiceSpec = ServiceSpec {
-    name: "orders",
-    http_port: 8003,
-    grpc_port: Some(50053),
+use ecom_shared::{
+    config::{CommonConfig, EnvReader},
+    platform::{self, Service},
 };
+
+/// This service's row of the platform's table (its default ports).
+pub const SERVICE: &Service = &platform::ORDERS;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -32,8 +32,11 @@ impl Config {
     }
 
     pub fn read(mut env: EnvReader) -> anyhow::Result<Self> {
-        let common = CommonConfig::read(SPEC, &mut env);
-        let products_grpc_url = env.string("ECOM_PRODUCTS_GRPC_URL", "http://127.0.0.1:50052");
+        let common = CommonConfig::read(SERVICE, &mut env);
+        let products_grpc_url = env.string(
+            "ECOM_PRODUCTS_GRPC_URL",
+            &platform::PRODUCTS.local_grpc_url().unwrap_or_default(),
+        );
         if url::Url::parse(&products_grpc_url).is_err() {
             env.error("ECOM_PRODUCTS_GRPC_URL is not a URL");
         }

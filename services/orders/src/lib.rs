@@ -17,8 +17,13 @@ use std::{sync::Arc, time::Duration};
 
 use ecom_proto::orders::v1::order_service_server::OrderServiceServer;
 use ecom_shared::{
-    auth::JwtVerifier, cache::Cache, health::Readiness, metrics::Metrics, redis::Redis,
+    auth::JwtVerifier,
+    cache::Cache,
+    health::Readiness,
+    metrics::Metrics,
     service_tokens::ServiceTokens,
+    startup::{self, App},
+    tasks::Periodic,
 };
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -31,10 +36,11 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 const SWEEP_BATCH: i64 = 200;
 
+/// How often idempotency keys past their lifetime are deleted.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
 pub struct Application {
-    servers: ecom_shared::grpc::Servers,
-    orders: Arc<OrdersService>,
-    sweep_interval: Duration,
+    app: App,
 }
 
 impl Application {
@@ -57,15 +63,8 @@ impl Application {
         verifier: Arc<JwtVerifier>,
         tokens: Arc<ServiceTokens>,
     ) -> anyhow::Result<Self> {
-        if config.common.run_migrations {
-            MIGRATOR.run(&pool).await?;
-        }
-        let metrics = Metrics::new(config::SPEC.name);
-        metrics.watch_pool(pool.clone());
-        let redis = Arc::new(Redis::new(
-            &config.common.redis_url,
-            &config.common.redis_prefix,
-        )?);
+        let metrics = startup::prepare(&config.common, &pool, &MIGRATOR).await?;
+        let redis = startup::redis(&config.common)?;
         let channel = ecom_shared::grpc::channel(
             &config.products_grpc_url,
             metrics.clone(),
@@ -88,82 +87,53 @@ impl Application {
             orders: orders.clone(),
             verifier: verifier.clone(),
         };
-        let (api, openapi) = http::router(state);
-        let readiness = {
+        let readiness = Readiness::database_and_redis(pool, redis).check("products", move || {
             let products = products.clone();
-            Readiness::database_and_redis(pool, redis).check("products", move || {
-                let products = products.clone();
-                async move { products.get(&[]).await.is_ok() }
-            })
-        };
-        let router = ecom_shared::http::finish_router(api, openapi, metrics.clone(), readiness);
-        let mut routes = tonic::service::Routes::builder();
-        routes.add_service(
-            OrderServiceServer::new(grpc::OrdersGrpc {
-                orders: orders.clone(),
-                verifier,
-            })
-            .max_decoding_message_size(ecom_shared::grpc::MAX_MESSAGE_BYTES),
-        );
-        let servers = ecom_shared::grpc::Servers::bind(
-            &config.common,
-            router,
-            routes.routes(),
-            &["ecom.orders.v1.OrderService"],
-            &[ecom_proto::FILE_DESCRIPTOR_SET],
-            metrics,
-        )
-        .await?;
-        Ok(Self {
-            servers,
-            orders,
-            sweep_interval: config.sweep_interval,
+            async move { products.get(&[]).await.is_ok() }
+        });
+        let grpc = OrderServiceServer::new(grpc::OrdersGrpc {
+            orders: orders.clone(),
+            verifier,
         })
-    }
-
-    pub fn http_port(&self) -> u16 {
-        self.servers.http_port()
-    }
-
-    pub fn grpc_port(&self) -> u16 {
-        self.servers.grpc_port()
-    }
-
-    /// Serves HTTP and gRPC and runs the expiry sweeper until `shutdown` is cancelled.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(
-            http = self.http_port(),
-            grpc = self.grpc_port(),
-            "orders service listening"
-        );
-        let orders = self.orders.clone();
-        let sweeper = ecom_shared::tasks::spawn_periodic(
-            "order-sweeper",
-            self.sweep_interval,
-            shutdown.clone(),
-            move || {
+        .max_decoding_message_size(ecom_shared::grpc::MAX_MESSAGE_BYTES);
+        // Essential: unpaid orders would keep their stock reserved forever.
+        let sweeper = {
+            let orders = orders.clone();
+            Periodic::essential("order-sweeper", config.sweep_interval, move || {
                 let orders = orders.clone();
                 async move {
                     while orders.sweep_expired(SWEEP_BATCH).await? as i64 == SWEEP_BATCH {}
                     Ok(())
                 }
-            },
-        );
-        let orders = self.orders.clone();
-        let purge = ecom_shared::tasks::spawn_periodic(
-            "idempotency-key-purge",
-            Duration::from_secs(3600),
-            shutdown.clone(),
-            move || {
-                let orders = orders.clone();
-                async move { orders.purge_keys().await.map(|_| ()).map_err(Into::into) }
-            },
-        );
-        let served = ecom_shared::grpc::serve_all(self.servers, shutdown.clone()).await;
-        shutdown.cancel();
-        let _ = tokio::join!(sweeper, purge);
-        served?;
-        tracing::info!("orders service stopped");
-        Ok(())
+            })
+        };
+        let purge = Periodic::housekeeping("idempotency-key-purge", PURGE_EVERY, move || {
+            let orders = orders.clone();
+            async move { orders.purge_keys().await.map(|_| ()).map_err(Into::into) }
+        });
+        let app = App::bind(
+            &config.common,
+            http::router(state),
+            readiness,
+            grpc,
+            metrics,
+        )
+        .await?
+        .with_task(sweeper)
+        .with_task(purge);
+        Ok(Self { app })
+    }
+
+    pub fn http_port(&self) -> u16 {
+        self.app.http_port()
+    }
+
+    pub fn grpc_port(&self) -> u16 {
+        self.app.grpc_port()
+    }
+
+    /// Serves HTTP and gRPC and runs the expiry sweeper until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.app.run(shutdown).await
     }
 }

@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use ecom_shared::config::{CommonConfig, EnvReader, ServiceSpec};
-
-pub const SPEC: ServiceSpec = ServiceSpec {
-    name: "payments",
-    http_port: 8004,
-    grpc_port: Some(50054),
+use ecom_shared::{
+    config::{CommonConfig, EnvReader},
+    platform::{self, Service},
 };
+
+/// This service's row of the platform's table (its default ports).
+pub const SERVICE: &Service = &platform::PAYMENTS;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -37,8 +37,11 @@ impl Config {
     }
 
     pub fn read(mut env: EnvReader) -> anyhow::Result<Self> {
-        let common = CommonConfig::read(SPEC, &mut env);
-        let orders_grpc_url = env.string("ECOM_ORDERS_GRPC_URL", "http://127.0.0.1:50053");
+        let common = CommonConfig::read(SERVICE, &mut env);
+        let orders_grpc_url = env.string(
+            "ECOM_ORDERS_GRPC_URL",
+            &platform::ORDERS.local_grpc_url().unwrap_or_default(),
+        );
         if url::Url::parse(&orders_grpc_url).is_err() {
             env.error("ECOM_ORDERS_GRPC_URL is not a URL");
         }

@@ -21,7 +21,12 @@ use std::{sync::Arc, time::Duration};
 
 use ecom_proto::payments::v1::payment_service_server::PaymentServiceServer;
 use ecom_shared::{
-    auth::JwtVerifier, health::Readiness, metrics::Metrics, service_tokens::ServiceTokens,
+    auth::JwtVerifier,
+    health::Readiness,
+    metrics::Metrics,
+    service_tokens::ServiceTokens,
+    startup::{self, App},
+    tasks::Periodic,
 };
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -34,11 +39,11 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 const RELAY_BATCH: i64 = 200;
 
+/// How often idempotency keys and delivered events past their lifetime are deleted.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
 pub struct Application {
-    servers: ecom_shared::grpc::Servers,
-    payments: Arc<PaymentsService>,
-    relay_interval: Duration,
-    stuck_after: Duration,
+    app: App,
 }
 
 impl Application {
@@ -61,11 +66,7 @@ impl Application {
         verifier: Arc<JwtVerifier>,
         tokens: Arc<ServiceTokens>,
     ) -> anyhow::Result<Self> {
-        if config.common.run_migrations {
-            MIGRATOR.run(&pool).await?;
-        }
-        let metrics = Metrics::new(config::SPEC.name);
-        metrics.watch_pool(pool.clone());
+        let metrics = startup::prepare(&config.common, &pool, &MIGRATOR).await?;
         let channel = ecom_shared::grpc::channel(
             &config.orders_grpc_url,
             metrics.clone(),
@@ -88,7 +89,6 @@ impl Application {
             payments: payments.clone(),
             verifier: verifier.clone(),
         };
-        let (api, openapi) = http::router(state);
         // Payments keeps nothing in Redis: its readiness is its database and Orders.
         let readiness = {
             let payments = payments.clone();
@@ -102,85 +102,59 @@ impl Application {
                     async move { payments.orders_up().await }
                 })
         };
-        let router = ecom_shared::http::finish_router(api, openapi, metrics.clone(), readiness);
-        let mut routes = tonic::service::Routes::builder();
-        routes.add_service(
-            PaymentServiceServer::new(grpc::PaymentsGrpc {
-                payments: payments.clone(),
-                verifier,
-            })
-            .max_decoding_message_size(ecom_shared::grpc::MAX_MESSAGE_BYTES),
-        );
-        let servers = ecom_shared::grpc::Servers::bind(
-            &config.common,
-            router,
-            routes.routes(),
-            &["ecom.payments.v1.PaymentService"],
-            &[ecom_proto::FILE_DESCRIPTOR_SET],
-            metrics,
-        )
-        .await?;
-        Ok(Self {
-            servers,
-            payments,
-            relay_interval: config.relay_interval,
-            stuck_after: config.stuck_after,
+        let grpc = PaymentServiceServer::new(grpc::PaymentsGrpc {
+            payments: payments.clone(),
+            verifier,
         })
-    }
-
-    pub fn http_port(&self) -> u16 {
-        self.servers.http_port()
-    }
-
-    pub fn grpc_port(&self) -> u16 {
-        self.servers.grpc_port()
-    }
-
-    /// Serves HTTP and gRPC and runs the outbox relay and the housekeeping until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(
-            http = self.http_port(),
-            grpc = self.grpc_port(),
-            "payments service listening"
-        );
-        let payments = self.payments.clone();
-        let relay = ecom_shared::tasks::spawn_periodic(
-            "outbox-relay",
-            self.relay_interval,
-            shutdown.clone(),
-            move || {
+        .max_decoding_message_size(ecom_shared::grpc::MAX_MESSAGE_BYTES);
+        // Essential: without the relay Orders never hears of a payment; without the stuck
+        // check an interrupted payment stays `processing`.
+        let relay = {
+            let payments = payments.clone();
+            Periodic::essential("outbox-relay", config.relay_interval, move || {
                 let payments = payments.clone();
                 async move {
                     while payments.relay(RELAY_BATCH).await? as i64 == RELAY_BATCH {}
                     Ok(())
                 }
-            },
-        );
-        let payments = self.payments.clone();
-        let stuck = ecom_shared::tasks::spawn_periodic(
-            "stuck-payments",
-            (self.stuck_after / 4).max(Duration::from_millis(250)),
-            shutdown.clone(),
-            move || {
+            })
+        };
+        let stuck = {
+            let payments = payments.clone();
+            let every = (config.stuck_after / 4).max(Duration::from_millis(250));
+            Periodic::essential("stuck-payments", every, move || {
                 let payments = payments.clone();
                 async move { payments.fail_stuck().await.map(|_| ()).map_err(Into::into) }
-            },
-        );
-        let payments = self.payments.clone();
-        let purge = ecom_shared::tasks::spawn_periodic(
-            "purge",
-            Duration::from_secs(3600),
-            shutdown.clone(),
-            move || {
-                let payments = payments.clone();
-                async move { payments.purge().await.map(|_| ()).map_err(Into::into) }
-            },
-        );
-        let served = ecom_shared::grpc::serve_all(self.servers, shutdown.clone()).await;
-        shutdown.cancel();
-        let _ = tokio::join!(relay, stuck, purge);
-        served?;
-        tracing::info!("payments service stopped");
-        Ok(())
+            })
+        };
+        let purge = Periodic::housekeeping("purge", PURGE_EVERY, move || {
+            let payments = payments.clone();
+            async move { payments.purge().await.map(|_| ()).map_err(Into::into) }
+        });
+        let app = App::bind(
+            &config.common,
+            http::router(state),
+            readiness,
+            grpc,
+            metrics,
+        )
+        .await?
+        .with_task(relay)
+        .with_task(stuck)
+        .with_task(purge);
+        Ok(Self { app })
+    }
+
+    pub fn http_port(&self) -> u16 {
+        self.app.http_port()
+    }
+
+    pub fn grpc_port(&self) -> u16 {
+        self.app.grpc_port()
+    }
+
+    /// Serves HTTP and gRPC and runs the outbox relay and the housekeeping until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.app.run(shutdown).await
     }
 }

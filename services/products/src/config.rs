@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use ecom_shared::config::{CommonConfig, EnvReader, ServiceSpec};
-
-pub const SPEC: ServiceSpec = ServiceSpec {
-    name: "products",
-    http_port: 8002,
-    grpc_port: Some(50052),
+use ecom_shared::{
+    config::{CommonConfig, EnvReader},
+    platform::{self, Service},
 };
+
+/// This service's row of the platform's table (its default ports).
+pub const SERVICE: &Service = &platform::PRODUCTS;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -31,7 +31,7 @@ impl Config {
     }
 
     pub fn read(mut env: EnvReader) -> anyhow::Result<Self> {
-        let common = CommonConfig::read(SPEC, &mut env);
+        let common = CommonConfig::read(SERVICE, &mut env);
         let currency = env.string("ECOM_CURRENCY", "USD").to_ascii_uppercase();
         if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
             env.error("ECOM_CURRENCY must be a three-letter ISO 4217 code");

@@ -14,11 +14,16 @@ pub mod repo;
 pub mod seed;
 pub mod service;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use ecom_proto::products::v1::product_service_server::ProductServiceServer;
 use ecom_shared::{
-    auth::JwtVerifier, cache::Cache, health::Readiness, metrics::Metrics, redis::Redis,
+    auth::JwtVerifier,
+    cache::Cache,
+    health::Readiness,
+    metrics::Metrics,
+    startup::{self, App},
+    tasks::Periodic,
 };
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -33,9 +38,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 const SWEEP_BATCH: i64 = 200;
 
 pub struct Application {
-    servers: ecom_shared::grpc::Servers,
+    app: App,
     products: Arc<ProductsService>,
-    sweep_interval: Duration,
 }
 
 impl Application {
@@ -56,18 +60,11 @@ impl Application {
         pool: PgPool,
         verifier: Arc<JwtVerifier>,
     ) -> anyhow::Result<Self> {
-        if config.common.run_migrations {
-            MIGRATOR.run(&pool).await?;
-        }
+        let metrics = startup::prepare(&config.common, &pool, &MIGRATOR).await?;
         if config.seed_demo {
             seed::seed_demo(&pool, &config.currency).await?;
         }
-        let metrics = Metrics::new(config::SPEC.name);
-        metrics.watch_pool(pool.clone());
-        let redis = Arc::new(Redis::new(
-            &config.common.redis_url,
-            &config.common.redis_prefix,
-        )?);
+        let redis = startup::redis(&config.common)?;
         let cache = Cache::new(redis.clone(), metrics.clone(), config.cache_ttl);
         let products = Arc::new(ProductsService::new(
             pool.clone(),
@@ -80,40 +77,43 @@ impl Application {
             products: products.clone(),
             verifier: verifier.clone(),
         };
-        let (api, openapi) = http::router(state);
         // Reads still answer when Redis is down, but the platform is degraded: report it.
         let readiness = Readiness::database_and_redis(pool, redis);
-        let router = ecom_shared::http::finish_router(api, openapi, metrics.clone(), readiness);
-        let mut routes = tonic::service::Routes::builder();
-        routes.add_service(
-            ProductServiceServer::new(grpc::ProductsGrpc {
-                products: products.clone(),
-                verifier,
+        let grpc = ProductServiceServer::new(grpc::ProductsGrpc {
+            products: products.clone(),
+            verifier,
+        })
+        .max_decoding_message_size(ecom_shared::grpc::MAX_MESSAGE_BYTES);
+        // Essential: expired reservations would hold their stock forever.
+        let sweeper = {
+            let products = products.clone();
+            Periodic::essential("reservation-sweeper", config.sweep_interval, move || {
+                let products = products.clone();
+                // Drain in batches: a backlog is cleared in one tick.
+                async move {
+                    while products.sweep_expired(SWEEP_BATCH).await? as i64 == SWEEP_BATCH {}
+                    Ok(())
+                }
             })
-            .max_decoding_message_size(ecom_shared::grpc::MAX_MESSAGE_BYTES),
-        );
-        let servers = ecom_shared::grpc::Servers::bind(
+        };
+        let app = App::bind(
             &config.common,
-            router,
-            routes.routes(),
-            &["ecom.products.v1.ProductService"],
-            &[ecom_proto::FILE_DESCRIPTOR_SET],
+            http::router(state),
+            readiness,
+            grpc,
             metrics,
         )
-        .await?;
-        Ok(Self {
-            servers,
-            products,
-            sweep_interval: config.sweep_interval,
-        })
+        .await?
+        .with_task(sweeper);
+        Ok(Self { app, products })
     }
 
     pub fn http_port(&self) -> u16 {
-        self.servers.http_port()
+        self.app.http_port()
     }
 
     pub fn grpc_port(&self) -> u16 {
-        self.servers.grpc_port()
+        self.app.grpc_port()
     }
 
     pub fn service(&self) -> Arc<ProductsService> {
@@ -122,30 +122,6 @@ impl Application {
 
     /// Serves HTTP and gRPC and runs the reservation sweeper until `shutdown` is cancelled.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(
-            http = self.http_port(),
-            grpc = self.grpc_port(),
-            "products service listening"
-        );
-        let products = self.products.clone();
-        let sweeper = ecom_shared::tasks::spawn_periodic(
-            "reservation-sweeper",
-            self.sweep_interval,
-            shutdown.clone(),
-            move || {
-                let products = products.clone();
-                // Drain in batches: a backlog is cleared in one tick.
-                async move {
-                    while products.sweep_expired(SWEEP_BATCH).await? as i64 == SWEEP_BATCH {}
-                    Ok(())
-                }
-            },
-        );
-        let served = ecom_shared::grpc::serve_all(self.servers, shutdown.clone()).await;
-        shutdown.cancel();
-        let _ = sweeper.await;
-        served?;
-        tracing::info!("products service stopped");
-        Ok(())
+        self.app.run(shutdown).await
     }
 }

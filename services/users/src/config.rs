@@ -2,15 +2,13 @@
 
 use std::time::Duration;
 
-use ecom_shared::config::{
-    CommonConfig, EnvReader, Rate, SERVICES_WITH_IDENTITY, Secret, ServiceSpec, read_service_secret,
+use ecom_shared::{
+    config::{CommonConfig, EnvReader, Rate, SERVICES_WITH_IDENTITY, Secret, read_service_secret},
+    platform::{self, Service},
 };
 
-pub const SPEC: ServiceSpec = ServiceSpec {
-    name: "users",
-    http_port: 8001,
-    grpc_port: Some(50051),
-};
+/// This service's row of the platform's table (its default ports).
+pub const SERVICE: &Service = &platform::USERS;
 
 /// The development defaults from the contract; refused in production.
 pub const DEV_ADMIN_EMAIL: &str = "admin@example.com";
@@ -57,7 +55,7 @@ impl Config {
     }
 
     pub fn read(mut env: EnvReader) -> anyhow::Result<Self> {
-        let common = CommonConfig::read(SPEC, &mut env);
+        let common = CommonConfig::read(SERVICE, &mut env);
         let admin_email = env.string("ECOM_ADMIN_EMAIL", DEV_ADMIN_EMAIL);
         let admin_password = env.string("ECOM_ADMIN_PASSWORD", DEV_ADMIN_PASSWORD);
         let login_rate = env.parse("ECOM_RATE_LIMIT_LOGIN", Rate::per_minute(10));

@@ -18,8 +18,12 @@ use std::{sync::Arc, time::Duration};
 
 use ecom_proto::users::v1::user_service_server::UserServiceServer;
 use ecom_shared::{
-    auth::JwtVerifier, health::Readiness, http::TrustedProxies, metrics::Metrics,
-    ratelimit::RateLimiter, redis::Redis,
+    auth::JwtVerifier,
+    health::Readiness,
+    http::TrustedProxies,
+    ratelimit::RateLimiter,
+    startup::{self, App},
+    tasks::Periodic,
 };
 use prometheus_client::metrics::counter::Counter;
 use sqlx::PgPool;
@@ -65,7 +69,7 @@ impl ecom_shared::auth::AccountSource for AccountsInDatabase {
 
 /// A built service: listeners bound, dependencies connected, ready to run.
 pub struct Application {
-    servers: ecom_shared::grpc::Servers,
+    app: App,
     users: Arc<UsersService>,
 }
 
@@ -75,20 +79,13 @@ impl Application {
         let pool =
             ecom_shared::db::connect(&config.common.database_url, 10, config.common.database_wait)
                 .await?;
-        Self::build_with_pool(config, pool).await
+        Self::build_with(config, pool).await
     }
 
     /// Builds on an existing pool (tests hand in a fresh database per test).
-    pub async fn build_with_pool(config: Config, pool: PgPool) -> anyhow::Result<Self> {
-        if config.common.run_migrations {
-            MIGRATOR.run(&pool).await?;
-        }
-        let metrics = Metrics::new(config::SPEC.name);
-        metrics.watch_pool(pool.clone());
-        let redis = Arc::new(Redis::new(
-            &config.common.redis_url,
-            &config.common.redis_prefix,
-        )?);
+    pub async fn build_with(config: Config, pool: PgPool) -> anyhow::Result<Self> {
+        let metrics = startup::prepare(&config.common, &pool, &MIGRATOR).await?;
+        let redis = startup::redis(&config.common)?;
         let keys = Arc::new(
             KeyStore::open(
                 pool.clone(),
@@ -158,72 +155,54 @@ impl Application {
             verifier: verifier.clone(),
             trusted_proxies: trusted_proxies.clone(),
         };
-        let (api, openapi) = http::router(state);
-        let readiness = Readiness::database_and_redis(pool.clone(), redis.clone());
-        let router = ecom_shared::http::finish_router(api, openapi, metrics.clone(), readiness);
-
-        let mut routes = tonic::service::Routes::builder();
-        routes.add_service(
-            UserServiceServer::new(grpc::UsersGrpc {
-                users: users.clone(),
-                verifier,
-                trusted_proxies,
+        let grpc = UserServiceServer::new(grpc::UsersGrpc {
+            users: users.clone(),
+            verifier,
+            trusted_proxies,
+        })
+        .max_decoding_message_size(ecom_shared::grpc::MAX_MESSAGE_BYTES);
+        let readiness = Readiness::database_and_redis(pool, redis);
+        // Key rotation and refresh-token housekeeping, on every replica (each step is safe to
+        // run concurrently: rotation takes an advisory lock). Essential: without it the signing
+        // key is never rotated.
+        let maintenance = {
+            let users = users.clone();
+            Periodic::essential("maintenance", MAINTENANCE_EVERY, move || {
+                let users = users.clone();
+                async move { users.maintenance().await }
             })
-            .max_decoding_message_size(ecom_shared::grpc::MAX_MESSAGE_BYTES),
-        );
-        let servers = ecom_shared::grpc::Servers::bind(
+        };
+        let app = App::bind(
             &config.common,
-            router,
-            routes.routes(),
-            &["ecom.users.v1.UserService"],
-            &[ecom_proto::FILE_DESCRIPTOR_SET],
+            http::router(state),
+            readiness,
+            grpc,
             metrics,
         )
-        .await?;
-        Ok(Self { servers, users })
+        .await?
+        .with_task(maintenance);
+        Ok(Self { app, users })
     }
 
     pub fn http_port(&self) -> u16 {
-        self.servers.http_port()
+        self.app.http_port()
     }
 
     pub fn grpc_port(&self) -> u16 {
-        self.servers.grpc_port()
+        self.app.grpc_port()
     }
 
     /// The router alone, for in-process tests (`Router::oneshot`).
     pub fn router(&self) -> axum::Router {
-        self.servers.router.clone()
+        self.app.router()
     }
 
     pub fn service(&self) -> Arc<UsersService> {
         self.users.clone()
     }
 
-    /// Serves HTTP and gRPC and runs housekeeping until `shutdown` is cancelled.
+    /// Serves HTTP and gRPC and runs the key maintenance until `shutdown` is cancelled.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(
-            http = self.http_port(),
-            grpc = self.grpc_port(),
-            "users service listening"
-        );
-        // Key rotation and refresh-token housekeeping, on every replica (each step is safe to
-        // run concurrently: rotation takes an advisory lock).
-        let users = self.users.clone();
-        let housekeeping = ecom_shared::tasks::spawn_periodic(
-            "maintenance",
-            MAINTENANCE_EVERY,
-            shutdown.clone(),
-            move || {
-                let users = users.clone();
-                async move { users.maintenance().await }
-            },
-        );
-        let served = ecom_shared::grpc::serve_all(self.servers, shutdown.clone()).await;
-        shutdown.cancel();
-        let _ = housekeeping.await;
-        served?;
-        tracing::info!("users service stopped");
-        Ok(())
+        self.app.run(shutdown).await
     }
 }

@@ -80,7 +80,7 @@ impl Platform {
             &[],
         ))
         .expect("users config");
-        let users = users::Application::build_with_pool(config, users_pool)
+        let users = users::Application::build_with(config, users_pool)
             .await
             .expect("users");
         let users_http = format!("http://127.0.0.1:{}", users.http_port());

@@ -54,7 +54,7 @@ pub async fn spawn_app_with(pool: PgPool, overrides: &[(&str, &str)]) -> TestApp
         vars.insert((*k).to_owned(), (*v).to_owned());
     }
     let config = Config::read(EnvReader::from_map(vars)).expect("test config");
-    let app = Application::build_with_pool(config, pool.clone())
+    let app = Application::build_with(config, pool.clone())
         .await
         .expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.http_port());
