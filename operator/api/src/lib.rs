@@ -140,20 +140,20 @@ impl Default for GlobalSpec {
 #[serde(rename_all = "camelCase")]
 pub struct ServicesSpec {
     #[serde(default)]
-    pub users: ServiceSpec,
+    pub users: WorkloadSpec,
     #[serde(default)]
-    pub products: ServiceSpec,
+    pub products: WorkloadSpec,
     #[serde(default)]
-    pub orders: ServiceSpec,
+    pub orders: WorkloadSpec,
     #[serde(default)]
-    pub payments: ServiceSpec,
+    pub payments: WorkloadSpec,
     #[serde(default)]
     pub gateway: GatewaySpec,
 }
 
 impl ServicesSpec {
     /// One service's settings by name (the gateway's common part for `gateway`).
-    pub fn get(&self, name: &str) -> Option<&ServiceSpec> {
+    pub fn get(&self, name: &str) -> Option<&WorkloadSpec> {
         match name {
             "users" => Some(&self.users),
             "products" => Some(&self.products),
@@ -175,7 +175,7 @@ fn enabled() -> bool {
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "!has(self.replicas) || self.replicas >= 0", "message": "replicas must be >= 0"}
 ]))]
-pub struct ServiceSpec {
+pub struct WorkloadSpec {
     #[serde(default = "enabled")]
     pub enabled: bool,
     /// Pods to run (default 1). Left to the HorizontalPodAutoscaler when `autoscaling` is set.
@@ -193,7 +193,7 @@ pub struct ServiceSpec {
     pub autoscaling: Option<AutoscalingSpec>,
 }
 
-impl Default for ServiceSpec {
+impl Default for WorkloadSpec {
     fn default() -> Self {
         Self {
             enabled: true,
@@ -228,7 +228,7 @@ fn default_cpu() -> i32 {
 #[serde(rename_all = "camelCase")]
 pub struct GatewaySpec {
     #[serde(flatten)]
-    pub service: ServiceSpec,
+    pub service: WorkloadSpec,
     #[serde(default)]
     pub ingress: IngressSpec,
     /// CIDR ranges whose `X-Forwarded-For` is believed (`ECOM_TRUSTED_PROXIES`): the Ingress
@@ -243,7 +243,7 @@ pub struct GatewaySpec {
 impl Default for GatewaySpec {
     fn default() -> Self {
         Self {
-            service: ServiceSpec::default(),
+            service: WorkloadSpec::default(),
             ingress: IngressSpec::default(),
             trusted_proxies: default_trusted_proxies(),
         }

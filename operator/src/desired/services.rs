@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ecom_platform as platform;
-use ecom_shop_api::{DATABASE_SERVICES, ServiceSpec};
+use ecom_shop_api::{DATABASE_SERVICES, WorkloadSpec};
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec},
@@ -15,7 +15,7 @@ use k8s_openapi::{
         core::v1::{
             ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
             Lifecycle, LifecycleHandler, PodSpec, PodTemplateSpec, Service, ServicePort,
-            ServiceSpec as KubeServiceSpec, SleepAction, TopologySpreadConstraint,
+            ServiceSpec, SleepAction, TopologySpreadConstraint,
         },
         policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
     },
@@ -73,7 +73,7 @@ impl Ports {
 }
 
 /// The default image of a service: `<imageRegistry>/ecom-<service>:<version>`.
-pub fn image(ctx: &Ctx<'_>, service: &str, spec: &ServiceSpec) -> String {
+pub fn image(ctx: &Ctx<'_>, service: &str, spec: &WorkloadSpec) -> String {
     spec.image.clone().unwrap_or_else(|| {
         let registry = ctx
             .shop
@@ -212,7 +212,7 @@ fn default_resources() -> k8s_openapi::api::core::v1::ResourceRequirements {
 pub fn deployment(
     ctx: &Ctx<'_>,
     service: &str,
-    spec: &ServiceSpec,
+    spec: &WorkloadSpec,
     config: &ConfigMap,
     discovery: &Discovery,
 ) -> Deployment {
@@ -356,11 +356,11 @@ pub fn service(ctx: &Ctx<'_>, service: &str) -> Service {
     }
     Service {
         metadata: ctx.meta(&ctx.child(service), &format!("ecom-{service}"), service),
-        spec: Some(KubeServiceSpec {
+        spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
             selector: Some(ctx.selector(service, None)),
             ports: Some(service_ports),
-            ..KubeServiceSpec::default()
+            ..ServiceSpec::default()
         }),
         ..Service::default()
     }
@@ -383,7 +383,7 @@ pub fn grpc_service(ctx: &Ctx<'_>, service: &str) -> Option<Service> {
             &format!("ecom-{service}"),
             service,
         ),
-        spec: Some(KubeServiceSpec {
+        spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
             cluster_ip: Some("None".to_owned()),
             selector: Some(ctx.selector(service, None)),
@@ -394,7 +394,7 @@ pub fn grpc_service(ctx: &Ctx<'_>, service: &str) -> Option<Service> {
                 target_port: Some(IntOrString::String("grpc".to_owned())),
                 ..ServicePort::default()
             }]),
-            ..KubeServiceSpec::default()
+            ..ServiceSpec::default()
         }),
         ..Service::default()
     })
