@@ -248,9 +248,10 @@ fn gateway_url(shop: &Shop) -> String {
         (true, Some(host)) if ingress.tls_secret_name.is_some() => format!("https://{host}"),
         (true, Some(host)) => format!("http://{host}"),
         _ => format!(
-            "http://{}.{}.svc:8080",
+            "http://{}.{}.svc:{}",
             child_name(&shop.name_any(), "gateway", MAX_NAME),
-            shop.namespace().unwrap_or_default()
+            shop.namespace().unwrap_or_default(),
+            ecom_platform::GATEWAY.http_port
         ),
     }
 }
