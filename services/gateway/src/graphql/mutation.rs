@@ -207,7 +207,7 @@ impl Mutation {
             .await
             .map_err(upstream("orders"))?
             .into_inner();
-        let order = created.order.ok_or_else(|| GatewayError::internal())?;
+        let order = created.order.ok_or_else(GatewayError::internal)?;
         Ok(Order::from(order))
     }
 
@@ -253,7 +253,7 @@ impl Mutation {
             .await
             .map_err(upstream("payments"))?
             .into_inner();
-        let payment = paid.payment.ok_or_else(|| GatewayError::internal())?;
+        let payment = paid.payment.ok_or_else(GatewayError::internal)?;
         Ok(Payment::from(payment))
     }
 }
