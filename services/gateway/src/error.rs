@@ -8,7 +8,7 @@ use async_graphql::ErrorExtensions;
 use ecom_shared::{
     FieldError,
     auth::AuthError,
-    error::{ErrorCode, GRPC_RETRY_AFTER_METADATA, GraphqlCode, field_errors_of},
+    error::{ApiError, ErrorCode, GRPC_RETRY_AFTER_METADATA, GraphqlCode, field_errors_of},
 };
 
 /// The contract's GraphQL error codes, as strings (for documents built by hand).
@@ -67,21 +67,14 @@ impl GatewayError {
         )
     }
 
+    /// The services' own 429 (same text and minimum wait).
     pub fn rate_limited(retry_after_secs: u64) -> Self {
-        Self {
-            retry_after_secs: Some(retry_after_secs.max(1)),
-            ..Self::new(ErrorCode::RateLimited, "too many requests")
-        }
+        ApiError::rate_limited(retry_after_secs).into()
     }
 
+    /// The services' own 503 (same text and wait).
     pub fn unavailable(what: &str) -> Self {
-        Self {
-            retry_after_secs: Some(5),
-            ..Self::new(
-                ErrorCode::ServiceUnavailable,
-                format!("{what} is unavailable, try again shortly"),
-            )
-        }
+        ApiError::unavailable(what).into()
     }
 
     /// An answer the gateway cannot use (the detail is logged where it is known).
@@ -125,6 +118,17 @@ impl GatewayError {
     }
 }
 
+impl From<ApiError> for GatewayError {
+    fn from(e: ApiError) -> Self {
+        Self {
+            reason: e.code,
+            message: e.detail,
+            errors: e.errors,
+            retry_after_secs: e.retry_after_secs,
+        }
+    }
+}
+
 impl From<AuthError> for GatewayError {
     fn from(e: AuthError) -> Self {
         match e {
@@ -164,8 +168,6 @@ pub type Result<T, E = GatewayError> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
-    use ecom_shared::error::ApiError;
-
     use super::*;
 
     #[test]

@@ -42,30 +42,37 @@ pub async fn next_order_id(e: impl PgExecutor<'_>) -> sqlx::Result<i64> {
 }
 
 /// Stores a new order, its items and (with a key) the idempotency key's answer: one statement,
-/// so one round trip and atomic without an explicit transaction.
+/// so one round trip and atomic without an explicit transaction. With a key, the order is
+/// stored only if the key is still this request's claim (`locked_at` unchanged, no answer yet):
+/// a request that outlived its lease and was taken over stores nothing (`false`), so one key
+/// never makes two orders.
 pub async fn insert_order(
     e: impl PgExecutor<'_>,
     order: &Order,
-    key: Option<&str>,
-) -> sqlx::Result<()> {
+    key: Option<(&str, DateTime<Utc>)>,
+) -> sqlx::Result<bool> {
     let ids: Vec<i64> = order.items.iter().map(|i| i.product_id).collect();
     let names: Vec<String> = order.items.iter().map(|i| i.name.clone()).collect();
     let prices: Vec<Decimal> = order.items.iter().map(|i| i.unit_price).collect();
     let qty: Vec<i64> = order.items.iter().map(|i| i.quantity).collect();
     let totals: Vec<Decimal> = order.items.iter().map(|i| i.line_total).collect();
-    sqlx::query!(
-        r#"WITH o AS (
+    let (key, locked_at) = key.unzip();
+    let stored = sqlx::query_scalar!(
+        r#"WITH k AS (
+               UPDATE idempotency_keys SET order_id = $1
+                WHERE user_id = $2 AND key = $12 AND locked_at = $13 AND order_id IS NULL
+               RETURNING 1),
+           o AS (
                INSERT INTO orders (id, user_id, status, total, currency, created_at, updated_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id),
+               SELECT $1::bigint, $2::bigint, $3::text, $4::numeric, $5::text, $6::timestamptz, $6::timestamptz
+                WHERE $12::text IS NULL OR EXISTS (SELECT 1 FROM k)
+               RETURNING id),
            i AS (
                INSERT INTO order_items (order_id, product_id, name, unit_price, quantity, line_total)
                SELECT o.id, t.* FROM o,
                       UNNEST($7::bigint[], $8::text[], $9::numeric[], $10::bigint[], $11::numeric[]) AS t
-               RETURNING 1),
-           k AS (
-               UPDATE idempotency_keys SET order_id = o.id FROM o
-                WHERE user_id = $2 AND key = $12 RETURNING 1)
-         SELECT (SELECT count(*) FROM i) AS "items!", (SELECT count(*) FROM k) AS "keys!""#,
+               RETURNING 1)
+         SELECT (SELECT count(*) FROM o) AS "orders!""#,
         order.id,
         order.user_id,
         order.status.as_str(),
@@ -78,10 +85,11 @@ pub async fn insert_order(
         &qty,
         &totals,
         key,
+        locked_at,
     )
     .fetch_one(e)
     .await?;
-    Ok(())
+    Ok(stored == 1)
 }
 
 /// The columns of an order with its items as one JSON array: one round trip per order.

@@ -263,9 +263,15 @@ impl OrdersService {
     /// released: nothing may stay held for an order that does not exist.
     async fn store_or_release(&self, order: &Order, key: Option<&Claim>) -> Result<()> {
         let stored = match self.fault.after_reserve(order.id) {
-            Ok(()) => repo::insert_order(&self.pool, order, key.map(|k| k.key.as_str()))
-                .await
-                .map_err(Error::from),
+            Ok(()) => {
+                let claim = key.map(|k| (k.key.as_str(), k.locked_at));
+                match repo::insert_order(&self.pool, order, claim).await {
+                    Ok(true) => Ok(()),
+                    // Outlived its lease: a duplicate took the key over and answers it.
+                    Ok(false) => Err(Error::KeyInUse),
+                    Err(e) => Err(Error::from(e)),
+                }
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = stored {

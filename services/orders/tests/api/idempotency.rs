@@ -32,13 +32,78 @@ async fn checkout_keys_behave_as_the_shared_mechanism_documents(pool: PgPool) {
                 updated_at: now,
                 payment_id: None,
             };
-            repo::insert_order(&pool, &order, Some(claim.key.as_str()))
-                .await
-                .expect("insert");
+            let stored =
+                repo::insert_order(&pool, &order, Some((claim.key.as_str(), claim.locked_at)))
+                    .await
+                    .expect("insert");
+            assert!(stored, "the key is this claim's");
             id
         }
     };
     conformance::check(repo::Keys(pool.clone()), finish).await;
+}
+
+/// A checkout that outlived its lease and was taken over stores nothing when it finally
+/// finishes: one key never makes two orders, and the taker's answer stands.
+#[sqlx::test(migrator = "orders::MIGRATOR")]
+async fn a_checkout_that_outlived_its_lease_stores_no_second_order(pool: PgPool) {
+    use ecom_shared::idempotency::{IdempotencyKey, KeyStore};
+
+    let store = repo::Keys(pool.clone());
+    let key = IdempotencyKey::parse("slow-checkout").expect("key");
+    let first = store
+        .insert(7, &key, b"hash")
+        .await
+        .expect("insert")
+        .expect("claimed");
+    // The lease ran out: a duplicate takes the key over.
+    sqlx::query("UPDATE idempotency_keys SET locked_at = locked_at - interval '1 hour'")
+        .execute(&pool)
+        .await
+        .expect("age the claim");
+    let seen: chrono::DateTime<Utc> = sqlx::query_scalar("SELECT locked_at FROM idempotency_keys")
+        .fetch_one(&pool)
+        .await
+        .expect("locked_at");
+    let taken = store
+        .take_over(7, &key, seen)
+        .await
+        .expect("take over")
+        .expect("taken");
+    let order = |id| Order {
+        id,
+        user_id: 7,
+        status: OrderStatus::PendingPayment,
+        items: Vec::new(),
+        total: Decimal::ZERO,
+        currency: "USD".into(),
+        created_at: Utc::now().trunc_subsecs(6),
+        updated_at: Utc::now().trunc_subsecs(6),
+        payment_id: None,
+    };
+    let taker = repo::next_order_id(&pool).await.expect("id");
+    assert!(
+        repo::insert_order(&pool, &order(taker), Some((key.as_str(), taken)))
+            .await
+            .expect("insert")
+    );
+    // The first holder wakes up and finishes: nothing is stored, the answer is the taker's.
+    let late = repo::next_order_id(&pool).await.expect("id");
+    assert!(
+        !repo::insert_order(&pool, &order(late), Some((key.as_str(), first)))
+            .await
+            .expect("insert")
+    );
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(orders, 1);
+    let answer: Option<i64> = sqlx::query_scalar("SELECT order_id FROM idempotency_keys")
+        .fetch_one(&pool)
+        .await
+        .expect("answer");
+    assert_eq!(answer, Some(taker));
 }
 
 /// Claims `key` for alice's checkout of `lines` as another request would, `ago` ago.
