@@ -37,6 +37,10 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind this build delivers. The relay leases only these, so during a rollout an
+    /// older replica leaves a newer kind to a replica that knows it instead of failing on it.
+    pub const ALL: [EventKind; 2] = [Self::PaymentSucceeded, Self::PaymentRefunded];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PaymentSucceeded => "payment.succeeded",

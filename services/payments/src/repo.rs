@@ -368,11 +368,13 @@ pub async fn lease_due_events(
           WHERE id IN (SELECT id FROM outbox
                         WHERE delivered_at IS NULL AND next_attempt_at <= now()
                           AND (locked_until IS NULL OR locked_until < now())
+                          AND kind = ANY($3::text[])
                         ORDER BY id LIMIT $1
                         FOR UPDATE SKIP LOCKED)
         RETURNING id, kind, payment_id, order_id, attempts",
         batch,
-        lease_secs
+        lease_secs,
+        &EventKind::ALL.map(|k| k.as_str().to_owned())
     )
     .fetch_all(e)
     .await?

@@ -6,6 +6,7 @@ mod grpc_pay;
 mod helpers;
 mod idempotency;
 mod openapi;
+mod outbox;
 mod pay;
 mod refunds;
 mod soak;
