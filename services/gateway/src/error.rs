@@ -11,20 +11,14 @@ use ecom_shared::{
     error::{ApiError, ErrorCode, GRPC_RETRY_AFTER_METADATA, GraphqlCode, field_errors_of},
 };
 
-/// The contract's GraphQL error codes, as strings (for documents built by hand).
+/// The contract's GraphQL error codes the gateway writes or reads in documents it handles as
+/// JSON (its own refusals, the status of an answer), as strings.
 pub mod codes {
     use ecom_shared::error::GraphqlCode;
 
-    pub const UNAUTHENTICATED: &str = GraphqlCode::Unauthenticated.as_str();
-    pub const FORBIDDEN: &str = GraphqlCode::Forbidden.as_str();
-    pub const NOT_FOUND: &str = GraphqlCode::NotFound.as_str();
     pub const BAD_USER_INPUT: &str = GraphqlCode::BadUserInput.as_str();
-    pub const INSUFFICIENT_STOCK: &str = GraphqlCode::InsufficientStock.as_str();
-    pub const PAYMENT_DECLINED: &str = GraphqlCode::PaymentDeclined.as_str();
-    pub const CONFLICT: &str = GraphqlCode::Conflict.as_str();
     pub const RATE_LIMITED: &str = GraphqlCode::RateLimited.as_str();
     pub const SERVICE_UNAVAILABLE: &str = GraphqlCode::ServiceUnavailable.as_str();
-    pub const INTERNAL: &str = GraphqlCode::Internal.as_str();
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +117,19 @@ impl From<ApiError> for GatewayError {
         Self {
             reason: e.code,
             message: e.detail,
+            errors: e.errors,
+            retry_after_secs: e.retry_after_secs,
+        }
+    }
+}
+
+/// The REST rendering of an error raised at the edge (the REST facade's login throttle).
+impl From<GatewayError> for ApiError {
+    fn from(e: GatewayError) -> Self {
+        ApiError {
+            status: e.reason.http_status(),
+            code: e.reason,
+            detail: e.message,
             errors: e.errors,
             retry_after_secs: e.retry_after_secs,
         }

@@ -14,7 +14,7 @@ use axum::{
     http::{HeaderMap, HeaderName, HeaderValue, Method, header},
     response::{IntoResponse, Response},
 };
-use ecom_shared::error::{ApiError, ErrorBody, ErrorCode, FieldError, doc};
+use ecom_shared::error::{ApiError, ErrorBody, FieldError, doc};
 use serde_json::{Value, json};
 use tokio::sync::RwLock;
 use utoipa::{PartialSchema, ToSchema};
@@ -22,7 +22,6 @@ use utoipa::{PartialSchema, ToSchema};
 use crate::{
     AppState, Gateway,
     config::Upstream,
-    error::GatewayError,
     limits::{Identity, Limits},
 };
 
@@ -117,13 +116,6 @@ fn login_email(headers: &HeaderMap, body: &[u8]) -> Option<String> {
     }
 }
 
-fn api_error(e: &GatewayError) -> ApiError {
-    match e.reason {
-        ErrorCode::RateLimited => ApiError::rate_limited(e.retry_after_secs.unwrap_or(1)),
-        _ => ApiError::unavailable("login throttling"),
-    }
-}
-
 /// `ANY /api/{*path}`.
 pub async fn proxy(State(state): State<AppState>, req: Request) -> Response {
     let gw = &state.gateway;
@@ -149,7 +141,7 @@ pub async fn proxy(State(state): State<AppState>, req: Request) -> Response {
         if let Some(email) = login_email(&parts.headers, &body)
             && let Err(e) = Limits::check_login(gw, ip, &email).await
         {
-            return api_error(&e).into_response();
+            return ApiError::from(e).into_response();
         }
     }
     let mut url = format!("{}/{path}", upstream.http_url);

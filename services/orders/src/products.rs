@@ -34,18 +34,13 @@ fn transient(s: &Status) -> bool {
 /// closest one by gRPC code for a status without it), matched exhaustively.
 fn to_error(s: Status) -> Error {
     use ErrorCode as C;
-    let fields_or = |field: &str| {
-        let named = ecom_shared::error::field_errors_of(&s);
-        if named.is_empty() {
-            vec![ecom_shared::FieldError::new(field, s.message())]
-        } else {
-            named
-        }
-    };
     match ErrorCode::of_status(&s).or_else(|| ErrorCode::from_grpc(s.code())) {
         Some(C::InsufficientStock) => Error::InsufficientStock(s.message().to_owned()),
-        Some(C::NotFound) => Error::UnknownProducts(fields_or("items")),
-        Some(C::ValidationError | C::PayloadTooLarge) => Error::Validation(fields_or("items")),
+        // Named as the client named them (`items`): Products' own field names are its API's.
+        Some(C::NotFound) => {
+            Error::UnknownProducts(vec![ecom_shared::FieldError::new("items", s.message())])
+        }
+        Some(C::ValidationError | C::PayloadTooLarge) => Error::field("items", s.message()),
         Some(C::InvalidState) => Error::InvalidState(s.message().to_owned()),
         Some(C::ReservationExpired | C::OrderCancelled) => Error::Gone(s.message().to_owned()),
         // Our own service token was refused (after one renewal): not the client's doing.
@@ -195,5 +190,62 @@ impl ProductsClient {
             c.release_reservation(req).await.map(|_| ())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ecom_shared::ApiError;
+
+    use super::*;
+
+    fn refused(code: ErrorCode) -> Error {
+        to_error(ApiError::new(code, "why").to_status())
+    }
+
+    #[test]
+    fn a_products_refusal_keeps_its_meaning() {
+        assert!(matches!(
+            refused(ErrorCode::InsufficientStock),
+            Error::InsufficientStock(_)
+        ));
+        assert!(matches!(
+            refused(ErrorCode::InvalidState),
+            Error::InvalidState(_)
+        ));
+        assert!(matches!(
+            refused(ErrorCode::ReservationExpired),
+            Error::Gone(_)
+        ));
+        assert!(matches!(
+            refused(ErrorCode::ServiceUnavailable),
+            Error::Unavailable(_)
+        ));
+        assert!(matches!(
+            refused(ErrorCode::InternalError),
+            Error::Internal(_)
+        ));
+        // Fields are named as the client named them, never as Products' API does.
+        let products_fields = ApiError::validation(vec![ecom_shared::FieldError::new(
+            "lines[0].quantity",
+            "must be positive",
+        )]);
+        match to_error(products_fields.to_status()) {
+            Error::Validation(errors) => assert_eq!(errors[0].field, "items"),
+            other => panic!("{other:?}"),
+        }
+        // Without our code: by the gRPC code, transport failures being unavailability.
+        assert!(matches!(
+            to_error(Status::unavailable("connect")),
+            Error::Unavailable(_)
+        ));
+        assert!(matches!(
+            to_error(Status::unknown("?")),
+            Error::Unavailable(_)
+        ));
+        assert!(matches!(
+            to_error(Status::internal("?")),
+            Error::Internal(_)
+        ));
     }
 }

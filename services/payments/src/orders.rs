@@ -161,7 +161,15 @@ impl OrdersClient {
 async fn ack(result: Result<(), Status>, tokens: &ServiceTokens) -> Ack {
     match result {
         Ok(()) => Ack::Done,
-        Err(s) if s.code() == Code::Aborted => Ack::Refused(s.message().to_owned()),
+        // What the call needed is gone (the order cancelled, its reservation expired).
+        Err(s)
+            if matches!(
+                ErrorCode::of_status(&s),
+                Some(ErrorCode::OrderCancelled | ErrorCode::ReservationExpired)
+            ) || (ErrorCode::of_status(&s).is_none() && s.code() == Code::Aborted) =>
+        {
+            Ack::Refused(s.message().to_owned())
+        }
         Err(s) => {
             if s.code() == Code::Unauthenticated {
                 // The key that signed it may have been retired: fetch a new one next time.
@@ -169,5 +177,34 @@ async fn ack(result: Result<(), Status>, tokens: &ServiceTokens) -> Ack {
             }
             Ack::Retry(format!("{:?}: {}", s.code(), s.message()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ecom_shared::ApiError;
+
+    use super::*;
+
+    #[test]
+    fn an_orders_refusal_of_get_order_keeps_its_meaning() {
+        let refused = |code| get_error(ApiError::new(code, "why").to_status());
+        assert!(matches!(
+            refused(ErrorCode::NotFound),
+            Error::NotFound("order")
+        ));
+        assert!(matches!(refused(ErrorCode::InvalidToken), Error::Auth(_)));
+        assert!(matches!(
+            refused(ErrorCode::ServiceUnavailable),
+            Error::Unavailable(_)
+        ));
+        assert!(matches!(
+            refused(ErrorCode::InvalidState),
+            Error::Internal(_)
+        ));
+        assert!(matches!(
+            get_error(Status::unknown("?")),
+            Error::Unavailable(_)
+        ));
     }
 }
