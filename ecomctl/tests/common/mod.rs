@@ -11,13 +11,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 pub fn port_is_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
@@ -41,22 +34,30 @@ pub struct Ports {
 }
 
 impl Ports {
-    /// Free ports for every listener of the platform.
+    /// Free ports for every listener of the platform, all different: each is held until all
+    /// are chosen (released one by one, the system could hand the same port out twice).
     pub fn free() -> Self {
+        let held: Vec<TcpListener> = (0..13)
+            .map(|_| TcpListener::bind("127.0.0.1:0").expect("free port"))
+            .collect();
+        let p: Vec<u16> = held
+            .iter()
+            .map(|l| l.local_addr().expect("address").port())
+            .collect();
         Self {
-            http: free_port(),
-            grpc: free_port(),
-            products_http: free_port(),
-            products_grpc: free_port(),
-            orders_http: free_port(),
-            orders_grpc: free_port(),
-            payments_http: free_port(),
-            payments_grpc: free_port(),
-            pg: free_port(),
-            redis: free_port(),
-            gateway: free_port(),
-            gateway_ops: free_port(),
-            prometheus: free_port(),
+            http: p[0],
+            grpc: p[1],
+            products_http: p[2],
+            products_grpc: p[3],
+            orders_http: p[4],
+            orders_grpc: p[5],
+            payments_http: p[6],
+            payments_grpc: p[7],
+            pg: p[8],
+            redis: p[9],
+            gateway: p[10],
+            gateway_ops: p[11],
+            prometheus: p[12],
         }
     }
 
