@@ -21,7 +21,9 @@ use ecom_shared::{
     auth::JwtVerifier,
     health::Readiness,
     http::TrustedProxies,
+    metrics::Metrics,
     ratelimit::RateLimiter,
+    redis::Redis,
     startup::{self, App},
     tasks::Periodic,
 };
@@ -95,60 +97,13 @@ impl Application {
             )
             .await?,
         );
-        let hashes_rejected = Counter::default();
-        metrics.register(
-            "password_hashes_rejected",
-            "password hashes refused at once (503) because the hasher's queue was full",
-            hashes_rejected.clone(),
-        );
-        let hasher = Hasher::new(
-            config.hasher_concurrency,
-            config.hasher_queue,
-            hashes_rejected,
-        )?;
-        let users = Arc::new(UsersService::new(
-            pool.clone(),
-            hasher,
-            keys.clone(),
-            redis.clone(),
-            RateLimiter::new("login", config.login_rate),
-            RateLimiter::new("register", config.register_rate),
-            metrics.clone(),
-            config.refresh_token_ttl,
-            config.service_credentials.clone(),
-        ));
-        users
-            .bootstrap_admin(&config.admin_email, &config.admin_password)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot create the bootstrap admin: {e}"))?;
-
-        // This service verifies its own tokens from its key store instead of fetching its own
-        // JWKS. An unknown kid asks the store, which has a key rotated here in memory at once and
-        // re-reads the database (a key rotated by another replica) at most once per
-        // MIN_REFETCH_INTERVAL, as the other services refetch the JWKS: made-up kids cannot
-        // turn into a database read of the private keys each.
-        let loader_keys = keys.clone();
-        let verifier = Arc::new(
-            JwtVerifier::new(Arc::new(move || {
-                let keys = loader_keys.clone();
-                Box::pin(async move {
-                    keys.reload_unless_recent(ecom_shared::auth::MIN_REFETCH_INTERVAL)
-                        .await?;
-                    Ok(keys.jwks().await)
-                })
-            }))
-            .with_min_refetch_interval(Duration::ZERO)
-            .with_audience(&config.common.jwt_audience)
-            // The role and status behind every user request come from the database, not the
-            // token: a demoted or deactivated admin loses admin rights here at once.
-            .with_account_source(Arc::new(AccountsInDatabase(pool.clone()))),
-        );
         metrics.register(
             "signing_key_reloads",
             "reads of the signing keys from the database",
             keys.reloads.clone(),
         );
-
+        let users = Self::core(&config, &pool, &redis, &keys, &metrics).await?;
+        let verifier = Self::verifier(&config, &pool, keys);
         let trusted_proxies = TrustedProxies(Arc::new(config.common.trusted_proxies.clone()));
         let state = http::AppState {
             users: users.clone(),
@@ -182,6 +137,67 @@ impl Application {
         .await?
         .with_task(maintenance);
         Ok(Self { app, users })
+    }
+
+    /// The domain core: the password hasher (its refusals counted), the throttles, and the
+    /// bootstrap admin made sure of.
+    async fn core(
+        config: &Config,
+        pool: &PgPool,
+        redis: &Arc<Redis>,
+        keys: &Arc<KeyStore>,
+        metrics: &Arc<Metrics>,
+    ) -> anyhow::Result<Arc<UsersService>> {
+        let hashes_rejected = Counter::default();
+        metrics.register(
+            "password_hashes_rejected",
+            "password hashes refused at once (503) because the hasher's queue was full",
+            hashes_rejected.clone(),
+        );
+        let hasher = Hasher::new(
+            config.hasher_concurrency,
+            config.hasher_queue,
+            hashes_rejected,
+        )?;
+        let users = Arc::new(UsersService::new(
+            pool.clone(),
+            hasher,
+            keys.clone(),
+            redis.clone(),
+            RateLimiter::new("login", config.login_rate),
+            RateLimiter::new("register", config.register_rate),
+            metrics.clone(),
+            config.refresh_token_ttl,
+            config.service_credentials.clone(),
+        ));
+        users
+            .bootstrap_admin(&config.admin_email, &config.admin_password)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot create the bootstrap admin: {e}"))?;
+        Ok(users)
+    }
+
+    /// This service verifies its own tokens from its key store instead of fetching its own
+    /// JWKS. An unknown kid asks the store, which has a key rotated here in memory at once and
+    /// re-reads the database (a key rotated by another replica) at most once per
+    /// MIN_REFETCH_INTERVAL, as the other services refetch the JWKS: made-up kids cannot turn
+    /// into a database read of the private keys each.
+    fn verifier(config: &Config, pool: &PgPool, keys: Arc<KeyStore>) -> Arc<JwtVerifier> {
+        Arc::new(
+            JwtVerifier::new(Arc::new(move || {
+                let keys = keys.clone();
+                Box::pin(async move {
+                    keys.reload_unless_recent(ecom_shared::auth::MIN_REFETCH_INTERVAL)
+                        .await?;
+                    Ok(keys.jwks().await)
+                })
+            }))
+            .with_min_refetch_interval(Duration::ZERO)
+            .with_audience(&config.common.jwt_audience)
+            // The role and status behind every user request come from the database, not the
+            // token: a demoted or deactivated admin loses admin rights here at once.
+            .with_account_source(Arc::new(AccountsInDatabase(pool.clone()))),
+        )
     }
 
     pub fn http_port(&self) -> u16 {
