@@ -271,6 +271,8 @@ pub struct Keys(pub PgPool);
 
 ecom_shared::key_store!(Keys, answer = "payment_id");
 
+/// Records `payment_id` as the key's answer unless it already has one: a charge that finished
+/// late never overwrites the answer of a duplicate that took the key over meanwhile.
 pub async fn finish_key(
     e: impl PgExecutor<'_>,
     user_id: i64,
@@ -278,7 +280,8 @@ pub async fn finish_key(
     payment_id: i64,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "UPDATE idempotency_keys SET payment_id = $3 WHERE user_id = $1 AND key = $2",
+        "UPDATE idempotency_keys SET payment_id = $3
+          WHERE user_id = $1 AND key = $2 AND payment_id IS NULL",
         user_id,
         key,
         payment_id
