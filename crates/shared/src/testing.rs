@@ -229,3 +229,37 @@ pub fn documented_parameter<'a>(
         .and_then(|ps| ps.iter().find(|p| p["name"] == name))
         .unwrap_or(&Value::Null)
 }
+
+/// A port for a process a test starts (a child cannot bind port 0 and tell the test which
+/// port it got): free now, and outside the kernel's ephemeral range (32768-60999 by default),
+/// so a listener that a concurrent test binds to port 0 cannot take it before the child binds
+/// it. Spread by process id, time and a counter, so concurrent test processes rarely pick the
+/// same one.
+pub fn child_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let offset = seed.wrapping_add(n.wrapping_mul(7919)) % 12_000;
+        let port = 20_000 + u16::try_from(offset).unwrap_or(0);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// `n` different ports from [`child_port`].
+pub fn child_ports(n: usize) -> Vec<u16> {
+    let mut ports: Vec<u16> = Vec::with_capacity(n);
+    while ports.len() < n {
+        let port = child_port();
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    ports
+}

@@ -34,16 +34,10 @@ pub struct Ports {
 }
 
 impl Ports {
-    /// Free ports for every listener of the platform, all different: each is held until all
-    /// are chosen (released one by one, the system could hand the same port out twice).
+    /// Free ports for every listener of the platform, all different, outside the ephemeral range
+    /// (see `ecom_shared::testing::child_port`): the processes `ecomctl up` starts take them.
     pub fn free() -> Self {
-        let held: Vec<TcpListener> = (0..13)
-            .map(|_| TcpListener::bind("127.0.0.1:0").expect("free port"))
-            .collect();
-        let p: Vec<u16> = held
-            .iter()
-            .map(|l| l.local_addr().expect("address").port())
-            .collect();
+        let p = ecom_shared::testing::child_ports(13);
         Self {
             http: p[0],
             grpc: p[1],

@@ -4,7 +4,6 @@
 //! `ecomctl`'s end-to-end suite.
 
 use std::{
-    net::TcpListener,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -14,11 +13,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 /// A port nothing listens on (bound, then released).
+/// A port nothing listens on now (a dead upstream, or one a gateway process will take).
 fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
+    testing::child_port()
 }
 
 fn dead_upstreams() -> Vec<(String, String)> {

@@ -4,7 +4,6 @@
 
 use std::{
     collections::HashMap,
-    net::TcpListener,
     path::PathBuf,
     process::Stdio,
     sync::Arc,
@@ -21,10 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::helpers::{parts, redis_url, start_orders, start_products, vars};
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    ecom_shared::testing::child_port()
 }
 
 /// The URL of a database on the test server (for a child process).
