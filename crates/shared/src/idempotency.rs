@@ -264,6 +264,22 @@ pub enum Claimed {
     Replay(i64),
 }
 
+/// The client's answer to [`KeyError::Conflict`], the same in every service.
+pub fn conflict_error() -> crate::ApiError {
+    crate::ApiError::new(
+        crate::ErrorCode::IdempotencyConflict,
+        "this Idempotency-Key was already used with a different request",
+    )
+}
+
+/// The client's answer to [`KeyError::InUse`], the same in every service.
+pub fn in_use_error() -> crate::ApiError {
+    crate::ApiError::new(
+        crate::ErrorCode::IdempotencyKeyInUse,
+        "a request with this Idempotency-Key is still in progress; retry shortly",
+    )
+}
+
 /// Why a request may not run under its key.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {

@@ -1,6 +1,10 @@
 //! The Orders service's one error type, mapped once to HTTP and once to gRPC.
 
-use ecom_shared::{ApiError, ErrorCode, FieldError, auth::AuthError, idempotency::KeyError};
+use ecom_shared::{
+    ApiError, ErrorCode, FieldError,
+    auth::AuthError,
+    idempotency::{self, KeyError},
+};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -62,14 +66,8 @@ impl From<Error> for ApiError {
                 ..ApiError::not_found("product")
             },
             Error::InsufficientStock(detail) => ApiError::new(ErrorCode::InsufficientStock, detail),
-            Error::IdempotencyConflict => ApiError::new(
-                ErrorCode::IdempotencyConflict,
-                "this Idempotency-Key was already used with a different request",
-            ),
-            Error::KeyInUse => ApiError::new(
-                ErrorCode::IdempotencyKeyInUse,
-                "a request with this Idempotency-Key is still in progress; retry shortly",
-            ),
+            Error::IdempotencyConflict => idempotency::conflict_error(),
+            Error::KeyInUse => idempotency::in_use_error(),
             Error::InvalidState(why) => ApiError::new(ErrorCode::InvalidState, why),
             Error::Gone(why) => ApiError::new(ErrorCode::OrderCancelled, why),
             Error::Forbidden => ApiError::forbidden(),

@@ -1,6 +1,10 @@
 //! The Payments service's one error type, mapped once to HTTP and once to gRPC.
 
-use ecom_shared::{ApiError, ErrorCode, FieldError, auth::AuthError, idempotency::KeyError};
+use ecom_shared::{
+    ApiError, ErrorCode, FieldError,
+    auth::AuthError,
+    idempotency::{self, KeyError},
+};
 
 use crate::domain::PayError;
 
@@ -65,14 +69,8 @@ impl From<Error> for ApiError {
                 errors,
             ),
             Error::NotFound(what) => ApiError::not_found(what),
-            Error::IdempotencyConflict => ApiError::new(
-                ErrorCode::IdempotencyConflict,
-                "this Idempotency-Key was already used with a different request",
-            ),
-            Error::KeyInUse => ApiError::new(
-                ErrorCode::IdempotencyKeyInUse,
-                "a request with this Idempotency-Key is still in progress; retry shortly",
-            ),
+            Error::IdempotencyConflict => idempotency::conflict_error(),
+            Error::KeyInUse => idempotency::in_use_error(),
             Error::InvalidState(why) => ApiError::new(ErrorCode::InvalidState, why),
             Error::Auth(a) => a.into(),
             Error::Unavailable(what) => ApiError::unavailable(what),
