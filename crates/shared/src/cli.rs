@@ -164,14 +164,17 @@ where
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(main) {
+    let code = match runtime.block_on(main) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "{binary} stopped");
+            crate::telemetry::flush();
             eprintln!("{binary}: {}", one_line(&e));
             ExitCode::FAILURE
         }
-    }
+    };
+    crate::telemetry::flush();
+    code
 }
 
 /// The error and its causes on one line (config errors list several problems on several lines).
