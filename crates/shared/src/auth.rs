@@ -208,7 +208,26 @@ pub const ACCOUNT_RECHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Confirmed accounts remembered at most (the map is emptied beyond it).
 const MAX_CONFIRMED_ACCOUNTS: usize = 100_000;
 
+/// Verified tokens remembered at most (the memo is emptied beyond it).
+const MAX_VERIFIED_TOKENS: usize = 10_000;
+
+/// A token whose signature and claims were checked: who it names, until when, under which key.
+struct Verified {
+    caller: Caller,
+    /// `exp`, in seconds since the epoch.
+    expires: i64,
+    kid: String,
+    key: Arc<CachedKey>,
+}
+
 /// Verifies access tokens against a JWKS, cached and refetched on an unknown `kid`.
+///
+/// A token once verified is remembered (by its exact text) until it expires, as long as the key
+/// that signed it is still the current one for its `kid` and the key set is fresh: a client
+/// sends the same token with every request, and each service on a checkout's path checks it, so
+/// the signature is checked once per process instead of once per request. Only successes are
+/// remembered (a flood of forged tokens cannot fill the memo), and what [`Self::confirm`] checks
+/// against the Users service is still checked on every request.
 pub struct JwtVerifier {
     loader: JwksLoader,
     cache: RwLock<Cache>,
@@ -220,6 +239,8 @@ pub struct JwtVerifier {
     audience: String,
     /// Ordinary users confirmed active, and when.
     confirmed: std::sync::Mutex<HashMap<i64, Instant>>,
+    /// Tokens already verified (see the type's doc).
+    verified: std::sync::Mutex<HashMap<String, Verified>>,
 }
 
 impl JwtVerifier {
@@ -236,6 +257,7 @@ impl JwtVerifier {
             accounts: None,
             audience: DEFAULT_AUDIENCE.to_owned(),
             confirmed: std::sync::Mutex::new(HashMap::new()),
+            verified: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -399,6 +421,9 @@ impl JwtVerifier {
 
     /// Verifies a compact JWT and returns the caller, a user or a service.
     pub async fn verify_caller(&self, token: &str) -> Result<Caller, AuthError> {
+        if let Some(caller) = self.remembered(token).await {
+            return Ok(caller);
+        }
         let header = decode_header(token).map_err(|_| AuthError::Invalid)?;
         if !ALLOWED_ALGORITHMS.contains(&header.alg) {
             return Err(AuthError::Invalid);
@@ -419,28 +444,51 @@ impl JwtVerifier {
                 _ => AuthError::Invalid,
             })?;
         let claims = data.claims;
-        if claims.typ != ACCESS_TOKEN_TYPE {
-            return Err(AuthError::Invalid);
-        }
-        let role = match claims.role {
-            ClaimRole::User => Role::User,
-            ClaimRole::Admin => Role::Admin,
-            ClaimRole::Service => {
-                let name = claims
-                    .sub
-                    .strip_prefix(SERVICE_SUBJECT_PREFIX)
-                    .filter(|n| valid_service_name(n))
-                    .ok_or(AuthError::Invalid)?;
-                return Ok(Caller::Service(name.to_owned()));
+        let caller = caller_of(&claims)?;
+        self.remember(token, &caller, claims.exp, kid, key);
+        Ok(caller)
+    }
+
+    /// The caller of `token` if it was verified before, is not expired (no leeway here), its
+    /// key is still the current one for its `kid`, and the key set is not due for a refetch.
+    async fn remembered(&self, token: &str) -> Option<Caller> {
+        let (caller, kid, key) = {
+            let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+            let v = verified.get(token)?;
+            if v.expires <= chrono::Utc::now().timestamp() {
+                return None;
             }
+            (v.caller.clone(), v.kid.clone(), v.key.clone())
         };
-        let id = claims
-            .sub
-            .parse::<i64>()
-            .ok()
-            .filter(|id| *id > 0)
-            .ok_or(AuthError::Invalid)?;
-        Ok(Caller::User(CurrentUser { id, role }))
+        let cache = self.cache.read().await;
+        let fresh = cache
+            .fetched_at
+            .is_some_and(|at| at.elapsed() <= self.max_age);
+        let current = cache.keys.get(&kid).is_some_and(|k| Arc::ptr_eq(k, &key));
+        (fresh && current).then_some(caller)
+    }
+
+    fn remember(
+        &self,
+        token: &str,
+        caller: &Caller,
+        expires: i64,
+        kid: String,
+        key: Arc<CachedKey>,
+    ) {
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= MAX_VERIFIED_TOKENS {
+            verified.clear();
+        }
+        verified.insert(
+            token.to_owned(),
+            Verified {
+                caller: caller.clone(),
+                expires,
+                kid,
+                key,
+            },
+        );
     }
 
     /// Verifies the bearer token of an `Authorization` header value.
@@ -448,6 +496,32 @@ impl JwtVerifier {
         let token = bearer(value).ok_or(AuthError::Missing)?;
         self.verify(token).await
     }
+}
+
+/// Who verified `claims` name (a user or a service), if they are an access token's.
+fn caller_of(claims: &AccessClaims) -> Result<Caller, AuthError> {
+    if claims.typ != ACCESS_TOKEN_TYPE {
+        return Err(AuthError::Invalid);
+    }
+    let role = match claims.role {
+        ClaimRole::User => Role::User,
+        ClaimRole::Admin => Role::Admin,
+        ClaimRole::Service => {
+            let name = claims
+                .sub
+                .strip_prefix(SERVICE_SUBJECT_PREFIX)
+                .filter(|n| valid_service_name(n))
+                .ok_or(AuthError::Invalid)?;
+            return Ok(Caller::Service(name.to_owned()));
+        }
+    };
+    let id = claims
+        .sub
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or(AuthError::Invalid)?;
+    Ok(Caller::User(CurrentUser { id, role }))
 }
 
 /// A service name as it appears in a service token: 1 to 32 of `a-z`, `0-9`, `-`.
@@ -664,6 +738,70 @@ mod tests {
             };
             Box::pin(async move { answer })
         }
+    }
+
+    /// A fixed Ed25519 key as (signing key, its JWK under `kid`).
+    fn test_key(kid: &str) -> (jsonwebtoken::EncodingKey, Jwk) {
+        let mut der = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        der.extend_from_slice(&[7u8; 32]);
+        let key = jsonwebtoken::EncodingKey::from_ed_der(&der);
+        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA).expect("jwk");
+        jwk.common.key_id = Some(kid.to_owned());
+        (key, jwk)
+    }
+
+    fn signed(kid: &str, sub: &str, exp_in: i64) -> String {
+        let (key, _) = test_key(kid);
+        let now = chrono::Utc::now().timestamp();
+        let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.to_owned());
+        let claims = serde_json::json!({"sub": sub, "role": "user", "iat": now, "exp": now + exp_in,
+            "jti": "j", "typ": "access", "iss": TOKEN_ISSUER, "aud": DEFAULT_AUDIENCE});
+        jsonwebtoken::encode(&header, &claims, &key).expect("token")
+    }
+
+    /// A verified token is remembered only while it could still be verified: a key withdrawn
+    /// from the JWKS ends it at the next refetch, and an expired token is never answered.
+    #[tokio::test]
+    async fn remembered_tokens_end_with_their_key_and_their_expiry() {
+        let keys = Arc::new(std::sync::Mutex::new(vec![test_key("k1").1]));
+        let loaded = keys.clone();
+        let verifier = JwtVerifier::new(Arc::new(move || {
+            let set = JwkSet {
+                keys: loaded.lock().expect("keys").clone(),
+            };
+            Box::pin(async move { Ok(set) })
+        }))
+        .with_min_refetch_interval(Duration::ZERO);
+        let token = signed("k1", "7", 600);
+        let user = CurrentUser {
+            id: 7,
+            role: Role::User,
+        };
+        assert_eq!(verifier.verify(&token).await, Ok(user));
+        assert_eq!(verifier.remembered(&token).await, Some(Caller::User(user)));
+        assert_eq!(verifier.verify(&token).await, Ok(user), "from the memo");
+
+        // The key is withdrawn; a token under another kid makes the verifier refetch.
+        keys.lock().expect("keys").clear();
+        assert!(verifier.verify(&signed("k2", "8", 600)).await.is_err());
+        assert_eq!(verifier.remembered(&token).await, None);
+        assert_eq!(verifier.verify(&token).await, Err(AuthError::Invalid));
+
+        // Back, but the remembered entry has expired: not answered from the memo.
+        keys.lock().expect("keys").push(test_key("k1").1);
+        assert!(verifier.verify(&signed("k1", "9", 600)).await.is_ok());
+        let (kid, key) = {
+            let cache = verifier.cache.read().await;
+            let key = cache.keys.get("k1").expect("k1").clone();
+            ("k1".to_owned(), key)
+        };
+        let past = chrono::Utc::now().timestamp() - 1;
+        verifier.remember(&token, &Caller::User(user), past, kid, key);
+        assert_eq!(verifier.remembered(&token).await, None);
     }
 
     #[tokio::test]
