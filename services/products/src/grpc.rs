@@ -166,6 +166,16 @@ fn reservation_pb(r: Reservation) -> pb::Reservation {
             })
             .collect(),
         expires_at: Some(timestamp(r.expires_at)),
+        quotes: r
+            .quotes
+            .into_iter()
+            .map(|q| pb::Quote {
+                product_id: q.product_id,
+                name: q.name,
+                unit_price: q.unit_price.to_string(),
+                currency: q.currency,
+            })
+            .collect(),
     }
 }
 

@@ -4,6 +4,7 @@
 //! sorted by product id), so concurrent reservations can wait for each other but never deadlock.
 
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgExecutor};
 
 use crate::domain::{Line, Listing, NewProduct, Product, ProductPatch, Sort};
@@ -176,103 +177,192 @@ pub async fn list(conn: &mut PgConnection, q: &Listing) -> sqlx::Result<(Vec<Pro
     Ok((items, total))
 }
 
-/// A reservation's state, locked for the rest of the transaction.
-pub struct ReservationRow {
+/// One line of a reservation with its reservation's state: every reservation read is one
+/// statement answering one row per line, by ascending product id.
+pub struct ReservationLineRow {
     pub status: String,
     pub expires_at: DateTime<Utc>,
+    /// By the database's clock, as the sweeper judges it.
+    pub expired: bool,
+    pub product_id: i64,
+    pub quantity: i64,
+    /// The product as it was when the line was held (`None` on lines reserved before it was kept).
+    pub name: Option<String>,
+    pub unit_price: Option<Decimal>,
+    pub currency: Option<String>,
 }
 
-/// Claims the order id; its expiry. `None`: a reservation for it exists already (idempotent
-/// replay).
-pub async fn claim_reservation(
+/// What [`reserve`] saw of one requested line, by ascending product id.
+pub struct HoldRow {
+    pub product_id: i64,
+    pub quantity: i64,
+    /// The product under its row lock; `None`: there is no such product.
+    pub name: Option<String>,
+    pub price: Option<Decimal>,
+    pub currency: Option<String>,
+    /// What could still be bought before this hold.
+    pub available: Option<i64>,
+    /// The new reservation's expiry (the same on every row); `None` when nothing was held: the
+    /// order id has a reservation already, or some line is unknown or short.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Holds every line for `order_id`, or nothing, in one statement (atomic without `BEGIN`, one
+/// round trip). The products are locked first, in ascending id like every stock change, so
+/// concurrent reservations wait for each other but never deadlock; availability is judged on
+/// the locked rows (`FOR UPDATE` in read committed answers the newest version), so nothing is
+/// oversold; the reservation is claimed only if every line can be held, and `ON CONFLICT DO
+/// NOTHING` leaves an existing reservation for the order id alone. Each line keeps its
+/// product's name and price as read under the lock.
+pub async fn reserve(
     e: impl PgExecutor<'_>,
     order_id: i64,
+    lines: &[Line],
     ttl_seconds: i64,
-) -> sqlx::Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar!(
-        "INSERT INTO reservations (order_id, status, expires_at)
-         VALUES ($1, 'active', now() + make_interval(secs => $2::bigint))
-         ON CONFLICT (order_id) DO NOTHING
-         RETURNING expires_at",
+) -> sqlx::Result<Vec<HoldRow>> {
+    let ids: Vec<i64> = lines.iter().map(|l| l.product_id).collect();
+    let qty: Vec<i64> = lines.iter().map(|l| l.quantity).collect();
+    sqlx::query_as!(
+        HoldRow,
+        r#"WITH want AS (
+               SELECT * FROM UNNEST($2::bigint[], $3::bigint[]) AS w(product_id, quantity)),
+           locked AS MATERIALIZED (
+               SELECT id, name, price, currency, on_hand - reserved AS available
+                 FROM products WHERE id = ANY($2::bigint[])
+                ORDER BY id
+                  FOR UPDATE),
+           claim AS (
+               INSERT INTO reservations (order_id, status, expires_at)
+               SELECT $1::bigint, 'active', now() + make_interval(secs => $4::bigint)
+                WHERE (SELECT count(*) FROM want w JOIN locked l ON l.id = w.product_id
+                        WHERE l.available >= w.quantity) = cardinality($2::bigint[])
+               ON CONFLICT (order_id) DO NOTHING
+               RETURNING expires_at),
+           held AS (
+               UPDATE products p SET reserved = p.reserved + w.quantity, updated_at = now()
+                 FROM want w
+                WHERE p.id = w.product_id AND EXISTS (SELECT 1 FROM claim)
+               RETURNING p.id),
+           kept AS (
+               INSERT INTO reservation_lines (order_id, product_id, quantity, name, unit_price, currency)
+               SELECT $1::bigint, w.product_id, w.quantity, l.name, l.price, l.currency
+                 FROM want w JOIN locked l ON l.id = w.product_id
+                WHERE EXISTS (SELECT 1 FROM claim)
+               RETURNING product_id)
+         SELECT w.product_id AS "product_id!", w.quantity AS "quantity!",
+                l.name AS "name?", l.price AS "price?", l.currency AS "currency?",
+                l.available AS "available?",
+                (SELECT expires_at FROM claim) AS "expires_at?"
+           FROM want w LEFT JOIN locked l ON l.id = w.product_id
+          ORDER BY w.product_id"#,
         order_id,
+        &ids,
+        &qty,
         ttl_seconds,
     )
-    .fetch_optional(e)
+    .fetch_all(e)
     .await
 }
 
-pub async fn lock_reservation(
-    conn: &mut PgConnection,
+/// An order's reservation, one row per line (none: no reservation).
+pub async fn find_reservation(
+    e: impl PgExecutor<'_>,
     order_id: i64,
-) -> sqlx::Result<Option<ReservationRow>> {
+) -> sqlx::Result<Vec<ReservationLineRow>> {
     sqlx::query_as!(
-        ReservationRow,
-        "SELECT status, expires_at FROM reservations WHERE order_id = $1 FOR UPDATE",
-        order_id
-    )
-    .fetch_optional(conn)
-    .await
-}
-
-pub async fn reservation_lines(e: impl PgExecutor<'_>, order_id: i64) -> sqlx::Result<Vec<Line>> {
-    sqlx::query_as!(
-        Line,
-        "SELECT product_id, quantity FROM reservation_lines WHERE order_id = $1 ORDER BY product_id",
+        ReservationLineRow,
+        r#"SELECT r.status, r.expires_at, r.expires_at <= now() AS "expired!",
+                  l.product_id, l.quantity, l.name, l.unit_price, l.currency
+             FROM reservations r JOIN reservation_lines l ON l.order_id = r.order_id
+            WHERE r.order_id = $1
+            ORDER BY l.product_id"#,
         order_id
     )
     .fetch_all(e)
     .await
 }
 
-pub async fn insert_lines(
+/// [`find_reservation`], with the reservation's row locked until the transaction ends.
+pub async fn lock_reservation(
+    conn: &mut PgConnection,
+    order_id: i64,
+) -> sqlx::Result<Vec<ReservationLineRow>> {
+    sqlx::query_as!(
+        ReservationLineRow,
+        r#"SELECT r.status, r.expires_at, r.expires_at <= now() AS "expired!",
+                  l.product_id, l.quantity, l.name, l.unit_price, l.currency
+             FROM reservations r JOIN reservation_lines l ON l.order_id = r.order_id
+            WHERE r.order_id = $1
+            ORDER BY l.product_id
+              FOR UPDATE OF r"#,
+        order_id
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// How a reservation's move changes each line's product: `on_hand` and `reserved` each move by
+/// the line's quantity times these (-1, 0 or 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StockEffect {
+    pub on_hand: i64,
+    pub reserved: i64,
+}
+
+impl StockEffect {
+    /// Whether the move changes what a client sees of the product (`stock`: on hand minus
+    /// reserved). Only then does the product's `updated_at` move (and its cache entry go stale):
+    /// held units becoming sold change nothing a client sees.
+    pub fn visible(self) -> bool {
+        self.on_hand != self.reserved
+    }
+}
+
+/// Moves the reservation `from` → `to` if it is in `from` (and, with `unexpired_only`, not past
+/// its expiry by the database's clock), applying `effect` to every line's product: one
+/// statement, atomic without `BEGIN`. The reservation's row is locked first, then the products
+/// in ascending id, the order of every stock change. The lines as they end up; none when the
+/// reservation was not moved.
+pub async fn move_reservation(
     e: impl PgExecutor<'_>,
     order_id: i64,
-    lines: &[Line],
-) -> sqlx::Result<()> {
-    let ids: Vec<i64> = lines.iter().map(|l| l.product_id).collect();
-    let qty: Vec<i64> = lines.iter().map(|l| l.quantity).collect();
-    sqlx::query!(
-        "INSERT INTO reservation_lines (order_id, product_id, quantity)
-         SELECT $1, t.product_id, t.quantity FROM UNNEST($2::bigint[], $3::bigint[]) AS t(product_id, quantity)",
+    (from, to): (&str, &str),
+    unexpired_only: bool,
+    effect: StockEffect,
+) -> sqlx::Result<Vec<ReservationLineRow>> {
+    sqlx::query_as!(
+        ReservationLineRow,
+        r#"WITH r AS (
+               UPDATE reservations SET status = $3, updated_at = now()
+                WHERE order_id = $1 AND status = $2 AND (NOT $4 OR expires_at > now())
+               RETURNING order_id, status, expires_at),
+           lines AS MATERIALIZED (
+               SELECT l.product_id, l.quantity, l.name, l.unit_price, l.currency
+                 FROM reservation_lines l JOIN r ON r.order_id = l.order_id),
+           locked AS MATERIALIZED (
+               SELECT p.id FROM products p
+                WHERE p.id IN (SELECT product_id FROM lines)
+                ORDER BY p.id
+                  FOR UPDATE),
+           stock AS (
+               UPDATE products p
+                  SET on_hand = p.on_hand + $5 * l.quantity,
+                      reserved = p.reserved + $6 * l.quantity,
+                      updated_at = CASE WHEN $7 THEN now() ELSE p.updated_at END
+                 FROM lines l JOIN locked k ON k.id = l.product_id
+                WHERE p.id = l.product_id
+               RETURNING p.id)
+         SELECT r.status, r.expires_at, r.expires_at <= now() AS "expired!",
+                l.product_id, l.quantity, l.name, l.unit_price, l.currency
+           FROM r JOIN lines l ON true
+          ORDER BY l.product_id"#,
         order_id,
-        &ids,
-        &qty
-    )
-    .execute(e)
-    .await?;
-    Ok(())
-}
-
-pub async fn set_status(e: impl PgExecutor<'_>, order_id: i64, status: &str) -> sqlx::Result<()> {
-    sqlx::query!(
-        "UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = $1",
-        order_id,
-        status
-    )
-    .execute(e)
-    .await?;
-    Ok(())
-}
-
-/// Holds `quantity` units if that many can still be bought. `false`: not enough (or no product).
-pub async fn hold(e: impl PgExecutor<'_>, line: Line) -> sqlx::Result<bool> {
-    let row = sqlx::query_scalar!(
-        "UPDATE products SET reserved = reserved + $2, updated_at = now()
-          WHERE id = $1 AND on_hand - reserved >= $2
-          RETURNING id",
-        line.product_id,
-        line.quantity
-    )
-    .fetch_optional(e)
-    .await?;
-    Ok(row.is_some())
-}
-
-/// Ids among `ids` that exist.
-pub async fn existing_ids(e: impl PgExecutor<'_>, ids: &[i64]) -> sqlx::Result<Vec<i64>> {
-    sqlx::query_scalar!(
-        "SELECT id FROM products WHERE id = ANY($1) ORDER BY id",
-        ids
+        from,
+        to,
+        unexpired_only,
+        effect.on_hand,
+        effect.reserved,
+        effect.visible(),
     )
     .fetch_all(e)
     .await
@@ -282,30 +372,6 @@ pub async fn existing_ids(e: impl PgExecutor<'_>, ids: &[i64]) -> sqlx::Result<V
 pub async fn unhold(e: impl PgExecutor<'_>, line: Line) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE products SET reserved = reserved - $2, updated_at = now() WHERE id = $1",
-        line.product_id,
-        line.quantity
-    )
-    .execute(e)
-    .await?;
-    Ok(())
-}
-
-/// Held units leave the warehouse: sold.
-pub async fn sell(e: impl PgExecutor<'_>, line: Line) -> sqlx::Result<()> {
-    sqlx::query!(
-        "UPDATE products SET on_hand = on_hand - $2, reserved = reserved - $2, updated_at = now() WHERE id = $1",
-        line.product_id,
-        line.quantity
-    )
-    .execute(e)
-    .await?;
-    Ok(())
-}
-
-/// Sold units come back (a refund). A product deleted since is skipped.
-pub async fn restock(e: impl PgExecutor<'_>, line: Line) -> sqlx::Result<()> {
-    sqlx::query!(
-        "UPDATE products SET on_hand = on_hand + $2, updated_at = now() WHERE id = $1",
         line.product_id,
         line.quantity
     )

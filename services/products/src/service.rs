@@ -10,12 +10,12 @@ use ecom_shared::{
 };
 use prometheus_client::metrics::{counter::Counter, family::Family};
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
 use crate::{
-    domain::{Line, Listing, NewProduct, Product, ProductUpdate, ReserveStock},
+    domain::{Line, Listing, NewProduct, Product, ProductUpdate, Quote, ReserveStock},
     error::{Error, Result},
-    repo::{self, Deleted},
+    repo::{self, Deleted, StockEffect},
 };
 
 /// The cache namespace of this service's keys.
@@ -77,7 +77,47 @@ pub struct Reservation {
     pub order_id: i64,
     pub status: ReservationStatus,
     pub lines: Vec<Line>,
+    /// Each line's product as it was when the stock was held, in the order of `lines`; empty for
+    /// a reservation made before these were kept.
+    pub quotes: Vec<Quote>,
     pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Reservation {
+    /// From its rows (one per line, by product id); `None` when there are none.
+    fn from_rows(order_id: i64, rows: Vec<repo::ReservationLineRow>) -> Result<Option<Self>> {
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let (status, expires_at) = (ReservationStatus::parse(&first.status)?, first.expires_at);
+        let lines = rows
+            .iter()
+            .map(|r| Line {
+                product_id: r.product_id,
+                quantity: r.quantity,
+            })
+            .collect();
+        // All or none: lines reserved before quotes were kept have none.
+        let quotes = rows
+            .into_iter()
+            .map(|r| {
+                Some(Quote {
+                    product_id: r.product_id,
+                    name: r.name?,
+                    unit_price: r.unit_price?,
+                    currency: r.currency?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_default();
+        Ok(Some(Self {
+            order_id,
+            status,
+            lines,
+            quotes,
+            expires_at,
+        }))
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -291,42 +331,32 @@ impl ProductsService {
         }
     }
 
-    async fn load(&self, order_id: i64) -> Result<Reservation> {
-        let mut conn = self.pool.acquire().await?;
-        read_reservation(&mut conn, order_id).await
-    }
-
-    /// Holds stock for an order: every line or none, for the configured reservation lifetime.
-    /// Idempotent per order id.
+    /// Holds stock for an order: every line or none, for the configured reservation lifetime,
+    /// answering each line's name and price as read under the hold's row locks. Idempotent per
+    /// order id: a retry answers the same reservation, quotes included.
     #[tracing::instrument(skip_all, fields(order_id = command.order_id))]
     pub async fn reserve(&self, command: ReserveStock) -> Result<Reservation> {
         let ReserveStock { order_id, lines } = command;
         let ttl = i64::try_from(self.reservation_ttl.as_secs()).unwrap_or(900);
-        let mut tx = self.pool.begin().await?;
-        let Some(expires_at) = repo::claim_reservation(&mut *tx, order_id, ttl).await? else {
-            // A retry (or a concurrent duplicate, which waited for the first to commit).
-            drop(tx);
-            let existing = self.load(order_id).await?;
-            if existing.lines != lines {
-                self.count("conflict");
-                return Err(Error::ReservationConflict);
-            }
-            self.count("replayed");
-            return Ok(existing);
+        let seen = repo::reserve(&self.pool, order_id, &lines, ttl).await?;
+        let Some(expires_at) = seen.first().and_then(|r| r.expires_at) else {
+            return self.not_held(order_id, &lines, &seen).await;
         };
-        let mut short = Vec::new();
-        for line in &lines {
-            // Ascending product id: concurrent reservations lock rows in the same order.
-            if !repo::hold(&mut *tx, *line).await? {
-                short.push(line.product_id);
-            }
-        }
-        if !short.is_empty() {
-            tx.rollback().await?;
-            return Err(self.refusal(&lines, short).await?);
-        }
-        repo::insert_lines(&mut *tx, order_id, &lines).await?;
-        tx.commit().await?;
+        let quotes = seen
+            .into_iter()
+            .map(|r| match (r.name, r.price, r.currency) {
+                (Some(name), Some(unit_price), Some(currency)) => Ok(Quote {
+                    product_id: r.product_id,
+                    name,
+                    unit_price,
+                    currency,
+                }),
+                _ => Err(Error::Internal(anyhow::anyhow!(
+                    "product {} was held without being seen",
+                    r.product_id
+                ))),
+            })
+            .collect::<Result<Vec<_>>>()?;
         self.count("reserved");
         self.invalidate(&lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
             .await;
@@ -334,31 +364,75 @@ impl ProductsService {
             order_id,
             status: ReservationStatus::Active,
             lines,
+            quotes,
             expires_at,
         })
     }
 
-    /// Why lines could not all be held: some products do not exist, or `short` ones lack stock.
-    async fn refusal(&self, lines: &[Line], short: Vec<i64>) -> Result<Error> {
-        let ids: Vec<i64> = lines.iter().map(|l| l.product_id).collect();
-        let existing = repo::existing_ids(&self.pool, &ids).await?;
-        let unknown: Vec<i64> = ids.into_iter().filter(|i| !existing.contains(i)).collect();
-        Ok(if unknown.is_empty() {
-            self.count("insufficient");
-            Error::InsufficientStock(short)
-        } else {
+    /// Nothing was held: the order id has its reservation already (a retry, or a concurrent
+    /// duplicate that waited for the first) and that is the answer (a conflict if it holds other
+    /// lines); else the refusal: unknown products first, then the short ones, as `seen` under
+    /// the locks.
+    async fn not_held(
+        &self,
+        order_id: i64,
+        lines: &[Line],
+        seen: &[repo::HoldRow],
+    ) -> Result<Reservation> {
+        let rows = repo::find_reservation(&self.pool, order_id).await?;
+        if let Some(existing) = Reservation::from_rows(order_id, rows)? {
+            if existing.lines != lines {
+                self.count("conflict");
+                return Err(Error::ReservationConflict);
+            }
+            self.count("replayed");
+            return Ok(existing);
+        }
+        let unknown: Vec<i64> = seen
+            .iter()
+            .filter(|r| r.name.is_none())
+            .map(|r| r.product_id)
+            .collect();
+        if !unknown.is_empty() {
             self.count("unknown_product");
-            Error::UnknownProducts(unknown)
-        })
+            return Err(Error::UnknownProducts(unknown));
+        }
+        let short: Vec<i64> = seen
+            .iter()
+            .filter(|r| r.available.is_some_and(|a| a < r.quantity))
+            .map(|r| r.product_id)
+            .collect();
+        if short.is_empty() {
+            return Err(Error::Internal(anyhow::anyhow!(
+                "order {order_id}: nothing held, no reservation and nothing short"
+            )));
+        }
+        self.count("insufficient");
+        Err(Error::InsufficientStock(short))
     }
 
-    /// Moves a reservation along its state machine ([`next_step`]), inside one transaction
-    /// holding the reservation's row lock. Returns the reservation as it ends up.
+    /// Moves a reservation along its state machine ([`next_step`]). The op's usual move
+    /// ([`Op::usual`]) is one conditional statement; when it does not apply (a replay, a
+    /// refusal, an expiry, no such reservation), the reservation is read under its row lock
+    /// and [`next_step`] decides, in one transaction. Returns the reservation as it ends up.
     async fn transition(&self, order_id: i64, op: Op) -> Result<Reservation> {
+        let (from, to, unexpired_only) = op.usual();
+        let rows = repo::move_reservation(
+            &self.pool,
+            order_id,
+            (from.as_str(), to.as_str()),
+            unexpired_only,
+            to.effect(),
+        )
+        .await?;
+        if let Some(moved) = Reservation::from_rows(order_id, rows)? {
+            return Ok(self.moved(moved).await);
+        }
         let mut tx = self.pool.begin().await?;
-        let current = read_reservation(&mut tx, order_id).await?;
-        let expired =
-            current.status == ReservationStatus::Active && current.expires_at <= chrono::Utc::now();
+        let rows = repo::lock_reservation(&mut tx, order_id).await?;
+        let expired = rows.first().is_some_and(|r| r.expired);
+        let current = Reservation::from_rows(order_id, rows)?.ok_or(Error::ReservationNotFound)?;
+        let expired = current.status == ReservationStatus::Active && expired;
         match next_step(op, current.status, expired)? {
             Step::Replay => {
                 self.count("replayed");
@@ -370,54 +444,60 @@ impl ProductsService {
             }
             Step::ExpireAndRefuse => {
                 // Too late: give the stock back now and tell the caller to refund.
-                self.apply(tx, current, ReservationStatus::Expired).await?;
+                let expired = self.apply(tx, current, ReservationStatus::Expired).await?;
+                self.invalidate(
+                    &expired
+                        .lines
+                        .iter()
+                        .map(|l| l.product_id)
+                        .collect::<Vec<_>>(),
+                )
+                .await;
                 self.count("commit_refused");
                 Err(Error::ReservationExpired)
             }
             Step::Move(target) => {
                 let moved = self.apply(tx, current, target).await?;
-                self.count(target.as_str());
-                if target == ReservationStatus::Committed {
-                    let units: i64 = moved.lines.iter().map(|l| l.quantity).sum();
-                    self.units_sold
-                        .inc_by(u64::try_from(units).unwrap_or_default());
-                }
-                Ok(moved)
+                Ok(self.moved(moved).await)
             }
         }
     }
 
-    /// Moves `reservation` to `target`: each line's stock effect, the new status, committed.
+    /// Moves `reservation`, locked in `tx`, to `target`, and commits (the caller invalidates).
     async fn apply(
         &self,
         mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
         reservation: Reservation,
         target: ReservationStatus,
     ) -> Result<Reservation> {
-        for l in &reservation.lines {
-            match target {
-                ReservationStatus::Released | ReservationStatus::Expired => {
-                    repo::unhold(&mut *tx, *l).await?;
-                }
-                ReservationStatus::Committed => repo::sell(&mut *tx, *l).await?,
-                ReservationStatus::Returned => repo::restock(&mut *tx, *l).await?,
-                ReservationStatus::Active => {}
-            }
-        }
-        repo::set_status(&mut *tx, reservation.order_id, target.as_str()).await?;
-        tx.commit().await?;
-        self.invalidate(
-            &reservation
-                .lines
-                .iter()
-                .map(|l| l.product_id)
-                .collect::<Vec<_>>(),
+        let rows = repo::move_reservation(
+            &mut *tx,
+            reservation.order_id,
+            (reservation.status.as_str(), target.as_str()),
+            false,
+            target.effect(),
         )
-        .await;
-        Ok(Reservation {
-            status: target,
-            ..reservation
-        })
+        .await?;
+        let moved = Reservation::from_rows(reservation.order_id, rows)?
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("a locked reservation changed")))?;
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// After a reservation moved (committed): counted, and its products' cache entries
+    /// invalidated when a client can see the change.
+    async fn moved(&self, moved: Reservation) -> Reservation {
+        self.count(moved.status.as_str());
+        if moved.status == ReservationStatus::Committed {
+            let units: i64 = moved.lines.iter().map(|l| l.quantity).sum();
+            self.units_sold
+                .inc_by(u64::try_from(units).unwrap_or_default());
+        }
+        if moved.status.effect().visible() {
+            self.invalidate(&moved.lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
+                .await;
+        }
+        moved
     }
 
     pub async fn release(&self, order_id: i64) -> Result<Reservation> {
@@ -457,26 +537,42 @@ impl ProductsService {
     }
 }
 
-/// A reservation, read under its row lock (held until the transaction `conn` is in ends).
-async fn read_reservation(conn: &mut PgConnection, order_id: i64) -> Result<Reservation> {
-    let row = repo::lock_reservation(conn, order_id)
-        .await?
-        .ok_or(Error::ReservationNotFound)?;
-    let lines = repo::reservation_lines(&mut *conn, order_id).await?;
-    Ok(Reservation {
-        order_id,
-        status: ReservationStatus::parse(&row.status)?,
-        lines,
-        expires_at: row.expires_at,
-    })
-}
-
 /// What the Orders service asks of a reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
     Release,
     Commit,
     Return,
+}
+
+impl Op {
+    /// The move this op makes from the state it normally finds, as [`next_step`] decides it:
+    /// `(from, to, unexpired_only)`, the last when an expired reservation in `from` is
+    /// treated otherwise (checked against [`next_step`] by a test).
+    fn usual(self) -> (ReservationStatus, ReservationStatus, bool) {
+        use ReservationStatus as S;
+        match self {
+            Self::Release => (S::Active, S::Released, false),
+            Self::Commit => (S::Active, S::Committed, true),
+            Self::Return => (S::Committed, S::Returned, false),
+        }
+    }
+}
+
+impl ReservationStatus {
+    /// What a reservation moving into this state does to each line's product.
+    fn effect(self) -> StockEffect {
+        let (on_hand, reserved) = match self {
+            // Held units are free again.
+            Self::Released | Self::Expired => (0, -1),
+            // Held units leave the warehouse: sold.
+            Self::Committed => (-1, -1),
+            // Sold units come back (a refund); a product deleted since is skipped.
+            Self::Returned => (1, 0),
+            Self::Active => (0, 0),
+        };
+        StockEffect { on_hand, reserved }
+    }
 }
 
 /// What an [`Op`] does to a reservation.
@@ -550,6 +646,16 @@ mod tests {
             Some(Step::Move(S::Returned))
         );
         assert_eq!(step(Op::Return, S::Returned, false), Some(Step::Replay));
+        // The one-statement usual move is exactly the state machine's.
+        for op in [Op::Release, Op::Commit, Op::Return] {
+            let (from, to, unexpired_only) = op.usual();
+            assert_eq!(step(op, from, false), Some(Step::Move(to)), "{op:?}");
+            assert_eq!(
+                step(op, from, true) == Some(Step::Move(to)),
+                !unexpired_only,
+                "{op:?} when expired"
+            );
+        }
         for (op, status) in [
             (Op::Release, S::Committed),
             (Op::Release, S::Returned),

@@ -13,7 +13,7 @@ pub use product::{
     BAD_STOCK, MAX_STOCK, NewProduct, Product, ProductPatch, ProductUpdate, category, description,
     name, stock,
 };
-pub use stock::{Line, MAX_QUANTITY, ReserveStock, parse_lines};
+pub use stock::{Line, MAX_QUANTITY, Quote, ReserveStock, parse_lines};
 
 /// The field errors of one command, collected so that a client learns of every bad field at
 /// once.

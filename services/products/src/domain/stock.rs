@@ -12,6 +12,16 @@ pub struct Line {
     pub quantity: i64,
 }
 
+/// A reserved line's product as it was when its stock was held (read under the hold's row
+/// lock): what the order is priced at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quote {
+    pub product_id: i64,
+    pub name: String,
+    pub unit_price: rust_decimal::Decimal,
+    pub currency: String,
+}
+
 /// Validated reservation lines: non-empty, positive ids and quantities, one line per product,
 /// sorted by product id (the order rows are locked in, so concurrent reservations cannot deadlock).
 pub fn parse_lines(raw: &[(i64, i64)]) -> Result<Vec<Line>, Vec<FieldError>> {

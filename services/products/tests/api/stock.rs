@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use ecom_proto::products::v1::{
-    GetProductsRequest, Line, ReservationRef, ReservationStatus, ReserveStockRequest,
+    GetProductsRequest, Line, Reservation, ReservationRef, ReservationStatus, ReserveStockRequest,
 };
 use sqlx::PgPool;
 use tonic::{Code, Request};
@@ -587,4 +587,109 @@ async fn the_reservation_lifetime_is_the_configured_one_not_the_callers(pool: Pg
     let lifetime =
         reservation.expires_at.expect("expires_at").seconds - chrono::Utc::now().timestamp();
     assert!((890..=905).contains(&lifetime), "lifetime {lifetime} s");
+}
+
+/// ReserveStock answers each line's name and price as they were at the hold, and a retry for
+/// the same order answers the same ones even after the catalogue changed: Orders prices the
+/// order from its reservation. Every later answer for the reservation repeats them.
+#[sqlx::test(migrator = "products::MIGRATOR")]
+async fn a_reservation_quotes_the_prices_of_its_hold_and_a_retry_the_same(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let a = app.create("Lamp", "1.10", 5, None).await;
+    let b = app.create("Desk", "20.00", 5, None).await;
+    let mut grpc = app.grpc().await;
+    let quotes = |r: &Reservation| -> Vec<(i64, String, String, String)> {
+        r.quotes
+            .iter()
+            .map(|q| {
+                (
+                    q.product_id,
+                    q.name.clone(),
+                    q.unit_price.clone(),
+                    q.currency.clone(),
+                )
+            })
+            .collect()
+    };
+    let quoted = |id: i64, name: &str, price: &str| {
+        (id, name.to_owned(), price.to_owned(), "USD".to_owned())
+    };
+    let first = grpc
+        .reserve_stock(reserve(21, &[(b, 1), (a, 2)], 0))
+        .await
+        .expect("reserve")
+        .into_inner();
+    assert_eq!(
+        quotes(&first),
+        [quoted(a, "Lamp", "1.10"), quoted(b, "Desk", "20.00")],
+        "one per line, by product id like the lines"
+    );
+
+    let (status, body) = app
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/products/{a}"),
+            Some(&serde_json::json!({"name": "Lamp II", "price": "9.99"})),
+            Some(&admin()),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let again = grpc
+        .reserve_stock(reserve(21, &[(a, 2), (b, 1)], 0))
+        .await
+        .expect("retry")
+        .into_inner();
+    assert_eq!(again, first, "a retry answers the prices of the hold");
+    let later = grpc
+        .reserve_stock(reserve(22, &[(a, 1)], 0))
+        .await
+        .expect("another order")
+        .into_inner();
+    assert_eq!(quotes(&later), [quoted(a, "Lamp II", "9.99")]);
+
+    let committed = grpc
+        .commit_reservation(order(21))
+        .await
+        .expect("commit")
+        .into_inner();
+    assert_eq!(
+        (committed.status(), quotes(&committed)),
+        (ReservationStatus::Committed, quotes(&first))
+    );
+    let released = grpc
+        .release_reservation(order(22))
+        .await
+        .expect("release")
+        .into_inner();
+    assert_eq!(quotes(&released), quotes(&later));
+    assert_eq!((app.stock_of(a).await, app.stock_of(b).await), (3, 4));
+}
+
+/// Unknown products are refused before short ones, and both name the products; nothing is held.
+#[sqlx::test(migrator = "products::MIGRATOR")]
+async fn a_refusal_names_unknown_products_before_short_ones(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let a = app.create("A", "1.00", 1, None).await;
+    let mut grpc = app.grpc().await;
+    let unknown = grpc
+        .reserve_stock(reserve(31, &[(a, 2), (424_242, 1), (434_343, 1)], 0))
+        .await
+        .expect_err("unknown and short");
+    assert_eq!(unknown.code(), Code::NotFound);
+    assert!(
+        unknown.message().contains("424242") && unknown.message().contains("434343"),
+        "{}",
+        unknown.message()
+    );
+    assert_eq!(app.stock_of(a).await, 1, "nothing held");
+    assert_eq!(
+        reservation_row(&app, 31).await,
+        None,
+        "the order id is not claimed"
+    );
+    // The order id stays free: the same order can be reserved once it asks for what exists.
+    grpc.reserve_stock(reserve(31, &[(a, 1)], 0))
+        .await
+        .expect("reserve");
+    assert_eq!(app.stock_of(a).await, 0);
 }
