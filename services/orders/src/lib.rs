@@ -89,7 +89,7 @@ impl Application {
         };
         let readiness = Readiness::database_and_redis(pool, redis).check("products", move || {
             let products = products.clone();
-            async move { products.get(&[]).await.is_ok() }
+            async move { products.quotes(&[]).await.is_ok() }
         });
         let grpc = OrderServiceServer::new(grpc::OrdersGrpc {
             orders: orders.clone(),

@@ -3,8 +3,8 @@
 use std::{sync::Arc, time::Duration};
 
 use ecom_proto::products::v1::{
-    GetProductsRequest, Line as PbLine, Product, ReservationRef, ReserveStockRequest,
-    product_service_client::ProductServiceClient,
+    GetProductsRequest, Line as PbLine, Product, Quote as PbQuote, ReservationRef,
+    ReserveStockRequest, product_service_client::ProductServiceClient,
 };
 use ecom_shared::{ErrorCode, auth::with_bearer, grpc::GrpcChannel, service_tokens::ServiceTokens};
 use tonic::{Code, Request, Status};
@@ -13,6 +13,38 @@ use crate::{domain::Line, error::Error};
 
 /// Attempts for a call that is safe to repeat (every call here is idempotent per order id).
 const ATTEMPTS: u32 = 3;
+
+/// A product's name and price as Products gave them: when its stock was held (`ReserveStock`'s
+/// quotes), or from the catalogue (`GetProducts`). The price is Products' decimal text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quote {
+    pub product_id: i64,
+    pub name: String,
+    pub unit_price: String,
+    pub currency: String,
+}
+
+impl From<PbQuote> for Quote {
+    fn from(q: PbQuote) -> Self {
+        Self {
+            product_id: q.product_id,
+            name: q.name,
+            unit_price: q.unit_price,
+            currency: q.currency,
+        }
+    }
+}
+
+impl From<Product> for Quote {
+    fn from(p: Product) -> Self {
+        Self {
+            product_id: p.id,
+            name: p.name,
+            unit_price: p.price,
+            currency: p.currency,
+        }
+    }
+}
 
 /// Products' client. Every stock call carries this service's own token, never a user's:
 /// Products accepts stock calls from the Orders service only (a user could otherwise hold,
@@ -138,17 +170,25 @@ impl ProductsClient {
         }
     }
 
-    /// The products, in the order asked; unknown ids are left out.
-    pub async fn get(&self, ids: &[i64]) -> Result<Vec<Product>, Error> {
+    /// The catalogue's names and prices of these products, in the order asked; unknown ids are
+    /// left out.
+    pub async fn quotes(&self, ids: &[i64]) -> Result<Vec<Quote>, Error> {
         self.retry(|mut c| {
             let req = GetProductsRequest { ids: ids.to_vec() };
             async move { c.get_products(req).await.map(|r| r.into_inner().products) }
         })
         .await
+        .map(|products| products.into_iter().map(Quote::from).collect())
     }
 
-    /// Holds stock for the order (all lines or none), for as long as Products is configured to.
-    pub async fn reserve(&self, order_id: i64, lines: &[Line]) -> Result<(), Error> {
+    /// Holds stock for the order (all lines or none), for as long as Products is configured to:
+    /// each line's name and price as they were at the hold (a retry answers the same ones), or
+    /// `None` from a Products that does not quote them.
+    pub async fn reserve(
+        &self,
+        order_id: i64,
+        lines: &[Line],
+    ) -> Result<Option<Vec<Quote>>, Error> {
         let message = ReserveStockRequest {
             order_id,
             lines: lines
@@ -161,10 +201,14 @@ impl ProductsClient {
             // Ignored by Products (its own ECOM_RESERVATION_TTL_SECONDS applies).
             ttl_seconds: 0,
         };
-        self.as_orders(message, |mut c, req| async move {
-            c.reserve_stock(req).await.map(|_| ())
-        })
-        .await
+        let reservation = self
+            .as_orders(message, |mut c, req| async move {
+                c.reserve_stock(req).await.map(|r| r.into_inner())
+            })
+            .await?;
+        // One quote per line, or none at all (a reservation from before Products kept them).
+        Ok((reservation.quotes.len() == lines.len())
+            .then(|| reservation.quotes.into_iter().map(Quote::from).collect()))
     }
 
     /// Turns the order's held stock into sold stock. `Error::Gone` when the reservation expired

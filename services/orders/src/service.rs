@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use crate::{
     domain::{self, Checkout, Order, OrderItem, OrderLines, OrderStatus, Settlement},
     error::{Error, Result},
-    products::ProductsClient,
+    products::{ProductsClient, Quote},
     repo,
 };
 
@@ -41,8 +41,8 @@ fn cache_error(e: LoadError) -> Error {
 }
 
 /// How long a checkout may hold its idempotency key before it counts as dead and a duplicate
-/// takes the key over: well beyond the longest live checkout (a `GetProducts` call and three
-/// `ReserveStock` attempts of 3 s each, then one statement).
+/// takes the key over: well beyond the longest live checkout (three `ReserveStock` attempts of
+/// 3 s each, a `GetProducts` call only from a Products that does not quote, then one statement).
 const KEY_LEASE: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -88,11 +88,55 @@ impl Fault {
     }
 }
 
-/// A checkout's lines priced from the catalogue.
+/// A checkout's lines priced from Products' quotes.
 struct Priced {
     items: Vec<OrderItem>,
     total: Decimal,
     currency: String,
+}
+
+/// Names and prices the lines from `quotes`; every line without one is named as the client
+/// sent it.
+fn price(lines: &OrderLines, quotes: &[Quote]) -> Result<Priced> {
+    let mut errors = Vec::new();
+    let mut items = Vec::with_capacity(lines.lines().len());
+    let mut currency = None;
+    for (i, line) in lines.lines().iter().enumerate() {
+        let Some(q) = quotes.iter().find(|q| q.product_id == line.product_id) else {
+            errors.push(FieldError::new(
+                format!("items[{i}].product_id"),
+                "no such product",
+            ));
+            continue;
+        };
+        let unit_price = Decimal::from_str(&q.unit_price).map_err(|e| {
+            Error::Internal(anyhow::anyhow!(
+                "product {} has price {:?}: {e}",
+                q.product_id,
+                q.unit_price
+            ))
+        })?;
+        currency.get_or_insert_with(|| q.currency.clone());
+        items.push(OrderItem {
+            product_id: q.product_id,
+            name: q.name.clone(),
+            unit_price,
+            quantity: line.quantity,
+            line_total: unit_price * Decimal::from(line.quantity),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(Error::UnknownProducts(errors));
+    }
+    let total: Decimal = items.iter().map(|i| i.line_total).sum();
+    if total > domain::max_amount() || items.iter().any(|i| i.line_total > domain::max_amount()) {
+        return Err(Error::field("items", "the order total is too large"));
+    }
+    Ok(Priced {
+        items,
+        total,
+        currency: currency.unwrap_or_else(|| "USD".to_owned()),
+    })
 }
 
 /// The result of a checkout: a new order, or the one an idempotency key already made.
@@ -158,8 +202,9 @@ impl OrdersService {
             .inc();
     }
 
-    /// Checkout: price the lines from the catalogue, reserve the stock (keyed by the order
-    /// id), store the order `pending_payment`. If anything fails after the reservation, it is
+    /// Checkout: reserve the stock (keyed by the order id; Products answers each line's name
+    /// and price as they were at the hold, read under the same row locks), price the lines from
+    /// that, store the order `pending_payment`. If anything fails after the reservation, it is
     /// released. With an idempotency key, a repeat returns the first order; another request
     /// under the same key is refused (`ecom_shared::idempotency`).
     #[tracing::instrument(skip_all, fields(user_id = user.id))]
@@ -190,9 +235,50 @@ impl OrdersService {
         lines: &OrderLines,
         key: Option<Claim>,
     ) -> Result<Order> {
-        let priced = self.price(lines).await?;
         let order_id = repo::next_order_id(&self.pool).await?;
-        self.products.reserve(order_id, lines.lines()).await?;
+        let quotes = match self.products.reserve(order_id, lines.lines()).await {
+            Ok(quotes) => quotes,
+            Err(Error::UnknownProducts(unnamed)) => {
+                return Err(self.name_unknown(lines, unnamed).await);
+            }
+            Err(e) => return Err(e),
+        };
+        let order = match self
+            .store(user, order_id, lines, quotes, key.as_ref())
+            .await
+        {
+            Ok(order) => order,
+            Err(e) => {
+                // Nothing may stay held for an order that does not exist.
+                if let Err(release) = self.products.release(order_id).await {
+                    tracing::error!(order_id, error = %release, "could not release the reservation of a failed order; it expires on its own");
+                }
+                return Err(e);
+            }
+        };
+        // A read of this id before it existed may have cached "not found".
+        self.invalidate(order_id).await;
+        self.created.inc();
+        tracing::info!(order_id, total = %order.total, "order created");
+        Ok(order)
+    }
+
+    /// Prices a reserved order from its quotes (the catalogue's when Products did not quote
+    /// at the hold) and stores it with its key's answer.
+    async fn store(
+        &self,
+        user: CurrentUser,
+        order_id: i64,
+        lines: &OrderLines,
+        quotes: Option<Vec<Quote>>,
+        key: Option<&Claim>,
+    ) -> Result<Order> {
+        self.fault.after_reserve(order_id)?;
+        let quotes = match quotes {
+            Some(quotes) => quotes,
+            None => self.products.quotes(&lines.product_ids()).await?,
+        };
+        let priced = price(lines, &quotes)?;
         // Microseconds, as PostgreSQL stores them: a replay shows the very same timestamps.
         let now = Utc::now().trunc_subsecs(6);
         let order = Order {
@@ -206,81 +292,25 @@ impl OrdersService {
             updated_at: now,
             payment_id: None,
         };
-        self.store_or_release(&order, key.as_ref()).await?;
-        // A read of this id before it existed may have cached "not found".
-        self.invalidate(order_id).await;
-        self.created.inc();
-        tracing::info!(order_id, total = %order.total, "order created");
-        Ok(order)
+        let claim = key.map(|k| (k.key.as_str(), k.locked_at));
+        if repo::insert_order(&self.pool, &order, claim).await? {
+            Ok(order)
+        } else {
+            // Outlived its lease: a duplicate took the key over and answers it.
+            Err(Error::KeyInUse)
+        }
     }
 
-    /// Names and prices from the catalogue, at this moment; every unknown product is named.
-    async fn price(&self, lines: &OrderLines) -> Result<Priced> {
-        let catalogue = self.products.get(&lines.product_ids()).await?;
-        let mut errors = Vec::new();
-        let mut items = Vec::with_capacity(lines.lines().len());
-        let mut currency = None;
-        for (i, line) in lines.lines().iter().enumerate() {
-            let Some(p) = catalogue.iter().find(|p| p.id == line.product_id) else {
-                errors.push(FieldError::new(
-                    format!("items[{i}].product_id"),
-                    "no such product",
-                ));
-                continue;
-            };
-            let unit_price = Decimal::from_str(&p.price).map_err(|e| {
-                Error::Internal(anyhow::anyhow!(
-                    "product {} has price {:?}: {e}",
-                    p.id,
-                    p.price
-                ))
-            })?;
-            currency.get_or_insert_with(|| p.currency.clone());
-            items.push(OrderItem {
-                product_id: p.id,
-                name: p.name.clone(),
-                unit_price,
-                quantity: line.quantity,
-                line_total: unit_price * Decimal::from(line.quantity),
-            });
+    /// Products refused unknown products by id: each line naming one, as the client sent it
+    /// (`items[i].product_id`), from the catalogue (Products' own words if that cannot tell).
+    async fn name_unknown(&self, lines: &OrderLines, unnamed: Vec<FieldError>) -> Error {
+        match self.products.quotes(&lines.product_ids()).await {
+            Ok(catalogue) => match price(lines, &catalogue) {
+                Err(named @ Error::UnknownProducts(_)) => named,
+                _ => Error::UnknownProducts(unnamed),
+            },
+            Err(_) => Error::UnknownProducts(unnamed),
         }
-        if !errors.is_empty() {
-            return Err(Error::UnknownProducts(errors));
-        }
-        let total: Decimal = items.iter().map(|i| i.line_total).sum();
-        if total > domain::max_amount() || items.iter().any(|i| i.line_total > domain::max_amount())
-        {
-            return Err(Error::field("items", "the order total is too large"));
-        }
-        Ok(Priced {
-            items,
-            total,
-            currency: currency.unwrap_or_else(|| "USD".to_owned()),
-        })
-    }
-
-    /// Stores a reserved order (and its key's answer); if that fails, the reservation is
-    /// released: nothing may stay held for an order that does not exist.
-    async fn store_or_release(&self, order: &Order, key: Option<&Claim>) -> Result<()> {
-        let stored = match self.fault.after_reserve(order.id) {
-            Ok(()) => {
-                let claim = key.map(|k| (k.key.as_str(), k.locked_at));
-                match repo::insert_order(&self.pool, order, claim).await {
-                    Ok(true) => Ok(()),
-                    // Outlived its lease: a duplicate took the key over and answers it.
-                    Ok(false) => Err(Error::KeyInUse),
-                    Err(e) => Err(Error::from(e)),
-                }
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = stored {
-            if let Err(release) = self.products.release(order.id).await {
-                tracing::error!(order_id = order.id, error = %release, "could not release the reservation of a failed order; it expires on its own");
-            }
-            return Err(e);
-        }
-        Ok(())
     }
 
     /// One order for a gRPC caller: a user sees their own (an admin all), a service all.

@@ -234,3 +234,56 @@ async fn a_failure_after_the_reservation_releases_it(pool: PgPool) {
         .expect("keys");
     assert_eq!(keys, 0, "the key is free for a retry");
 }
+
+/// The order is priced from its reservation: Products answers each line's name and price as
+/// they were at the hold, so checkout does not ask for the catalogue. Unknown products are
+/// still named line by line as the client's (merged, sorted) lines, before any short line, and
+/// nothing is held.
+#[sqlx::test(migrator = "orders::MIGRATOR")]
+async fn checkout_is_priced_from_the_reservation_and_names_unknown_lines(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mug = app.product("Mug", "9.99", 2).await;
+    let pen = app.product("Pen", "1.10", 100).await;
+    let alice = token(7, "user");
+    let calls = |m: &str, method: &str| {
+        sample(
+            m,
+            &format!(
+                r#"grpc_client_handled_total{{service="orders",grpc_method="ecom.products.v1.ProductService/{method}",grpc_code="Ok"}}"#
+            ),
+        )
+    };
+    let before = app.metrics().await;
+    let (status, order) = app.order(&alice, &[(pen, 2), (mug, 1)], None).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert_eq!(
+        (order["total"].as_str(), order["items"][1]["name"].as_str()),
+        (Some("12.19"), Some("Pen"))
+    );
+    let after = app.metrics().await;
+    // Each scrape checks readiness with one `GetProducts` of its own; the checkout made none.
+    assert_eq!(
+        (
+            calls(&after, "ReserveStock") - calls(&before, "ReserveStock"),
+            calls(&after, "GetProducts") - calls(&before, "GetProducts"),
+        ),
+        (1.0, 1.0),
+        "{after}"
+    );
+
+    let unknown = app
+        .order(&alice, &[(888_888, 1), (mug, 5), (999_999, 2)], None)
+        .await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(
+        unknown.1["errors"],
+        json!([
+            {"field": "items[1].product_id", "message": "no such product"},
+            {"field": "items[2].product_id", "message": "no such product"},
+        ]),
+        "{}",
+        unknown.1
+    );
+    assert_eq!((app.stock(mug).await, app.stock(pen).await), (1, 98));
+    assert_eq!(app.order_count().await, 1);
+}

@@ -3,7 +3,9 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-pub use ecom_shared::testing::{admin, assert_error, parts, service_env as vars, token, verifier};
+pub use ecom_shared::testing::{
+    admin, assert_error, parts, sample, service_env as vars, token, verifier,
+};
 
 pub struct TestApp {
     pub base: String,
