@@ -9,6 +9,10 @@
 //! a write can only store its result under the old version, which nobody reads any more. Old
 //! entries simply expire.
 //!
+//! A write that creates an entity may instead store it as the entity's first version
+//! ([`Cache::store_new`]: version 1 and its value in one script, only while nothing has bumped
+//! the version), so its first readers need not load it; any other write only bumps.
+//!
 //! The value itself comes from this process's memory when it holds that exact versioned key (the
 //! hot path: one tiny Redis round trip, no copy of the body), else from Redis, else from the
 //! database through a single flight per key (N concurrent misses make one load). Concurrent
@@ -72,6 +76,19 @@ pub const CATALOGUE_COLLECTION: &str = "listing";
 /// How many entries this process keeps in memory before starting over.
 const LOCAL_CAPACITY: usize = 10_000;
 
+/// [`Cache::store_new`] in one round trip: KEYS[1] the version key, KEYS[2] the data key of
+/// version 1, ARGV[1] the value, ARGV[2] its TTL in seconds. The value is stored as version 1
+/// only if the version key does not exist (no write has bumped it); otherwise the version is
+/// bumped, as an invalidation would. Answers 1 when stored.
+const STORE_NEW: &str = r"
+if redis.call('SET', KEYS[1], '1', 'NX') then
+  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+  return 1
+end
+redis.call('INCR', KEYS[1])
+return 0
+";
+
 /// One cache namespace's key layout.
 #[derive(Clone)]
 pub struct Slot {
@@ -122,6 +139,7 @@ pub struct Cache {
     flights: std::sync::Mutex<HashMap<String, Flight>>,
     /// Database loads made to fill the cache (single-flight makes N concurrent misses one load).
     fills: Family<FillLabels, Counter>,
+    store_new: redis::Script,
 }
 
 impl Cache {
@@ -144,6 +162,7 @@ impl Cache {
             }),
             flights: std::sync::Mutex::new(HashMap::new()),
             fills,
+            store_new: redis::Script::new(STORE_NEW),
         }
     }
 
@@ -274,6 +293,33 @@ impl Cache {
         let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
         if flights.get(flight_key).is_some_and(|f| f.ptr_eq(flight)) {
             flights.remove(flight_key);
+        }
+    }
+
+    /// After a committed write that created the entity of `slot`: `value` (what a load would
+    /// answer now) stored as the slot's first version, here and in Redis, so the first readers
+    /// need not load it. Only if no write has moved the slot's version yet, checked and done in
+    /// one script: else the version is bumped as [`Cache::invalidate`] would, and the next
+    /// reader loads. So a reader never gets `value` after a later write: a later write either
+    /// bumped the version before the script (which then stores nothing) or bumps it after. (A
+    /// read before the entity existed, which may have cached its absence, used version 0.)
+    pub async fn store_new(&self, slot: Slot, value: Bytes) {
+        let data_key = slot.data_key("1");
+        let mut invocation = self.store_new.key(&slot.version_key);
+        invocation
+            .key(&data_key)
+            .arg(value.as_ref())
+            .arg(self.ttl.as_secs().max(1));
+        let result = async {
+            let mut conn = self.redis.conn().await?;
+            invocation.invoke_async::<i64>(&mut conn).await
+        };
+        match tokio::time::timeout(Duration::from_secs(2), result).await {
+            Ok(Ok(1)) => self.local.put(data_key, value),
+            Ok(Ok(_)) => {}
+            // As a failed invalidation: entries written before the outage expire within the TTL.
+            Ok(Err(e)) => tracing::warn!(error = %e, "cache store of a new entry failed"),
+            Err(_) => tracing::warn!("cache store of a new entry timed out"),
         }
     }
 
@@ -464,6 +510,46 @@ mod tests {
                 .await;
             assert_eq!(loaded.expect("loads"), Some(Bytes::from_static(b"fresh")));
         }
+    }
+
+    /// A new entity's value is served without a load, unless a write bumped its version first;
+    /// a write after it is never hidden by it.
+    #[tokio::test]
+    async fn a_new_entry_is_served_until_a_write_and_never_over_one() {
+        let cache = cache(redis());
+        let fresh = || async { Ok(Some("loaded".to_owned())) };
+        let unused = || async { Err(LoadError::failed("the stored value was not served")) };
+        // Read before it existed: its absence cached under version 0.
+        let absent = cache.entity_slot("test", "thing", 1);
+        cache
+            .get_or_load(absent.clone(), || async { Ok(Some("null".to_owned())) })
+            .await
+            .expect("absent");
+        cache
+            .store_new(absent.clone(), Bytes::from_static(b"new"))
+            .await;
+        let got = cache.get_or_load(absent.clone(), unused).await;
+        assert_eq!(got.expect("stored"), Some(Bytes::from_static(b"new")));
+        cache.invalidate("test", &[("thing", 1)], &[]).await;
+        let got = cache.get_or_load(absent, fresh).await;
+        assert_eq!(got.expect("reloaded"), Some(Bytes::from_static(b"loaded")));
+
+        // A write between the creation and its store: nothing stored, the next reader loads.
+        let raced = cache.entity_slot("test", "thing", 2);
+        cache.invalidate("test", &[("thing", 2)], &[]).await;
+        cache
+            .store_new(raced.clone(), Bytes::from_static(b"stale"))
+            .await;
+        let got = cache.get_or_load(raced.clone(), fresh).await;
+        assert_eq!(got.expect("loaded"), Some(Bytes::from_static(b"loaded")));
+        // ...and what was loaded is what another process (nothing in its memory) reads too.
+        let other = Cache::new(
+            cache.redis.clone(),
+            Metrics::new("test"),
+            Duration::from_secs(60),
+        );
+        let got = other.get_or_load(raced, unused).await;
+        assert_eq!(got.expect("cached"), Some(Bytes::from_static(b"loaded")));
     }
 
     /// The batching must never hand a reader a version read that began before the reader did:

@@ -256,8 +256,8 @@ impl OrdersService {
                 return Err(e);
             }
         };
-        // A read of this id before it existed may have cached "not found".
-        self.invalidate(order_id).await;
+        // The next reader (Payments' `GetOrder`, right after) finds it in the cache.
+        self.cache_new(&order).await;
         self.created.inc();
         tracing::info!(order_id, total = %order.total, "order created");
         Ok(order)
@@ -310,6 +310,21 @@ impl OrdersService {
                 _ => Error::UnknownProducts(unnamed),
             },
             Err(_) => Error::UnknownProducts(unnamed),
+        }
+    }
+
+    /// Writes a just-created order into the cache as its first version, unless a write
+    /// touched it already (then the next reader loads it).
+    async fn cache_new(&self, order: &Order) {
+        match serde_json::to_vec(&Some(order)) {
+            Ok(json) => {
+                let slot = self.cache.entity_slot(NAMESPACE, "order", order.id);
+                self.cache.store_new(slot, json.into()).await;
+            }
+            Err(e) => {
+                tracing::warn!(order_id = order.id, error = %e, "order not cacheable");
+                self.invalidate(order.id).await;
+            }
         }
     }
 

@@ -364,3 +364,68 @@ async fn a_payment_after_the_reservation_expired_cancels_the_order(pool: PgPool)
     );
     assert_eq!(app.stock(mug).await, 2, "nothing was sold");
 }
+
+/// A new order is written into the cache as it is created, so its first reads (Payments'
+/// `GetOrder` comes right after) load nothing, even when its absence was cached before; and a
+/// payment is seen through the cache at once: a paid order is never read back as pending.
+#[sqlx::test(migrator = "orders::MIGRATOR")]
+async fn a_new_order_is_served_from_the_cache_and_its_payment_seen_through_it(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mug = app.product("Mug", "2.50", 5).await;
+    let alice = token(7, "user");
+    let fills = |m: &str| sample(m, r#"cache_fills_total{service="orders",cache="order"}"#);
+    let (_, first) = app.order(&alice, &[(mug, 1)], None).await;
+    let next = first["id"].as_i64().expect("id") + 1;
+    // Asked for before it exists: "not found", and that answer is cached.
+    assert_error(
+        &app.get(&format!("/orders/{next}"), &alice).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    let loads = fills(&app.metrics().await);
+    assert!(loads >= 1.0, "the absence was loaded");
+
+    let (status, created) = app.order(&alice, &[(mug, 2)], None).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["id"].as_i64(), Some(next));
+    let mut grpc = OrderServiceClient::connect(app.grpc_url.clone())
+        .await
+        .expect("connect");
+    let (status, read) = app.get(&format!("/orders/{next}"), &alice).await;
+    assert_eq!((status, &read), (StatusCode::OK, &created));
+    let over_grpc = grpc
+        .get_order(with_bearer(
+            Request::new(GetOrderRequest { id: next }),
+            &alice,
+        ))
+        .await
+        .expect("get order")
+        .into_inner();
+    assert_eq!(
+        (over_grpc.status(), over_grpc.total.as_str()),
+        (OrderStatus::PendingPayment, "5.00")
+    );
+    assert_eq!(
+        fills(&app.metrics().await),
+        loads,
+        "served from the cache, not loaded"
+    );
+
+    grpc.mark_paid(paid(next, 77, &service_token("payments")))
+        .await
+        .expect("mark paid");
+    let (_, read) = app.get(&format!("/orders/{next}"), &alice).await;
+    assert_eq!(
+        (read["status"].as_str(), read["payment_id"].as_i64()),
+        (Some("paid"), Some(77))
+    );
+    let over_grpc = grpc
+        .get_order(with_bearer(
+            Request::new(GetOrderRequest { id: next }),
+            &service_token("payments"),
+        ))
+        .await
+        .expect("get order")
+        .into_inner();
+    assert_eq!(over_grpc.status(), OrderStatus::Paid);
+}
