@@ -143,16 +143,27 @@ pub async fn get_order(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<
     .transpose()
 }
 
-/// The order, locked until the transaction ends: payment and refund transitions hold it while
-/// they talk to Products, so a cancel or the sweeper waits for them.
+/// The order, locked until the transaction ends (one statement): payment and refund
+/// transitions hold it while they talk to Products, so a cancel or the sweeper waits for them.
 pub async fn lock_order(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Order>> {
-    let locked = sqlx::query_scalar!("SELECT id FROM orders WHERE id = $1 FOR UPDATE", id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    match locked {
-        Some(_) => get_order(conn, id).await,
-        None => Ok(None),
-    }
+    sqlx::query_as!(
+        FullOrderRow,
+        r#"SELECT o.id, o.user_id, o.status, o.total, o.currency, o.created_at, o.updated_at,
+                  o.payment_id,
+                  COALESCE((SELECT json_agg(json_build_object(
+                               'product_id', i.product_id, 'name', i.name,
+                               'unit_price', i.unit_price::text, 'quantity', i.quantity,
+                               'line_total', i.line_total::text) ORDER BY i.product_id)
+                              FROM order_items i WHERE i.order_id = o.id), '[]')
+                    AS "items!: Json<Vec<OrderItem>>"
+             FROM orders o WHERE o.id = $1
+              FOR UPDATE OF o"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await?
+    .map(FullOrderRow::into_order)
+    .transpose()
 }
 
 /// A page of orders (one user's, or everyone's) and the count.
@@ -225,20 +236,28 @@ pub async fn transition(
     .await
 }
 
-/// `pending_payment` → `paid` by `payment_id`; the new `updated_at`.
-pub async fn set_paid(
-    e: impl PgExecutor<'_>,
-    id: i64,
-    payment_id: i64,
-) -> sqlx::Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar!(
-        "UPDATE orders SET status = 'paid', payment_id = $2, updated_at = now()
-          WHERE id = $1 AND status = 'pending_payment' RETURNING updated_at",
+/// `pending_payment` → `paid` by `payment_id`: the order as it is now, or `None` when it was not
+/// awaiting payment. The row stays locked until the transaction ends.
+pub async fn pay(e: impl PgExecutor<'_>, id: i64, payment_id: i64) -> sqlx::Result<Option<Order>> {
+    sqlx::query_as!(
+        FullOrderRow,
+        r#"UPDATE orders o SET status = 'paid', payment_id = $2, updated_at = now()
+            WHERE o.id = $1 AND o.status = 'pending_payment'
+        RETURNING o.id, o.user_id, o.status, o.total, o.currency, o.created_at, o.updated_at,
+                  o.payment_id,
+                  COALESCE((SELECT json_agg(json_build_object(
+                               'product_id', i.product_id, 'name', i.name,
+                               'unit_price', i.unit_price::text, 'quantity', i.quantity,
+                               'line_total', i.line_total::text) ORDER BY i.product_id)
+                              FROM order_items i WHERE i.order_id = o.id), '[]')
+                    AS "items!: Json<Vec<OrderItem>>""#,
         id,
         payment_id
     )
     .fetch_optional(e)
-    .await
+    .await?
+    .map(FullOrderRow::into_order)
+    .transpose()
 }
 
 /// Cancels unpaid orders older than `ttl_seconds`; replicas skip each other's rows.

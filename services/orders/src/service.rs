@@ -428,56 +428,48 @@ impl OrdersService {
     }
 
     /// A succeeded payment (the Payments service only): commits the order's reservation and
-    /// marks it paid, once. The order row stays locked meanwhile, so a cancel or the sweeper
-    /// cannot slip in between the commit and the state change.
+    /// marks it paid, once. The order is set paid first, in a transaction that keeps its row
+    /// locked while Products commits the stock and becomes visible only if that succeeds: a
+    /// cancel or the sweeper cannot slip in between the commit and the state change.
     #[tracing::instrument(skip(self, caller))]
     pub async fn mark_paid(&self, caller: &Caller, settled: Settlement) -> Result<Order> {
         let Settlement {
             order_id,
             payment_id,
         } = settled;
-        let (mut tx, order) = self.lock_for_payments(caller, order_id).await?;
-        match order.status {
-            OrderStatus::Paid | OrderStatus::Refunded if order.payment_id == Some(payment_id) => {
-                return Ok(order);
-            }
-            OrderStatus::Paid | OrderStatus::Refunded => {
-                return Err(Error::Gone("the order was paid by another payment".into()));
-            }
-            OrderStatus::Cancelled => {
-                return Err(Error::Gone("the order was cancelled".into()));
-            }
-            OrderStatus::PendingPayment => {}
+        if !caller.is_service("payments") {
+            return Err(Error::Forbidden);
         }
+        let mut tx = self.pool.begin().await?;
+        // Only from `pending_payment` (the state machine's guard, in the statement).
+        let Some(order) = repo::pay(&mut *tx, order_id, payment_id).await? else {
+            tx.rollback().await?;
+            return self.paid_already(order_id, payment_id).await;
+        };
         match self.products.commit(order_id).await {
             Ok(()) => {
-                let updated_at = repo::set_paid(&mut *tx, order_id, payment_id)
-                    .await?
-                    .ok_or_else(|| Error::Internal(anyhow::anyhow!("a locked order changed")))?;
                 tx.commit().await?;
                 self.count_transition(OrderStatus::PendingPayment, OrderStatus::Paid);
                 self.invalidate(order_id).await;
                 tracing::info!(order_id, payment_id, "order paid");
-                Ok(Order {
-                    status: OrderStatus::Paid,
-                    payment_id: Some(payment_id),
-                    updated_at,
-                    ..order
-                })
+                Ok(order)
             }
             Err(Error::Gone(why)) => {
                 // The reservation expired before the payment landed: the order cannot be
-                // fulfilled, so it ends cancelled and the caller refunds.
-                repo::transition(
-                    &mut *tx,
+                // fulfilled, so it ends cancelled (unless a cancel got there first) and the
+                // caller refunds.
+                tx.rollback().await?;
+                let cancelled = repo::transition(
+                    &self.pool,
                     order_id,
                     OrderStatus::PendingPayment,
                     OrderStatus::Cancelled,
                 )
                 .await?;
-                tx.commit().await?;
-                self.count_transition(OrderStatus::PendingPayment, OrderStatus::Cancelled);
-                self.invalidate(order_id).await;
+                if cancelled.is_some() {
+                    self.count_transition(OrderStatus::PendingPayment, OrderStatus::Cancelled);
+                    self.invalidate(order_id).await;
+                }
                 tracing::warn!(
                     order_id,
                     payment_id,
@@ -485,7 +477,30 @@ impl OrdersService {
                 );
                 Err(Error::Gone(why))
             }
+            // Not paid (the transaction rolls back as it is dropped): the caller retries.
             Err(e) => Err(e),
+        }
+    }
+
+    /// `MarkPaid` for an order that was not awaiting payment: a repeat of this payment's is
+    /// answered with the order as it is; any other is refused.
+    async fn paid_already(&self, order_id: i64, payment_id: i64) -> Result<Order> {
+        let mut conn = self.pool.acquire().await?;
+        let order = repo::get_order(&mut conn, order_id)
+            .await?
+            .ok_or(Error::NotFound)?;
+        match order.status {
+            OrderStatus::Paid | OrderStatus::Refunded if order.payment_id == Some(payment_id) => {
+                Ok(order)
+            }
+            OrderStatus::Paid | OrderStatus::Refunded => {
+                Err(Error::Gone("the order was paid by another payment".into()))
+            }
+            OrderStatus::Cancelled => Err(Error::Gone("the order was cancelled".into())),
+            // No state leads back to `pending_payment`.
+            OrderStatus::PendingPayment => Err(Error::Internal(anyhow::anyhow!(
+                "order {order_id} is pending but could not be paid"
+            ))),
         }
     }
 
