@@ -21,6 +21,11 @@
 //!
 //! Redis down: reads fall through to PostgreSQL (counted as misses), writes skip the cache. So
 //! Redis is never the reason a read fails: the only error is the loader's own ([`LoadError`]).
+//!
+//! Switched off ([`Cache::enabled`], from `ECOM_CACHE=off`), every read calls its loader and
+//! nothing is read from or kept in memory or Redis (nor counted in `cache_requests_total`);
+//! writes still move the versions, so other processes sharing Redis with the cache on stay
+//! exact.
 
 use std::{
     collections::HashMap,
@@ -140,6 +145,8 @@ pub struct Cache {
     /// Database loads made to fill the cache (single-flight makes N concurrent misses one load).
     fills: Family<FillLabels, Counter>,
     store_new: redis::Script,
+    /// `false`: every read goes to its loader (`ECOM_CACHE=off`).
+    enabled: bool,
 }
 
 impl Cache {
@@ -163,7 +170,21 @@ impl Cache {
             flights: std::sync::Mutex::new(HashMap::new()),
             fills,
             store_new: redis::Script::new(STORE_NEW),
+            enabled: true,
         }
+    }
+
+    /// The cache switched on (the default) or off (`ECOM_CACHE=off`: every read calls its
+    /// loader; invalidations are still sent).
+    #[must_use]
+    pub fn enabled(mut self, on: bool) -> Self {
+        self.enabled = on;
+        self
+    }
+
+    /// Whether reads are served from the cache at all.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
     }
 
     fn version_key(&self, namespace: &str, entity: &str, id: &str) -> String {
@@ -204,6 +225,9 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<String>, LoadError>> + Send + 'static,
     {
+        if !self.enabled {
+            return Ok(load().await?.map(Bytes::from));
+        }
         let data_key = self.current_key(&slot).await;
         if let Some(key) = &data_key
             && let Some(hit) = self.lookup(key).await
@@ -305,6 +329,24 @@ impl Cache {
     /// read before the entity existed, which may have cached its absence, used version 0.)
     pub async fn store_new(&self, slot: Slot, value: Bytes) {
         let data_key = slot.data_key("1");
+        if !self.enabled {
+            // Switched off here, maybe not on another replica: do what an invalidation does (an
+            // absence read and cached there before the entity existed must not be served).
+            let bump = async {
+                let mut conn = self.redis.conn().await?;
+                redis::cmd("INCR")
+                    .arg(&slot.version_key)
+                    .query_async::<()>(&mut conn)
+                    .await
+            };
+            if !matches!(
+                tokio::time::timeout(Duration::from_secs(2), bump).await,
+                Ok(Ok(()))
+            ) {
+                tracing::warn!("cache invalidation of a new entry failed");
+            }
+            return;
+        }
         let mut invocation = self.store_new.key(&slot.version_key);
         invocation
             .key(&data_key)
@@ -550,6 +592,29 @@ mod tests {
         );
         let got = other.get_or_load(raced, unused).await;
         assert_eq!(got.expect("cached"), Some(Bytes::from_static(b"loaded")));
+    }
+
+    /// Switched off, every read is its loader's answer: nothing kept, nothing counted, even
+    /// with Redis up.
+    #[tokio::test]
+    async fn switched_off_every_read_calls_the_loader() {
+        let metrics = Metrics::new("test");
+        let cache = Cache::new(redis(), metrics.clone(), Duration::from_secs(60)).enabled(false);
+        assert!(!cache.is_enabled());
+        for round in 0..3 {
+            let value = format!("v{round}");
+            let loaded = cache
+                .get_or_load(cache.entity_slot("test", "thing", 1), || async move {
+                    Ok(Some(value))
+                })
+                .await;
+            assert_eq!(
+                loaded.expect("loads"),
+                Some(Bytes::from(format!("v{round}")))
+            );
+        }
+        let text = metrics.encode();
+        assert!(!text.contains("cache_requests_total{"), "{text}");
     }
 
     /// The batching must never hand a reader a version read that began before the reader did:

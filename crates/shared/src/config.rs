@@ -199,6 +199,10 @@ pub struct CommonConfig {
     /// How often a gRPC client re-resolves a peer's host name to find its replicas
     /// (`ECOM_GRPC_RESOLVE_SECONDS`; see `grpc::channel`).
     pub grpc_resolve_every: Duration,
+    /// Whether this process reads and keeps cached values (`ECOM_CACHE`, `on` or `off`; on by
+    /// default). Off, every read goes to the source (Products' and Orders' database, the
+    /// gateway's execution); writes still invalidate, so replicas with the cache on stay exact.
+    pub cache: bool,
 }
 
 /// Bounds on HTTP clients: a client that sends its headers or its body slowly (slowloris) is
@@ -397,6 +401,15 @@ impl CommonConfig {
         if !(1..=3600).contains(&grpc_resolve) {
             env.error("ECOM_GRPC_RESOLVE_SECONDS must be between 1 and 3600");
         }
+        let cache = match env.raw("ECOM_CACHE").map(|v| v.to_ascii_lowercase()) {
+            None => true,
+            Some(v) if matches!(v.as_str(), "on" | "true" | "1") => true,
+            Some(v) if matches!(v.as_str(), "off" | "false" | "0") => false,
+            Some(v) => {
+                env.error(format!("ECOM_CACHE={v:?}: must be `on` or `off`"));
+                true
+            }
+        };
         let jwt_audience = env.string("ECOM_JWT_AUDIENCE", crate::auth::DEFAULT_AUDIENCE);
         if jwt_audience.is_empty()
             || jwt_audience.len() > 128
@@ -428,6 +441,7 @@ impl CommonConfig {
             grpc_reflection,
             grpc_resolve_every: Duration::from_secs(grpc_resolve),
             database_wait: Duration::from_secs(database_wait),
+            cache,
         }
     }
 }
@@ -582,5 +596,22 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn the_cache_is_on_unless_switched_off() {
+        let cache = |v: Option<&str>| {
+            let vars: Vec<(&str, &str)> = v.map(|v| ("ECOM_CACHE", v)).into_iter().collect();
+            common("products", &vars).map(|c| c.cache)
+        };
+        assert!(cache(None).expect("default"));
+        for on in ["on", "ON", "true", "1"] {
+            assert!(cache(Some(on)).expect(on), "{on}");
+        }
+        for off in ["off", "Off", "false", "0"] {
+            assert!(!cache(Some(off)).expect(off), "{off}");
+        }
+        let err = cache(Some("sometimes")).expect_err("not a switch");
+        assert!(err.to_string().contains("ECOM_CACHE"), "{err}");
     }
 }

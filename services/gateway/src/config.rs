@@ -54,7 +54,8 @@ pub struct Config {
     pub graphql_max_fields: usize,
     /// Largest GraphQL request body.
     pub graphql_max_body_bytes: usize,
-    /// Anonymous catalogue queries answered from a cache keyed by the catalogue's version.
+    /// Anonymous catalogue queries answered from a cache keyed by the catalogue's version
+    /// (`ECOM_GATEWAY_RESPONSE_CACHE`, and off with `ECOM_CACHE=off`).
     pub response_cache: bool,
     pub response_cache_ttl: Duration,
 }
@@ -116,7 +117,8 @@ impl Config {
         let graphql_max_complexity = env.parse("ECOM_GRAPHQL_MAX_COMPLEXITY", 2000);
         let graphql_max_fields = env.parse("ECOM_GRAPHQL_MAX_FIELDS", 100);
         let graphql_max_body_bytes = env.parse("ECOM_GRAPHQL_MAX_BODY_BYTES", 32 * 1024);
-        let response_cache = env.parse("ECOM_GATEWAY_RESPONSE_CACHE", true);
+        // `ECOM_CACHE=off` switches every cache off, this one included.
+        let response_cache = env.parse("ECOM_GATEWAY_RESPONSE_CACHE", true) && common.cache;
         let cache_ttl: u64 = env.parse("ECOM_CACHE_TTL_SECONDS", 300);
         env.finish()?;
         Ok(Self {
@@ -196,6 +198,18 @@ mod tests {
                 "{err:#}"
             );
         }
+    }
+
+    #[test]
+    fn the_response_cache_is_off_with_every_cache() {
+        let on = |vars: &[(&str, &str)]| read(vars).expect("valid").response_cache;
+        assert!(on(&[]));
+        assert!(!on(&[("ECOM_GATEWAY_RESPONSE_CACHE", "false")]));
+        assert!(!on(&[("ECOM_CACHE", "off")]));
+        assert!(!on(&[
+            ("ECOM_CACHE", "off"),
+            ("ECOM_GATEWAY_RESPONSE_CACHE", "true")
+        ]));
     }
 
     #[test]

@@ -72,7 +72,8 @@ impl Application {
             config.common.grpc_resolve_every,
         )?;
         let products = ProductsClient::new(channel, tokens);
-        let cache = Cache::new(redis.clone(), metrics.clone(), config.cache_ttl);
+        let cache = Cache::new(redis.clone(), metrics.clone(), config.cache_ttl)
+            .enabled(config.common.cache);
         let orders = Arc::new(
             OrdersService::new(
                 pool.clone(),

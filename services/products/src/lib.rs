@@ -65,7 +65,8 @@ impl Application {
             seed::seed_demo(&pool, &config.currency).await?;
         }
         let redis = startup::redis(&config.common)?;
-        let cache = Cache::new(redis.clone(), metrics.clone(), config.cache_ttl);
+        let cache = Cache::new(redis.clone(), metrics.clone(), config.cache_ttl)
+            .enabled(config.common.cache);
         let products = Arc::new(ProductsService::new(
             pool.clone(),
             cache,

@@ -151,3 +151,62 @@ async fn with_redis_unreachable_reads_and_writes_still_work(pool: PgPool) {
         (StatusCode::SERVICE_UNAVAILABLE, Some("down"))
     );
 }
+
+/// `ECOM_CACHE=off`: every read goes to the database. A change made behind the service's back
+/// (straight in PostgreSQL, no invalidation) shows on the very next read, and no read is a
+/// cache hit; the same change under the default setting stays hidden behind the cache, which
+/// is what proves the switch changes anything.
+#[sqlx::test(migrator = "products::MIGRATOR")]
+async fn with_the_cache_off_every_read_is_from_the_database(pool: PgPool) {
+    let behind_the_back = |pool: PgPool, id: i64, price: &'static str| async move {
+        sqlx::query("UPDATE products SET price = $2::numeric WHERE id = $1")
+            .bind(id)
+            .bind(price)
+            .execute(&pool)
+            .await
+            .expect("update");
+    };
+    let hits = |m: &str| {
+        sample(
+            m,
+            r#"cache_requests_total{service="products",cache="product",result="hit"}"#,
+        ) + sample(
+            m,
+            r#"cache_requests_total{service="products",cache="listing",result="hit"}"#,
+        )
+    };
+
+    let off = spawn_app_with(pool.clone(), &[("ECOM_CACHE", "off")]).await;
+    let id = off.create("Lamp", "10.00", 5, Some("lighting")).await;
+    let product = format!("/products/{id}");
+    let listing = "/products?category=lighting";
+    for _ in 0..2 {
+        assert_eq!(off.get(&product).await.1["price"], "10.00");
+        assert_eq!(off.get(listing).await.1["items"][0]["price"], "10.00");
+    }
+    behind_the_back(pool.clone(), id, "12.00").await;
+    assert_eq!(off.get(&product).await.1["price"], "12.00");
+    assert_eq!(off.get(listing).await.1["items"][0]["price"], "12.00");
+    let m = off.metrics().await;
+    assert_eq!(hits(&m), 0.0, "{m}");
+
+    // The same with the cache on (its own Redis prefix, so nothing is shared with the above).
+    let on = spawn_app(pool.clone()).await;
+    for _ in 0..2 {
+        assert_eq!(on.get(&product).await.1["price"], "12.00");
+        assert_eq!(on.get(listing).await.1["items"][0]["price"], "12.00");
+    }
+    behind_the_back(pool, id, "14.00").await;
+    assert_eq!(
+        on.get(&product).await.1["price"],
+        "12.00",
+        "cached: a change that bypassed the service is not seen"
+    );
+    assert_eq!(on.get(listing).await.1["items"][0]["price"], "12.00");
+    assert!(hits(&on.metrics().await) >= 2.0);
+    assert_eq!(
+        off.get(&product).await.1["price"],
+        "14.00",
+        "uncached: it is"
+    );
+}
