@@ -60,7 +60,7 @@ test: ## Every test (unit, integration, end-to-end) against real PostgreSQL and 
 	cargo build --workspace --bins
 	$(ECOMCTL_DEBUG) with-infra -- cargo nextest run --workspace --no-fail-fast $(NEXTEST_ARGS)
 
-bench: ## The benchmark (docs/benchmarks.md): Products reads vs a bare axum endpoint, with wrk
+bench: ## The benchmarks (docs/benchmarks.md): vs bare axum and FastAPI, logging cost, caches, checkouts, memory
 	cargo build --workspace --bins --release
 	$(CARGO_TARGET_DIR)/release/ecomctl with-infra --data-dir .ecom/bench -- env BIN=$(CARGO_TARGET_DIR)/release bash scripts/bench.sh
 
