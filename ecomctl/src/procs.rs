@@ -142,7 +142,7 @@ mod tests {
 
     impl Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
+            self.0.lock().expect("sink").extend_from_slice(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -159,11 +159,11 @@ mod tests {
         for piece in ["hel", "lo\nwor", "ld\nsecond ", "to last\nno newline"] {
             tokio::io::AsyncWriteExt::write_all(&mut child_side, piece.as_bytes())
                 .await
-                .unwrap();
+                .expect("write");
         }
         drop(child_side);
-        pumping.await.unwrap();
-        let out = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        pumping.await.expect("pump");
+        let out = String::from_utf8(captured.0.lock().expect("sink").clone()).expect("utf-8");
         assert_eq!(
             out,
             "  x | hello\n  x | world\n  x | second to last\n  x | no newline\n"
@@ -175,10 +175,13 @@ mod tests {
         let log = Prefixed::new(5);
         let out = log.prefix_lines("ab", b"one\r\ntwo\n\nlast\n");
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            String::from_utf8(out).expect("utf-8"),
             "   ab | one\n   ab | two\n   ab | \n   ab | last\n"
         );
         let out = log.prefix_lines("ab", b"no newline");
-        assert_eq!(String::from_utf8(out).unwrap(), "   ab | no newline\n");
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "   ab | no newline\n"
+        );
     }
 }
