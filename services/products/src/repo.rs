@@ -212,7 +212,9 @@ pub struct HoldRow {
 /// concurrent reservations wait for each other but never deadlock; availability is judged on
 /// the locked rows (`FOR UPDATE` in read committed answers the newest version), so nothing is
 /// oversold; the reservation is claimed only if every line can be held, and `ON CONFLICT DO
-/// NOTHING` leaves an existing reservation for the order id alone. Each line keeps its
+/// NOTHING` leaves an existing reservation for the order id alone. An order id whose
+/// reservation is already there locks nothing (a retry holds no product while it could wait
+/// on a move of that reservation, which locks the reservation first). Each line keeps its
 /// product's name and price as read under the lock.
 pub async fn reserve(
     e: impl PgExecutor<'_>,
@@ -228,7 +230,9 @@ pub async fn reserve(
                SELECT * FROM UNNEST($2::bigint[], $3::bigint[]) AS w(product_id, quantity)),
            locked AS MATERIALIZED (
                SELECT id, name, price, currency, on_hand - reserved AS available
-                 FROM products WHERE id = ANY($2::bigint[])
+                 FROM products
+                WHERE id = ANY($2::bigint[])
+                  AND NOT EXISTS (SELECT 1 FROM reservations WHERE order_id = $1)
                 ORDER BY id
                   FOR UPDATE),
            claim AS (

@@ -693,3 +693,34 @@ async fn a_refusal_names_unknown_products_before_short_ones(pool: PgPool) {
         .expect("reserve");
     assert_eq!(app.stock_of(a).await, 0);
 }
+
+/// A retried ReserveStock answers its reservation without waiting for its products' row locks
+/// (so it can never wait on them while a move of the same reservation, which locks the
+/// reservation first, waits on it).
+#[sqlx::test(migrator = "products::MIGRATOR")]
+async fn a_retry_answers_without_waiting_for_its_products(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let a = app.create("A", "1.00", 5, None).await;
+    let mut grpc = app.grpc().await;
+    let first = grpc
+        .reserve_stock(reserve(41, &[(a, 2)], 0))
+        .await
+        .expect("reserve")
+        .into_inner();
+    let mut holder = app.pool.begin().await.expect("begin");
+    sqlx::query("SELECT id FROM products WHERE id = $1 FOR UPDATE")
+        .bind(a)
+        .execute(&mut *holder)
+        .await
+        .expect("lock the product");
+    let again = tokio::time::timeout(
+        Duration::from_secs(5),
+        grpc.reserve_stock(reserve(41, &[(a, 2)], 0)),
+    )
+    .await
+    .expect("answered while the product is locked")
+    .expect("replay")
+    .into_inner();
+    assert_eq!(again, first);
+    holder.rollback().await.expect("rollback");
+}
