@@ -429,3 +429,41 @@ async fn a_new_order_is_served_from_the_cache_and_its_payment_seen_through_it(po
         .into_inner();
     assert_eq!(over_grpc.status(), OrderStatus::Paid);
 }
+
+/// A payment and a cancel of the same order at once: exactly one of them wins, and the stock
+/// follows it (sold for a paid order, back on sale for a cancelled one); never both, never a
+/// paid order whose stock was released.
+#[sqlx::test(migrator = "orders::MIGRATOR")]
+async fn a_payment_and_a_cancel_at_once_end_in_one_state_with_its_stock(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mug = app.product("Mug", "1.00", 100).await;
+    let alice = token(7, "user");
+    let payments = service_token("payments");
+    let grpc = OrderServiceClient::connect(app.grpc_url.clone())
+        .await
+        .expect("connect");
+    let mut paid_orders = 0;
+    for n in 0..10 {
+        let (_, order) = app.order(&alice, &[(mug, 1)], None).await;
+        let id = order["id"].as_i64().expect("id");
+        let mut client = grpc.clone();
+        let pay = client.mark_paid(paid(id, 1000 + n, &payments));
+        let path = format!("/orders/{id}/cancel");
+        let cancel = app.send(Method::POST, &path, None, &alice, None);
+        let (paid_result, (cancel_status, _)) = tokio::join!(pay, cancel);
+        let status = app.get(&format!("/orders/{id}"), &alice).await.1["status"].clone();
+        match (paid_result, cancel_status) {
+            (Ok(_), StatusCode::CONFLICT) => {
+                assert_eq!(status, "paid");
+                paid_orders += 1;
+            }
+            (Err(refused), StatusCode::OK) => {
+                assert_eq!(refused.code(), Code::Aborted, "{refused:?}");
+                assert_eq!(status, "cancelled");
+            }
+            other => panic!("order {id}: {other:?}, now {status}"),
+        }
+    }
+    // Every unit is either taken by a paid order or back on sale.
+    assert_eq!(app.stock(mug).await, 100 - paid_orders);
+}
