@@ -338,7 +338,20 @@ impl ProductsService {
     pub async fn reserve(&self, command: ReserveStock) -> Result<Reservation> {
         let ReserveStock { order_id, lines } = command;
         let ttl = i64::try_from(self.reservation_ttl.as_secs()).unwrap_or(900);
-        let seen = repo::reserve(&self.pool, order_id, &lines, ttl).await?;
+        // The one statement judges the rows it locked; a concurrent hold committed between its
+        // snapshot and its update can still make the row check refuse it (no unit is ever
+        // oversold: the statement changed nothing). Judged again on a new snapshot.
+        let mut attempt = 0;
+        let seen = loop {
+            match repo::reserve(&self.pool, order_id, &lines, ttl).await {
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("23514") && attempt < 5 =>
+                {
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
         let Some(expires_at) = seen.first().and_then(|r| r.expires_at) else {
             return self.not_held(order_id, &lines, &seen).await;
         };
